@@ -1,0 +1,167 @@
+"""Camera message → RGB array: every supported encoding, and each malformed input."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from qcraft_world_model.ingest import (
+    MalformedImageError,
+    TargetSize,
+    UnsupportedEncodingError,
+    decode_any,
+    decode_compressed_image,
+    decode_image,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+
+
+def raw(pixels: np.ndarray, encoding: str, *, step: int | None = None, bigendian: int = 0,
+        data: bytes | None = None) -> SimpleNamespace:
+    height, width = pixels.shape[:2]
+    packed = pixels.tobytes()
+    row = len(packed) // height
+    return SimpleNamespace(height=height, width=width, encoding=encoding, is_bigendian=bigendian,
+                           step=row if step is None else step, data=packed if data is None else data)
+
+
+def compressed(data: bytes, fmt: str = "jpeg") -> SimpleNamespace:
+    return SimpleNamespace(format=fmt, data=data)
+
+
+@pytest.mark.parametrize("encoding, pixels", [
+    ("rgb8", RGB),
+    ("bgr8", RGB[:, :, ::-1]),
+    ("rgba8", np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)])),
+    ("bgra8", np.dstack([RGB[:, :, ::-1], np.full(RGB.shape[:2], 7, np.uint8)])),
+])
+def test_color_encodings_decode_to_the_same_rgb(encoding: str, pixels: np.ndarray) -> None:
+    np.testing.assert_array_equal(decode_image(raw(np.ascontiguousarray(pixels), encoding)), RGB)
+
+
+def test_mono8_is_replicated_to_three_channels() -> None:
+    gray = RGB[:, :, 0].copy()
+    out = decode_image(raw(gray, "mono8"))
+    assert out.shape == (6, 10, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[:, :, channel], gray)
+
+
+@pytest.mark.parametrize("bigendian", [0, 1])
+def test_mono16_is_scaled_to_eight_bits_in_either_byte_order(bigendian: int) -> None:
+    values = np.array([[0, 65535], [32896, 257]], dtype=np.uint16)
+    stored = values.astype(">u2" if bigendian else "<u2")
+    out = decode_image(raw(stored, "mono16", bigendian=bigendian))
+    np.testing.assert_array_equal(out[:, :, 0], [[0, 255], [128, 1]])
+
+
+@pytest.mark.parametrize("encoding, code", [
+    ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
+    ("yuv422", cv2.COLOR_YUV2RGB_UYVY),
+])
+def test_yuv422_matches_opencv(encoding: str, code: int) -> None:
+    packed = RNG.integers(0, 256, (4, 8, 2), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_image(raw(packed, encoding)), cv2.cvtColor(packed, code))
+
+
+def test_bayer_decodes_to_rgb_of_the_same_size() -> None:
+    mosaic = RNG.integers(0, 256, (8, 8), dtype=np.uint8)
+    assert decode_image(raw(mosaic, "bayer_rggb8")).shape == (8, 8, 3)
+
+
+def test_row_padding_in_step_is_skipped() -> None:
+    padded = np.zeros((6, 10 * 3 + 2), np.uint8)  # two bytes of padding per row
+    padded[:, :30] = RGB.reshape(6, 30)
+    msg = SimpleNamespace(height=6, width=10, encoding="rgb8", is_bigendian=0, step=32,
+                          data=padded.tobytes())
+    np.testing.assert_array_equal(decode_image(msg), RGB)
+
+
+def test_resize_to_target_size() -> None:
+    out = decode_image(raw(RGB, "rgb8"), TargetSize(width=5, height=3))
+    assert out.shape == (3, 5, 3) and out.dtype == np.uint8
+
+
+def test_center_crop_keeps_the_middle_of_a_wide_image() -> None:
+    wide = np.zeros((4, 12, 3), np.uint8)
+    wide[:, 4:8] = 200  # the centre square
+    out = decode_image(raw(wide, "rgb8"), TargetSize(width=4, height=4, mode="center_crop"))
+    assert (out == 200).all()
+
+
+def test_jpeg_and_png_decode() -> None:
+    bgr = cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR)
+    png = cv2.imencode(".png", bgr)[1].tobytes()
+    np.testing.assert_array_equal(decode_compressed_image(compressed(png, "png")), RGB)
+    smooth = np.full((16, 16, 3), (200, 100, 50), np.uint8)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(smooth, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+    out = decode_compressed_image(compressed(jpeg.tobytes(), "rgb8; jpeg compressed bgr8"))
+    assert np.abs(out.astype(int) - smooth).max() <= 3
+
+
+def test_decode_any_tells_the_two_message_types_apart() -> None:
+    png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))[1].tobytes()
+    np.testing.assert_array_equal(decode_any(compressed(png, "png")), decode_any(raw(RGB, "rgb8")))
+
+
+# --- malformed input: each raises an error that names the problem ----------------
+
+def test_step_smaller_than_a_row_is_rejected() -> None:
+    with pytest.raises(MalformedImageError, match=r"step 20 is smaller than one row"):
+        decode_image(raw(RGB, "rgb8", step=20))
+
+
+def test_truncated_data_is_rejected() -> None:
+    with pytest.raises(MalformedImageError, match=r"data holds 100 bytes.*truncated"):
+        decode_image(raw(RGB, "rgb8", data=RGB.tobytes()[:100]))
+
+
+def test_unknown_encoding_is_rejected_with_the_supported_list() -> None:
+    with pytest.raises(UnsupportedEncodingError, match=r"encoding '32FC1' is not supported; use one of rgb8"):
+        decode_image(raw(RGB, "32FC1"))
+
+
+@pytest.mark.parametrize("height, width", [(0, 10), (6, 0)])
+def test_zero_size_is_rejected(height: int, width: int) -> None:
+    msg = SimpleNamespace(height=height, width=width, encoding="rgb8", is_bigendian=0, step=30, data=b"")
+    with pytest.raises(MalformedImageError, match=r"is empty"):
+        decode_image(msg)
+
+
+def test_corrupt_jpeg_is_rejected() -> None:
+    jpeg = cv2.imencode(".jpg", RGB)[1].tobytes()
+    broken = jpeg[:4] + b"\x00" * 40  # right signature, garbage body
+    with pytest.raises(MalformedImageError, match=r"jpeg data \(44 bytes\) is corrupt"):
+        decode_compressed_image(compressed(broken))
+
+
+def test_empty_compressed_data_is_rejected() -> None:
+    with pytest.raises(MalformedImageError, match=r"compressed image data is empty"):
+        decode_compressed_image(compressed(b""))
+
+
+def test_unknown_compressed_signature_is_rejected() -> None:
+    with pytest.raises(UnsupportedEncodingError, match=r"starts with 00000001"):
+        decode_compressed_image(compressed(b"\x00\x00\x00\x01gAAA", "jpeg"))
+
+
+def test_depth_and_video_formats_are_refused_by_name() -> None:
+    png = cv2.imencode(".png", RGB)[1].tobytes()
+    with pytest.raises(UnsupportedEncodingError, match=r"16UC1; compressedDepth"):
+        decode_compressed_image(compressed(png, "16UC1; compressedDepth"))
+    with pytest.raises(UnsupportedEncodingError, match=r"h264"):
+        decode_compressed_image(compressed(png, "h264"))
+
+
+def test_rclpy_messages_decode(ros) -> None:
+    from sensor_msgs.msg import CompressedImage, Image
+
+    msg = Image(height=6, width=10, encoding="bgr8", step=30, data=RGB[:, :, ::-1].tobytes())
+    np.testing.assert_array_equal(decode_image(msg), RGB)
+    png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))[1].tobytes()
+    np.testing.assert_array_equal(decode_any(CompressedImage(format="png", data=png)), RGB)
