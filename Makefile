@@ -35,7 +35,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 DEPS_STAMP  := $(VENV)/.deps-stamp
 BUILD_STAMP := install/.build-stamp
 PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pycache__/*')
-ROS_SETUP   := source install/setup.bash
+# colcon's setup scripts read unset variables: source them without -u.
+ROS_SETUP   := set +u && source install/setup.bash && set -u
 
 .PHONY: venv build test demo clean distclean freeze
 
@@ -44,6 +45,7 @@ venv: $(DEPS_STAMP)
 # Recreated only when the pins change.
 $(DEPS_STAMP): requirements/dev.txt requirements/ros-jazzy.txt requirements/constraints.txt setup.cfg setup.py
 	@echo "== set-up: Python venv with ROS 2 Jazzy wheels in .venv"
+	tools/install_system_deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	ln -sfn $(VENV) .venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip==26.3'
@@ -64,9 +66,11 @@ $(BUILD_STAMP): $(DEPS_STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) $
 
 # QCRAFT_WM_REQUIRE_ROS turns "ROS not built" from a skip into a failure, so a
 # broken build can never pass as a green run.
+# pytest exits 5 when it collected nothing: that is a failure here, said so.
 test: $(BUILD_STAMP)
 	@echo "== test"
-	$(ROS_SETUP) && QCRAFT_WM_REQUIRE_ROS=1 pytest
+	$(ROS_SETUP) && QCRAFT_WM_REQUIRE_ROS=1 pytest || { rc=$$?; \
+	  [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 demo: $(BUILD_STAMP)
 	$(ROS_SETUP) && qcraft-wm demo

@@ -79,3 +79,12 @@ def test_missing_and_broken_parameter_files(tmp_path: Path) -> None:
     broken.write_text("/**: {ros__parameters: [unclosed")
     with pytest.raises(ConfigError, match=r"is not valid YAML"):
         load_parameters(broken)
+
+
+def test_readme_parameter_table_is_generated_from_the_schema() -> None:
+    from qcraft_world_model.ingest.config import parameter_table_markdown
+
+    readme = (CONFIG.parents[1] / "README.md").read_text()
+    start = readme.index("<!-- parameter-table:start -->\n") + len("<!-- parameter-table:start -->\n")
+    table = readme[start:readme.index("<!-- parameter-table:end -->")].strip()
+    assert table == parameter_table_markdown(), "README table is stale: paste parameter_table_markdown()"

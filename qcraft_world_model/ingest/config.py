@@ -177,3 +177,25 @@ def _checked(spec: ParamSpec, value: Any, name: str) -> Any:
     if spec.choices and value not in spec.choices:
         raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
     return value
+
+
+_ROS_TYPE_NAMES = {list: "string[]", str: "string", int: "integer", float: "double", bool: "bool"}
+
+
+def parameter_table_markdown() -> str:
+    """The README's parameter table, generated from the schema (a test keeps them equal)."""
+    rows = ["| parameter | type | default | unit | range | meaning |", "|---|---|---|---|---|---|"]
+    specs = [*PARAMETERS[:1], *(ParamSpec(f"cameras.<name>.{s.name}", s.type, s.default, s.description,
+                                          s.unit, s.minimum, s.maximum, s.choices)
+                                for s in CAMERA_PARAMETERS), *PARAMETERS[1:]]
+    for spec in specs:
+        if spec.choices:
+            allowed = " \\| ".join(spec.choices)
+        elif spec.minimum is not None:
+            allowed = f"{spec.minimum:g} – {spec.maximum:g}"
+        else:
+            allowed = ""
+        default = f"`{spec.default!r}`".replace("'", '"')
+        rows.append(f"| `{spec.name}` | {_ROS_TYPE_NAMES[spec.type]} | {default} | {spec.unit} | {allowed} | "
+                    f"{spec.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, replay evaluation and reports (no rclpy)."""
