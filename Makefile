@@ -38,7 +38,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo clean distclean freeze
+.PHONY: venv build test demo data clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -74,6 +74,15 @@ test: $(BUILD_STAMP)
 
 demo: $(BUILD_STAMP)
 	$(ROS_SETUP) && qcraft-wm demo
+
+# The standard data: 1000 training clips, 200 evaluation clips (held-out map)
+# and a 60-second evaluation bag. Resumable: rerunning keeps finished shards.
+DATA ?= out/data
+data: $(DEPS_STAMP)
+	qcraft-wm generate clips --split train --clips 1000 --out $(DATA)/train --json $(DATA)/train.json
+	qcraft-wm generate clips --split eval --clips 200 --out $(DATA)/eval --json $(DATA)/eval.json
+	test -d $(DATA)/eval_bag || qcraft-wm generate bag --map berlin_adlershof --seed 100000 --seconds 60 \
+	  --out $(DATA)/eval_bag --json $(DATA)/eval_bag.json
 
 freeze: $(DEPS_STAMP)
 	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/pip freeze --exclude-editable | LC_ALL=C sort; } > requirements/constraints.txt.new

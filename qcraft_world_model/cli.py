@@ -34,6 +34,59 @@ def _cmd_check_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(description: str, unit: str):  # noqa: ANN202 - a progress callback
+    """A tqdm bar driven by (done, total) callbacks."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _cmd_generate_clips(args: argparse.Namespace) -> int:
+    from qcraft_world_model.data.generate import DatasetPlan, describe, generate_dataset
+
+    overrides = {"clips_per_episode": args.clips_per_episode, "rig": args.rig, "image_size": args.image_size}
+    if args.seed is not None:
+        overrides["seed_base"] = args.seed
+    plan = DatasetPlan.for_split(args.split, args.clips, **overrides)
+    if args.maps:
+        plan = DatasetPlan(args.split, tuple(args.maps.split(",")), args.clips, **overrides)
+    report = generate_dataset(args.out, plan, workers=args.workers,
+                              progress=_progress_bar(f"{args.split} clips", "clip"))
+    print(describe(report))
+    result = report.to_dict()
+    result["frames_per_second"] = report.frames_rendered / max(report.seconds, 1e-9)
+    _write_json(args.json, result)
+    return 1 if report.failed else 0
+
+
+def _cmd_generate_bag(args: argparse.Namespace) -> int:
+    import time
+
+    from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
+
+    config = SceneBagConfig(map=args.map, seed=args.seed, seconds=args.seconds, rig=args.rig,
+                            image_size=args.image_size)
+    start = time.perf_counter()
+    summary = write_scene_bag(args.out, config, storage=args.storage, overwrite=args.overwrite,
+                              progress=_progress_bar("bag frames", "frame"))
+    summary["wall_seconds"] = time.perf_counter() - start
+    print(f"{args.out}: {summary['frames']} frames ({summary['seconds']:.1f} s) on {args.map} seed {args.seed}, "
+          f"ego {summary['ego']}, in {summary['wall_seconds']:.0f} s")
+    _write_json(args.json, summary)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qcraft_world_model.demo import run_demo
 
@@ -57,6 +110,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, help="also write the report as JSON here")
     check.set_defaults(func=_cmd_check_bag)
 
+    generate = sub.add_parser("generate", help="driving scenes from SUMO on real road maps: clips or a bag")
+    gen_sub = generate.add_subparsers(dest="what", required=True, metavar="WHAT")
+    clips = gen_sub.add_parser("clips", help="a clip dataset (safetensors shards + manifest), resumable",
+                               description="Simulate episodes on the split's maps in parallel processes and "
+                                           "write clips of past/future frames with ground truth. Rerunning "
+                                           "the same command resumes: finished shards are kept.")
+    clips.add_argument("--split", choices=("train", "eval"), default="train",
+                       help="train: motorway, Ingolstadt, Braunschweig, generated towns; eval: Berlin Adlershof")
+    clips.add_argument("--clips", type=int, default=1000, help="clips to make")
+    clips.add_argument("--out", type=Path, required=True, help="dataset folder")
+    clips.add_argument("--maps", help="comma-separated maps instead of the split's (see data/sumo_maps.py)")
+    clips.add_argument("--seed", type=int, help="first episode seed (default: 1 for train, 100000 for eval)")
+    clips.add_argument("--clips-per-episode", type=int, default=25)
+    clips.add_argument("--rig", default="front", help="camera rig: front or front3")
+    clips.add_argument("--image-size", type=int, default=128)
+    clips.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    clips.add_argument("--json", type=Path, help="also write the generation report as JSON here")
+    clips.set_defaults(func=_cmd_generate_clips)
+
+    bag = gen_sub.add_parser("bag", help="one drive recorded as a rosbag2 (cameras, ground truth, odometry, tf)")
+    bag.add_argument("--map", default="berlin_adlershof")
+    bag.add_argument("--seed", type=int, default=100_000)
+    bag.add_argument("--seconds", type=float, default=60.0)
+    bag.add_argument("--rig", default="front")
+    bag.add_argument("--image-size", type=int, default=128)
+    bag.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    bag.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    bag.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+    bag.add_argument("--json", type=Path, help="also write a summary as JSON here")
+    bag.set_defaults(func=_cmd_generate_bag)
+
     demo = sub.add_parser("demo", help="the main job on a fresh machine (see README)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -66,13 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``qcraft-wm``; errors a user can fix exit 2 with one clear line."""
+    from qcraft_world_model.data.clip_dataset import DatasetError
     from qcraft_world_model.data.rosbag_io import BagError
+    from qcraft_world_model.data.sumo_maps import MapError
+    from qcraft_world_model.data.traffic_sim import SimulationError
     from qcraft_world_model.ingest import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BagError, ConfigError, FileNotFoundError) as err:
+    except (BagError, ConfigError, DatasetError, MapError, SimulationError, FileNotFoundError) as err:
         print(f"qcraft-wm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

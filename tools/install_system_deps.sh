@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # cmake + g++: colcon builds the message typesupport libraries.
-packages=(cmake g++)
+# EGL + Mesa (llvmpipe): Panda3D renders the scene generator's cameras offscreen.
+packages=(cmake g++ libegl1 libegl-mesa0 libgl1-mesa-dri)
 
 missing=()
 for pkg in "${packages[@]}"; do

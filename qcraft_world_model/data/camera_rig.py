@@ -1,0 +1,109 @@
+"""Pinhole cameras mounted on the ego: intrinsics, extrinsics, projection.
+
+Frames: the ego frame is ROS ``base_link`` (x forward, y left, z up, origin at
+the ego's box centre on the ground); each camera's optical frame is the ROS
+convention (z forward, x right, y down). Pitch is positive looking down.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """One camera: image size, horizontal field of view, and its mount on the ego."""
+
+    name: str
+    width: int = 128
+    height: int = 128
+    hfov_deg: float = 90.0
+    #: Mount position in the ego frame, metres.
+    x: float = 1.2
+    y: float = 0.0
+    z: float = 1.6
+    #: Mount orientation: yaw (left positive) and pitch (down positive), degrees.
+    yaw_deg: float = 0.0
+    pitch_down_deg: float = 4.0
+
+    @property
+    def fx(self) -> float:
+        return self.width / 2 / math.tan(math.radians(self.hfov_deg) / 2)
+
+    @property
+    def fy(self) -> float:
+        return self.fx  # square pixels
+
+    @property
+    def cx(self) -> float:
+        return self.width / 2
+
+    @property
+    def cy(self) -> float:
+        return self.height / 2
+
+    @property
+    def vfov_deg(self) -> float:
+        return math.degrees(2 * math.atan(self.height / 2 / self.fy))
+
+    def intrinsics(self) -> np.ndarray:
+        """K, the 3x3 intrinsic matrix."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def rotation_ego_from_camera_body(self) -> np.ndarray:
+        """Rotation taking camera-body vectors (x fwd, y left, z up) into the ego frame."""
+        yaw, pitch = math.radians(self.yaw_deg), math.radians(self.pitch_down_deg)
+        rz = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
+        ry = np.array([[math.cos(pitch), 0, math.sin(pitch)], [0, 1, 0], [-math.sin(pitch), 0, math.cos(pitch)]])
+        return rz @ ry
+
+    def ego_to_optical(self, points_ego: np.ndarray) -> np.ndarray:
+        """Ego-frame (N, 3) points → optical frame (z forward, x right, y down)."""
+        body = (np.asarray(points_ego, dtype=np.float64) - [self.x, self.y, self.z]) @ \
+            self.rotation_ego_from_camera_body()
+        return np.stack([-body[:, 1], -body[:, 2], body[:, 0]], axis=1)
+
+    def project(self, points_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates (N, 2) (u right, v down, pixel centres at +0.5) and depths (N,).
+
+        Points behind the camera get NaN pixels.
+        """
+        optical = self.ego_to_optical(points_ego)
+        depth = optical[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = self.fx * optical[:, 0] / depth + self.cx
+            v = self.fy * optical[:, 1] / depth + self.cy
+        pixels = np.stack([u, v], axis=1)
+        pixels[depth <= 1e-6] = np.nan
+        return pixels, depth
+
+    def to_dict(self) -> dict:
+        """Intrinsics and extrinsics for manifests and CameraInfo."""
+        return {**asdict(self), "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+                "K": self.intrinsics().tolist()}
+
+
+#: Camera rigs by name: the default single front camera and a three-camera front rig.
+RIGS: dict[str, tuple[PinholeCamera, ...]] = {
+    "front": (PinholeCamera("front"),),
+    "front3": (PinholeCamera("front"),
+               PinholeCamera("front_left", x=1.0, y=0.5, yaw_deg=60.0),
+               PinholeCamera("front_right", x=1.0, y=-0.5, yaw_deg=-60.0)),
+}
+
+
+def get_rig(name: str, width: int = 128, height: int = 128) -> tuple[PinholeCamera, ...]:
+    """A named rig at the given image size."""
+    if name not in RIGS:
+        raise ValueError(f"unknown camera rig {name!r}; known rigs: {', '.join(RIGS)}")
+    return tuple(replace(camera, width=width, height=height) for camera in RIGS[name])
+
+
+def with_mount_jitter(rig: tuple[PinholeCamera, ...], rng: np.random.Generator) -> tuple[PinholeCamera, ...]:
+    """The rig on a different vehicle: camera height and pitch varied per scene."""
+    dz = float(rng.uniform(-0.25, 0.3))
+    dpitch = float(rng.uniform(-2.0, 2.0))
+    return tuple(replace(c, z=c.z + dz, pitch_down_deg=c.pitch_down_deg + dpitch) for c in rig)

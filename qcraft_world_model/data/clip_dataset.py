@@ -1,0 +1,135 @@
+"""Clip datasets on disk: safetensors shards, one per episode, and a manifest.
+
+A shard holds its episode's clips stacked along the first axis, so one clip
+loads by slicing without reading the rest. Each shard has a JSON sidecar
+(provenance, clip count, SHA-256) written after the shard itself; a shard
+without its sidecar is unfinished and is regenerated. The manifest lists the
+finished shards. Writes go to a temporary name and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from qcraft_world_model.data.episode import AGENT_FEATURES, Clip
+
+FORMAT = "qcraft-wm-clips/1"
+ARRAY_FIELDS = ("frames", "ego", "agents", "agent_valid", "agent_size", "agent_label", "agent_id",
+                "agent_in_view", "ego_pose_map")
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, incomplete, or does not match what was asked for; the message says how."""
+
+
+def shard_name(map_name: str, seed: int) -> str:
+    return f"{map_name}-seed{seed:05d}.safetensors"
+
+
+def write_shard(path: Path, clips: Sequence[Clip], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Write clips to ``path`` and its sidecar atomically; return the sidecar's content."""
+    if not clips:
+        raise DatasetError(f"no clips to write to {path}")
+    arrays = {name: np.ascontiguousarray(np.stack([getattr(c, name) for c in clips])) for name in ARRAY_FIELDS}
+    arrays["time_s"] = np.array([c.time_s for c in clips], np.float64)
+    metadata = {"format": FORMAT, "provenance": json.dumps(provenance, sort_keys=True),
+                "agent_features": ",".join(AGENT_FEATURES)}
+    _atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+    sidecar = {**provenance, "file": path.name, "clips": len(clips), "sha256": _sha256(path),
+               "bytes": path.stat().st_size}
+    _atomic(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n"))
+    return sidecar
+
+
+def sidecar_path(shard: Path) -> Path:
+    return shard.with_suffix(".json")
+
+
+def finished_shard(path: Path) -> dict[str, Any] | None:
+    """The sidecar of a shard that was completely written, else None."""
+    sidecar = sidecar_path(path)
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    try:
+        info = json.loads(sidecar.read_text())
+    except json.JSONDecodeError:
+        return None
+    return info if info.get("bytes") == path.stat().st_size else None
+
+
+def write_manifest(root: Path, split: str, shards: list[dict[str, Any]], settings: dict[str, Any]) -> Path:
+    manifest = {"format": FORMAT, "split": split, "clips": sum(s["clips"] for s in shards),
+                "shards": sorted(shards, key=lambda s: s["file"]), **settings}
+    path = root / "manifest.json"
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n"))
+    return path
+
+
+class ClipDataset:
+    """Random access to the clips of a generated dataset (NumPy; no torch needed)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        manifest_path = self.root / "manifest.json"
+        if not manifest_path.is_file():
+            raise DatasetError(f"{self.root} is not a clip dataset (no manifest.json); "
+                               "make one with `qcraft-wm generate`")
+        self.manifest = json.loads(manifest_path.read_text())
+        if self.manifest.get("format") != FORMAT:
+            raise DatasetError(f"{manifest_path}: format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        self._index: list[tuple[Path, int]] = []
+        for shard in self.manifest["shards"]:
+            path = self.root / shard["file"]
+            if not path.is_file():
+                raise DatasetError(f"{self.root}: shard {shard['file']} listed in the manifest is missing")
+            self._index += [(path, i) for i in range(shard["clips"])]
+        self._handles: dict[Path, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        path, row = self._index[index]
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = safe_open(str(path), framework="np")
+        return {name: handle.get_slice(name)[row] for name in (*ARRAY_FIELDS, "time_s")}
+
+    def provenance(self, index: int) -> dict[str, Any]:
+        path, _ = self._index[index]
+        with safe_open(str(path), framework="np") as handle:
+            return json.loads(handle.metadata()["provenance"])
+
+
+def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path
+    """Write via ``<path>.tmp`` + rename; a failure (disk full included) leaves nothing behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise DatasetError(f"cannot write {path}: {reason}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,165 @@
+"""``qcraft-wm generate``: clip datasets from many episodes, in parallel, resumable.
+
+Splits use different maps *and* different seeds: training on the motorway,
+Ingolstadt, Braunschweig and three kinds of generated towns; evaluation on
+Berlin Adlershof, a real urban map the model never sees in training.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qcraft_world_model import __version__
+from qcraft_world_model.data.clip_dataset import DatasetError, finished_shard, shard_name, write_manifest, write_shard
+from qcraft_world_model.data.episode import EpisodeConfig, run_episode
+from qcraft_world_model.data.sumo_maps import get_map
+
+TRAIN_MAPS = ("a10_motorway", "ingolstadt", "braunschweig", "random_grid", "random_spider", "random_organic")
+EVAL_MAPS = ("berlin_adlershof",)
+#: Seeds of the evaluation split start here, so no episode seed is shared with training.
+EVAL_SEED_BASE = 100_000
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What to generate: a split, its maps, how many clips, in episodes of how many."""
+
+    split: str
+    maps: tuple[str, ...]
+    clips: int
+    clips_per_episode: int = 25
+    seed_base: int = 1
+    rig: str = "front"
+    image_size: int = 128
+
+    @classmethod
+    def for_split(cls, split: str, clips: int, **overrides: Any) -> DatasetPlan:
+        if split == "train":
+            return cls("train", TRAIN_MAPS, clips, **overrides)
+        if split == "eval":
+            return cls("eval", EVAL_MAPS, clips, **{"seed_base": EVAL_SEED_BASE, **overrides})
+        raise DatasetError(f"unknown split {split!r}; use train or eval")
+
+    def episodes(self) -> list[EpisodeConfig]:
+        """Episodes round-robin over the maps, one seed each."""
+        for name in self.maps:
+            get_map(name)  # fail before any work on an unknown map
+        count = -(-self.clips // self.clips_per_episode)
+        episodes = []
+        for i in range(count):
+            clips = min(self.clips_per_episode, self.clips - i * self.clips_per_episode)
+            episodes.append(EpisodeConfig(map=self.maps[i % len(self.maps)], seed=self.seed_base + i, clips=clips,
+                                          rig=self.rig, image_size=self.image_size))
+        return episodes
+
+
+@dataclass
+class GenerationReport:
+    out: Path
+    clips: int
+    shards: int
+    reused_shards: int
+    failed: list[str]
+    seconds: float
+    frames_rendered: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out": str(self.out)}
+
+
+def run_job(config: EpisodeConfig, out: Path) -> dict[str, Any]:
+    """Generate one episode's shard (runs in a worker process)."""
+    import libsumo
+    from panda3d.core import PandaSystem
+
+    spec = get_map(config.map)
+    start = time.perf_counter()
+    clips = list(run_episode(config))
+    if not clips:
+        raise DatasetError(f"map {config.map!r} seed {config.seed}: no clip could be made "
+                           f"within {config.max_sim_s:g} simulated seconds")
+    provenance = {
+        "map": config.map, "map_description": spec.description, "data_source": spec.source,
+        "seed": config.seed, "episode": asdict(config),
+        "cameras": clips[0].meta["cameras"], "style": clips[0].meta["style"],
+        "egos": sorted({clip.meta["ego"] for clip in clips}),
+        "versions": {"qcraft_world_model": __version__, "sumo": libsumo.getVersion()[1],
+                     "panda3d": PandaSystem.getVersionString()},
+    }
+    sidecar = write_shard(out / shard_name(config.map, config.seed), clips, provenance)
+    return {**sidecar, "seconds": time.perf_counter() - start}
+
+
+def generate_dataset(out: str | Path, plan: DatasetPlan, workers: int = 2,
+                     progress: Callable[[int, int], None] | None = None) -> GenerationReport:
+    """Generate (or finish) a dataset; finished shards are kept, so a rerun resumes."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DatasetError(f"cannot create output folder {out}: {err.strerror}") from err
+    episodes = plan.episodes()
+    start = time.perf_counter()
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for episode in episodes:
+        info = finished_shard(out / shard_name(episode.map, episode.seed))
+        if info is not None:
+            done[info["file"]] = info
+        else:
+            todo.append(episode)
+    reused = len(done)
+    failed: list[str] = []
+    total = sum(e.clips for e in episodes)
+    made = sum(info["clips"] for info in done.values())
+    if progress:
+        progress(made, total)
+    if todo:
+        context = multiprocessing.get_context("spawn")  # libsumo and Panda3D: one fresh process each
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context, max_tasks_per_child=1) as pool:
+            pending: dict[Future, EpisodeConfig] = {pool.submit(run_job, e, out): e for e in todo}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    episode = pending.pop(future)
+                    try:
+                        info = future.result()
+                    except Exception as err:  # one bad episode must not sink the others
+                        failed.append(f"{episode.map} seed {episode.seed}: {err}")
+                        continue
+                    done[info["file"]] = info
+                    made += info["clips"]
+                    if progress:
+                        progress(made, total)
+    shards = [{k: v for k, v in info.items() if k != "seconds"} for info in done.values()]
+    if shards:
+        write_manifest(out, plan.split, shards, {
+            "plan": asdict(plan), "agent_features": ["x", "y", "heading", "vx", "vy"],
+            "attribution": sorted({get_map(s["map"]).source for s in shards}),
+        })
+    frames = sum(s["clips"] for s in shards) * (episodes[0].frame_steps if episodes else 0)
+    return GenerationReport(out, sum(s["clips"] for s in shards), len(shards), reused, failed,
+                            time.perf_counter() - start, frames)
+
+
+def describe(report: GenerationReport) -> str:
+    lines = [f"{report.out}: {report.clips} clips in {report.shards} shards "
+             f"({report.reused_shards} reused) in {report.seconds:.0f} s"]
+    lines += [f"  FAILED {line}" for line in report.failed]
+    return "\n".join(lines)
+
+
+def split_overview(root: Path) -> dict[str, Any]:
+    """Clips per map of a generated dataset (for docs)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    per_map: dict[str, int] = {}
+    for shard in manifest["shards"]:
+        per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
+    return {"split": manifest["split"], "clips": manifest["clips"], "per_map": per_map}

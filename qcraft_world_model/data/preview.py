@@ -1,0 +1,38 @@
+"""A picture of one clip: what the cameras saw at t0 with ground-truth boxes, and a bird's-eye view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcraft_world_model.data.camera_rig import PinholeCamera
+from qcraft_world_model.eval.drawing import box_corners_3d, draw_bev, draw_boxes, label_strip
+
+
+def cameras_from_provenance(provenance: dict) -> tuple[PinholeCamera, ...]:
+    """The (per-episode jittered) cameras recorded in a shard's provenance."""
+    keys = PinholeCamera.__dataclass_fields__
+    return tuple(PinholeCamera(**{k: v for k, v in c.items() if k in keys}) for c in provenance["cameras"])
+
+
+def clip_preview(sample: dict[str, np.ndarray], cameras: tuple[PinholeCamera, ...], past_frames: int = 16,
+                 scale: int = 3) -> np.ndarray:
+    """Camera frames at t0 (upscaled, GT boxes of agents drawn) beside the bird's-eye view."""
+    t0 = past_frames - 1
+    agents, valid = sample["agents"], sample["agent_valid"]
+    boxes = [(box_corners_3d(*agents[t0, a, :3], *sample["agent_size"][a]), sample["agent_label"][a])
+             for a in range(agents.shape[1]) if valid[t0, a]]
+    tiles = []
+    for c, camera in enumerate(cameras):
+        image = draw_boxes(sample["frames"][t0, c], camera, boxes, scale=scale)
+        tiles.append(np.vstack([label_strip(f"{camera.name} t0", image.shape[1]), image]))
+    height = tiles[0].shape[0]
+    bev = draw_bev(agents, valid, sample["agent_size"], sample["agent_label"], t0, ego=sample["ego"],
+                   cameras=cameras, pixels=height - 18)
+    tiles.append(np.vstack([label_strip("ground truth, ego frame", bev.shape[1]), bev]))
+    return np.hstack(tiles)
+
+
+def frame_strip(sample: dict[str, np.ndarray], camera: int = 0, every: int = 3) -> np.ndarray:
+    """Every ``every``-th frame of one camera across the clip, past and future, side by side."""
+    frames = sample["frames"][::every, camera]
+    return np.hstack(list(frames))
