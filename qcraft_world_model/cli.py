@@ -87,6 +87,32 @@ def _cmd_generate_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from qcraft_world_model.data.clip_dataset import ClipDataset
+    from qcraft_world_model.data.preview import cameras_from_provenance, clip_preview, frame_strip
+    from qcraft_world_model.eval.drawing import label_strip
+
+    dataset = ClipDataset(args.dataset)
+    rows = []
+    for index in args.clips:
+        if not 0 <= index < len(dataset):
+            raise FileNotFoundError(f"clip {index} is out of range: {args.dataset} has {len(dataset)} clips")
+        sample, provenance = dataset[index], dataset.provenance(index)
+        preview = clip_preview(sample, cameras_from_provenance(provenance))
+        strip = frame_strip(sample)
+        strip = cv2.resize(strip, (preview.shape[1], round(strip.shape[0] * preview.shape[1] / strip.shape[1])))
+        caption = f"clip {index}: {provenance['map']} seed {provenance['seed']} - frames every 0.3 s, " \
+                  "the last 4 are the future"
+        rows.append(np.vstack([label_strip(caption, preview.shape[1]), preview, strip]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qcraft_world_model.demo import run_demo
 
@@ -140,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--overwrite", action="store_true", help="replace an existing bag")
     bag.add_argument("--json", type=Path, help="also write a summary as JSON here")
     bag.set_defaults(func=_cmd_generate_bag)
+
+    preview = sub.add_parser("preview", help="picture of dataset clips: frames, ground-truth boxes, top-down view")
+    preview.add_argument("dataset", type=Path, help="clip dataset folder (with manifest.json)")
+    preview.add_argument("--clips", type=lambda text: [int(i) for i in text.split(",")], default=[0],
+                         help="comma-separated clip indices")
+    preview.add_argument("--out", type=Path, required=True, help="PNG to write")
+    preview.set_defaults(func=_cmd_preview)
 
     demo = sub.add_parser("demo", help="the main job on a fresh machine (see README)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")

@@ -61,7 +61,7 @@ def test_writer_publishes_nothing_when_interrupted(tmp_path: Path) -> None:
         with BagWriter(target) as bag:
             bag.write_camera_frame("/cam", __import__("numpy").zeros((4, 4, 3), "uint8"), 1, "cam")
             raise RuntimeError("simulated crash")
-    assert not target.exists() and not (tmp_path / "bag.partial").exists()
+    assert list(tmp_path.iterdir()) == [], "neither the bag nor its staging folder may remain"
 
 
 def test_writer_refuses_to_overwrite_an_existing_bag(tmp_path: Path) -> None:

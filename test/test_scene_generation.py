@@ -43,7 +43,7 @@ def traffic() -> list:
 def test_agents_move_along_their_heading_at_their_speed(traffic: list) -> None:
     """SUMO's compass angle and front-bumper position are converted right: displacement
     between steps points where the heading says, as far as the speed says."""
-    checked = 0
+    errors = []
     for before, after in zip(traffic, traffic[1:]):
         now = {a.sumo_id: a for a in after.agents}
         for agent in before.agents:
@@ -53,9 +53,10 @@ def test_agents_move_along_their_heading_at_their_speed(traffic: list) -> None:
             dx, dy = nxt.x - agent.x, nxt.y - agent.y
             assert math.hypot(dx, dy) == pytest.approx(0.1 * (agent.speed + nxt.speed) / 2, abs=0.15)
             direction = math.atan2(dy, dx)
-            assert abs(math.atan2(math.sin(direction - agent.heading), math.cos(direction - agent.heading))) < 0.35
-            checked += 1
-    assert checked >= 10
+            errors.append(abs(math.atan2(math.sin(direction - agent.heading), math.cos(direction - agent.heading))))
+    assert len(errors) >= 10
+    # A box centre in a turn slides a little sideways; a wrong angle convention would be off by 90-180 deg.
+    assert np.median(errors) < 0.05 and np.percentile(errors, 90) < 0.5
 
 
 def test_ids_are_stable_and_motion_is_continuous(traffic: list) -> None:
@@ -165,7 +166,7 @@ def test_scene_bag_round_trip(tmp_path: Path) -> None:
 
 def test_scene_bag_is_reproducible(tmp_path: Path) -> None:
     config = SceneBagConfig(map="braunschweig", seed=5, seconds=1.0, image_size=32)
-    write_scene_bag(tmp_path / "a", config)
-    write_scene_bag(tmp_path / "b", config)
-    (a,), (b,) = list((tmp_path / "a").glob("*.mcap")), list((tmp_path / "b").glob("*.mcap"))
-    assert digest(a) == digest(b)
+    write_scene_bag(tmp_path / "a" / "bag", config)
+    write_scene_bag(tmp_path / "b" / "bag", config)
+    for name in ("bag.mcap", "metadata.yaml"):
+        assert digest(tmp_path / "a" / "bag" / name) == digest(tmp_path / "b" / "bag" / name), name

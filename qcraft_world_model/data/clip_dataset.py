@@ -24,6 +24,7 @@ from safetensors.numpy import save_file
 from qcraft_world_model.data.episode import AGENT_FEATURES, Clip
 
 FORMAT = "qcraft-wm-clips/1"
+METADATA_KEY = "qcraft_world_model"
 ARRAY_FIELDS = ("frames", "ego", "agents", "agent_valid", "agent_size", "agent_label", "agent_id",
                 "agent_in_view", "ego_pose_map")
 
@@ -42,8 +43,10 @@ def write_shard(path: Path, clips: Sequence[Clip], provenance: dict[str, Any]) -
         raise DatasetError(f"no clips to write to {path}")
     arrays = {name: np.ascontiguousarray(np.stack([getattr(c, name) for c in clips])) for name in ARRAY_FIELDS}
     arrays["time_s"] = np.array([c.time_s for c in clips], np.float64)
-    metadata = {"format": FORMAT, "provenance": json.dumps(provenance, sort_keys=True),
-                "agent_features": ",".join(AGENT_FEATURES)}
+    # One metadata key: safetensors writes its metadata map in hash order, so
+    # several keys would make the same shard come out with different bytes.
+    metadata = {METADATA_KEY: json.dumps({"format": FORMAT, "provenance": provenance,
+                                          "agent_features": list(AGENT_FEATURES)}, sort_keys=True)}
     _atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
     sidecar = {**provenance, "file": path.name, "clips": len(clips), "sha256": _sha256(path),
                "bytes": path.stat().st_size}
@@ -108,7 +111,7 @@ class ClipDataset:
     def provenance(self, index: int) -> dict[str, Any]:
         path, _ = self._index[index]
         with safe_open(str(path), framework="np") as handle:
-            return json.loads(handle.metadata()["provenance"])
+            return json.loads(handle.metadata()[METADATA_KEY])["provenance"]
 
 
 def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path

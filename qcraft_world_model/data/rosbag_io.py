@@ -97,7 +97,10 @@ def bag_topics(bag: str | Path) -> dict[str, str]:
 
 
 class BagWriter:
-    """Write a rosbag2 atomically: staged as ``<path>.partial``, renamed on success.
+    """Write a rosbag2 atomically: staged under ``.<name>.partial/``, moved into place on success.
+
+    The staging folder holds a bag of the final name, because rosbag2 names the
+    storage file after its folder and records that name in the metadata.
 
     Use as a context manager; an exception inside the block removes the
     partial bag instead of publishing it.
@@ -107,7 +110,8 @@ class BagWriter:
                  typestore: Typestore | None = None, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.typestore = typestore or make_typestore()
-        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._staging = self.path.with_name(f".{self.path.name}.partial")
+        self._partial = self._staging / self.path.name
         if self.path.exists() and not overwrite:
             raise BagError(f"bag {self.path} already exists (pass overwrite to replace it)")
         if storage not in _PLUGINS:
@@ -118,8 +122,8 @@ class BagWriter:
 
     def __enter__(self) -> BagWriter:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(self._partial, ignore_errors=True)
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging.mkdir(parents=True)
             self._writer = Writer(self._partial, version=9, storage_plugin=self._storage)
             self._writer.open()
         except (OSError, WriterError) as err:
@@ -132,16 +136,17 @@ class BagWriter:
         try:
             self._writer.close()
         except (OSError, WriterError) as err:
-            shutil.rmtree(self._partial, ignore_errors=True)
+            shutil.rmtree(self._staging, ignore_errors=True)
             if exc is None:
                 raise BagError(f"cannot finish bag {self.path}: {err}") from err
             return
         if exc is not None:
-            shutil.rmtree(self._partial, ignore_errors=True)
+            shutil.rmtree(self._staging, ignore_errors=True)
             return
         if self.path.exists():
             shutil.rmtree(self.path)
         self._partial.rename(self.path)
+        self._staging.rmdir()
 
     def write(self, topic: str, msgtype: str, message: Any, log_time_ns: int) -> None:
         """Serialize and append one message (topics are registered on first use)."""
