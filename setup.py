@@ -14,5 +14,6 @@ setup(
     data_files=[
         ("share/qcraft_world_model", ["package.xml"]),
         ("share/qcraft_world_model/msg", sorted(glob("msg/*.msg"))),
+        ("share/qcraft_world_model/config/models", sorted(glob("config/models/*.yaml"))),
     ],
 )

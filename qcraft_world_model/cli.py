@@ -113,6 +113,48 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from qcraft_world_model.train.trainer import TrainConfig, train
+
+    config = TrainConfig(preset=args.preset, data=str(args.data), out=str(args.out), steps=args.steps,
+                         batch=args.batch, lr=args.lr, seed=args.seed, max_clips=args.max_clips,
+                         time_budget_s=args.time_budget)
+    summary = train(config)
+    state = "finished" if summary["finished"] else "paused (rerun the same command to resume)"
+    print(f"{args.out}: step {summary['step']}/{summary['steps']} {state}, {summary['seconds']:.0f} s of training")
+    _write_json(args.json, summary)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from qcraft_world_model.eval.evaluate import evaluate_clips
+    from qcraft_world_model.eval.report import write_report
+    from qcraft_world_model.train.trainer import load_model
+
+    model = load_model(args.model)
+    result, examples = evaluate_clips(model, args.data, max_clips=args.max_clips)
+    result["model"]["folder"] = str(args.model)
+    report = write_report(args.out, result, examples)
+    frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
+    agents = result["model"]["agents"]
+    print(f"report: {report}")
+    print("PSNR model / copy-last per step: " + ", ".join(f"{m:.2f}/{c:.2f}" for m, c in zip(frames, copy)))
+    print(f"agents: recall@2m {agents['recall_2m']}, minFDE_1@3s {agents['minFDE_1']['3s']}, "
+          f"CV minFDE@3s {result['baselines']['constant_velocity']['agents']['minFDE_1']['3s']}")
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_bench_attention(args: argparse.Namespace) -> int:
+    from qcraft_world_model.bench.attention import bench_attention
+
+    result = bench_attention(sizes=tuple(args.sizes), window=args.window, anchors=args.anchors, dim=args.dim,
+                             heads=args.heads, repeats=args.repeats, device=args.device, dtype=args.dtype)
+    print(json.dumps(result, indent=2))
+    _write_json(args.json, result)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qcraft_world_model.demo import run_demo
 
@@ -167,6 +209,43 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--json", type=Path, help="also write a summary as JSON here")
     bag.set_defaults(func=_cmd_generate_bag)
 
+    train = sub.add_parser("train", help="train a model preset on a clip dataset (resumable)",
+                           description="Seeded, resumable training. Rerunning the same command resumes from "
+                                       "OUT/checkpoint.pt. Under torchrun, one process per GPU/core group.")
+    train.add_argument("--preset", default="lite", help="lite, base, or a model YAML file")
+    train.add_argument("--data", type=Path, default=Path("out/data/train"), help="clip dataset folder")
+    train.add_argument("--out", type=Path, default=Path("out/train/lite"), help="run folder")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-clips", type=int, help="use only the first N clips")
+    train.add_argument("--time-budget", type=float, help="pause (resumably) after this many seconds")
+    train.add_argument("--json", type=Path, help="also write the run summary as JSON here")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a model and the baselines on a clip set: JSON + report")
+    evaluate.add_argument("--model", type=Path, required=True, help="model folder (model.safetensors, config.json)")
+    evaluate.add_argument("--data", type=Path, default=Path("out/data/eval"), help="clip dataset folder")
+    evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
+    evaluate.add_argument("--max-clips", type=int)
+    evaluate.add_argument("--json", type=Path, help="also write the metrics JSON here")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON): attention")
+    bench_sub = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
+    attention = bench_sub.add_parser("attention", help="sparse vs dense attention: time and peak memory vs n")
+    attention.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[256, 1024, 4096])
+    attention.add_argument("--window", type=int, default=128)
+    attention.add_argument("--anchors", type=int, default=4)
+    attention.add_argument("--dim", type=int, default=256)
+    attention.add_argument("--heads", type=int, default=8)
+    attention.add_argument("--repeats", type=int, default=20)
+    attention.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    attention.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
+    attention.add_argument("--json", type=Path, help="also write the result here")
+    attention.set_defaults(func=_cmd_bench_attention)
+
     preview = sub.add_parser("preview", help="picture of dataset clips: frames, ground-truth boxes, top-down view")
     preview.add_argument("dataset", type=Path, help="clip dataset folder (with manifest.json)")
     preview.add_argument("--clips", type=lambda text: [int(i) for i in text.split(",")], default=[0],
@@ -188,11 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     from qcraft_world_model.data.sumo_maps import MapError
     from qcraft_world_model.data.traffic_sim import SimulationError
     from qcraft_world_model.ingest import ConfigError
+    from qcraft_world_model.model.config import ModelConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BagError, ConfigError, DatasetError, MapError, SimulationError, FileNotFoundError) as err:
+    except (BagError, ConfigError, DatasetError, MapError, SimulationError, FileNotFoundError,
+            ModelConfigError) as err:
         print(f"qcraft-wm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

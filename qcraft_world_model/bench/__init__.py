@@ -1,0 +1,1 @@
+"""Benchmarks behind ``qcraft-wm bench``: they measure and print JSON; tests never assert timings."""

@@ -1,0 +1,99 @@
+"""The world model's configuration: one dataclass, presets as YAML files in config/models/."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+def preset_dirs() -> list[Path]:
+    """Where presets live: the source tree, then installed share/ folders (pip, colcon)."""
+    import os
+    import sys
+
+    prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
+    return [Path(__file__).resolve().parents[2] / "config" / "models",
+            *(Path(p) / "share" / "qcraft_world_model" / "config" / "models" for p in prefixes)]
+
+
+class ModelConfigError(ValueError):
+    """A preset is missing, has unknown keys, or values that do not fit together."""
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    preset: str = "lite"
+    image_size: int = 128
+    cameras: int = 1
+    window: int = 16
+    patch: int = 8
+    stem_dim: int = 64
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    attention_window: int = 128
+    anchors: int = 16
+    future_frames: tuple[int, ...] = (2, 4, 6, 8, 10)
+    modes: int = 3
+    path_steps: tuple[int, ...] = (5, 10, 15, 20, 25, 30)
+    classes: int = 8
+    decoder_dim: int = 64
+    #: Anchors predict offsets from fixed home points spread over the view (heads.reference_points).
+    anchor_homes: bool = False
+    #: Frame rate the steps above count in, Hz.
+    rate_hz: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch:
+            raise ModelConfigError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
+        if self.dim % self.heads:
+            raise ModelConfigError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.attention_window < 2 or self.attention_window % 2:
+            raise ModelConfigError(f"attention_window must be an even number >= 2, got {self.attention_window}")
+        if (self.image_size // self.patch) % 2:
+            raise ModelConfigError("the latent grid side must be even for the frame decoder")
+
+    @property
+    def grid(self) -> int:
+        """Latent tokens per side: one per stem patch."""
+        return self.image_size // self.patch
+
+    @property
+    def tokens_per_camera(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def tokens(self) -> int:
+        return self.cameras * self.tokens_per_camera
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["future_frames"], data["path_steps"] = list(self.future_frames), list(self.path_steps)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        for key in ("future_frames", "path_steps"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        return cls(**values)
+
+    @classmethod
+    def preset_config(cls, name_or_path: str | Path) -> WorldModelConfig:
+        """A preset by name (``lite``, ``base``) or a YAML file path."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            found = [d / f"{name_or_path}.yaml" for d in preset_dirs() if (d / f"{name_or_path}.yaml").is_file()]
+            path = found[0] if found else path
+        if not path.is_file():
+            available = sorted({p.stem for d in preset_dirs() for p in d.glob("*.yaml")})
+            raise ModelConfigError(f"no model preset {name_or_path!r}; presets: {', '.join(available)}")
+        import yaml  # only here: the model itself needs no YAML (GPU boxes may lack PyYAML)
+
+        return cls.from_dict(yaml.safe_load(path.read_text()))

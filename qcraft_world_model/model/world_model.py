@@ -1,0 +1,56 @@
+"""The world model: per-frame stem → temporal bottleneck → sparse transformer → heads.
+
+Split for streaming: ``stem`` runs once per incoming frame (the node caches its
+output in the ring window); ``forward_window`` runs per prediction on the cached
+stem tokens of the last 16 frames of every camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from qcraft_world_model.model.config import WorldModelConfig
+from qcraft_world_model.model.heads import AgentHead, AgentPrediction, FrameDecoder
+from qcraft_world_model.model.stem import PatchStem
+from qcraft_world_model.model.temporal import TemporalBottleneck
+from qcraft_world_model.model.transformer import SparseTransformer
+
+
+@dataclass
+class WorldModelOutput:
+    #: (B, C, horizons, 3, H, W) predicted future frames in [0, 1].
+    frames: torch.Tensor
+    agents: AgentPrediction
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stem = PatchStem(config.patch, config.stem_dim)
+        self.temporal = TemporalBottleneck(config.stem_dim, config.dim, config.tokens_per_camera, config.cameras)
+        self.transformer = SparseTransformer(config.dim, config.depth, config.heads, config.mlp_ratio,
+                                             config.attention_window, config.anchors, config.tokens)
+        self.frame_decoder = FrameDecoder(config.dim, config.grid, config.image_size, len(config.future_frames),
+                                          config.decoder_dim)
+        self.agent_head = AgentHead(config.dim, config.classes, config.modes, len(config.path_steps), config.anchors,
+                                    homes=config.anchor_homes)
+
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor) -> WorldModelOutput:
+        """stem_tokens (B, C, T, N, stem_dim) of the window, newest frames (B, C, 3, H, W) uint8."""
+        b, c = stem_tokens.shape[:2]
+        latent = self.temporal(stem_tokens)  # (B, C*N, dim)
+        tokens, anchors = self.transformer(latent)
+        per_camera = tokens.view(b * c, self.config.tokens_per_camera, -1)
+        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]))
+        return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=self.agent_head(anchors))
+
+    def forward(self, window: torch.Tensor) -> WorldModelOutput:
+        """window (B, C, T, 3, H, W) uint8 frames, oldest first: stem + window in one call (training)."""
+        return self.forward_window(self.stem(window), window[:, :, -1])
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,1 @@
+"""Training: clip datasets as model batches, and the resumable training loop."""

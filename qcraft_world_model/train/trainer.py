@@ -1,0 +1,214 @@
+"""``qcraft-wm train``: seeded, resumable training of a preset on a clip dataset.
+
+Writes into the output folder: ``checkpoint.pt`` (everything needed to resume,
+replaced atomically every ``checkpoint_every`` steps), ``log.csv`` (losses per
+logged step), and at the end ``model.safetensors`` + ``config.json`` (what
+inference loads) and ``curves.png``. Multi-GPU/multi-process with torchrun:
+each rank draws its own batches; rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qcraft_world_model.model.config import WorldModelConfig
+from qcraft_world_model.model.losses import LossWeights, total_loss
+from qcraft_world_model.model.world_model import WorldModel
+from qcraft_world_model.train.batches import ClipTensors
+
+LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", "existence", "classes", "position", "heading", "size",
+              "paths", "modes")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "lite"
+    data: str = "out/data/train"
+    out: str = "out/train/lite"
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    seed: int = 0
+    log_every: int = 20
+    checkpoint_every: int = 200
+    max_clips: int | None = None
+    #: Stop (resumably) after this many seconds of this run; None: run to ``steps``.
+    time_budget_s: float | None = None
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), world
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) and return a summary; the model files are written on completion."""
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_config = WorldModelConfig.preset_config(config.preset)
+    data = ClipTensors.load(config.data, model_config, config.max_clips)
+
+    torch.manual_seed(config.seed)
+    model = WorldModel(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
+    step, elapsed = 0, 0.0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["train_config"]["preset"] != config.preset or state["train_config"]["data"] != config.data:
+            raise ValueError(f"{checkpoint} belongs to another run ({state['train_config']['preset']} on "
+                             f"{state['train_config']['data']}); use another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, elapsed = state["step"], state["elapsed"]
+    trainable = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    log_path = out / "log.csv"
+    new_log = not log_path.is_file() or step == 0
+    log_file = log_path.open("w" if new_log else "a", newline="") if rank == 0 else None
+    writer = csv.DictWriter(log_file, LOG_FIELDS) if log_file else None
+    if writer and new_log:
+        writer.writeheader()
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+        bar = tqdm(total=config.steps, initial=step, desc=f"train {config.preset}", unit="step", dynamic_ncols=True)
+
+    weights = LossWeights()
+    run_start = time.perf_counter()
+    model.train()
+    running: dict[str, float] = {}
+    while step < config.steps:
+        if config.time_budget_s is not None and time.perf_counter() - run_start > config.time_budget_s:
+            break
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(len(data), (config.batch,), generator=generator)
+        flip = torch.rand(config.batch, generator=generator) < 0.5
+        batch = data.batch(index, flip)
+        targets = batch.targets
+        targets = type(targets)(**{k: v.to(device) for k, v in vars(targets).items()})
+        output = trainable(batch.window.to(device))
+        loss, parts = total_loss(output.frames, batch.future.to(device), output.agents, targets, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        for name, value in {"total": float(loss.detach()), **parts}.items():
+            running[name] = running.get(name, 0.0) + value
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}", frames=f"{parts['frames']:.4f}")
+        if writer and step % config.log_every == 0:
+            now = elapsed + time.perf_counter() - run_start
+            writer.writerow({"step": step, "seconds": round(now, 1), "lr": lr,
+                             **{k: round(v / config.log_every, 5) for k, v in running.items()}})
+            log_file.flush()
+            running = {}
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+            _save_checkpoint(checkpoint, model, optimizer, generator, step,
+                             elapsed + time.perf_counter() - run_start, config)
+    elapsed += time.perf_counter() - run_start
+    if bar:
+        bar.close()
+    if log_file:
+        log_file.close()
+    summary = {"step": step, "steps": config.steps, "seconds": elapsed, "finished": step >= config.steps,
+               "parameters": model.parameter_count(), "train_clips": len(data), "config": asdict(config)}
+    if rank == 0:
+        _save_checkpoint(checkpoint, model, optimizer, generator, step, elapsed, config)
+        if step >= config.steps:
+            save_model(out, model, model_config, summary)
+            plot_curves(log_path, out / "curves.png")
+    return summary
+
+
+def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                     step: int, elapsed: float, config: TrainConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "step": step, "elapsed": elapsed, "train_config": asdict(config)}, tmp)
+    os.replace(tmp, path)
+
+
+def save_model(out: Path, model: WorldModel, config: WorldModelConfig, summary: dict[str, Any]) -> None:
+    """The deployable artefacts: weights (safetensors) and the model config + training summary."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"preset": config.preset})
+    (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": summary}, indent=2) + "\n")
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+    """A trained model from ``model.safetensors`` + ``config.json``, in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name in ("model.safetensors", "config.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"model folder {folder} has no {name}")
+    config = WorldModelConfig.from_dict(json.loads((folder / "config.json").read_text())["model"])
+    model = WorldModel(config)
+    try:
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+    except (RuntimeError, OSError) as err:
+        raise ValueError(f"{folder / 'model.safetensors'} does not load into a {config.preset} model: {err}") from err
+    return model.to(device).eval()
+
+
+def plot_curves(log_path: Path, png: Path) -> None:
+    """Loss curves from log.csv (matplotlib, headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    steps = np.array([float(r["step"]) for r in rows])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, names, title in ((axes[0], ("total",), "total loss"), (axes[1], ("frames",), "frame L1"),
+                             (axes[2], ("existence", "classes", "position", "paths"), "agent losses")):
+        for name in names:
+            ax.plot(steps, [float(r[name]) for r in rows], label=name)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if len(names) > 1:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""Training and evaluation end to end on a tiny dataset and a tiny model: resumable, reproducible
+weights on disk, clear errors for a missing or mismatched dataset, and the evaluate JSON contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from qcraft_world_model.data.clip_dataset import DatasetError
+from qcraft_world_model.data.generate import DatasetPlan, generate_dataset
+from qcraft_world_model.eval.evaluate import evaluate_clips
+from qcraft_world_model.eval.report import write_report
+from qcraft_world_model.train.trainer import TrainConfig, load_model, train
+
+TINY_MODEL = """
+preset: tiny
+image_size: 32
+cameras: 1
+window: 16
+patch: 8
+stem_dim: 16
+dim: 32
+depth: 1
+heads: 2
+mlp_ratio: 2.0
+attention_window: 8
+anchors: 4
+future_frames: [2, 4]
+modes: 2
+path_steps: [5, 10, 15, 20, 25, 30]
+classes: 8
+decoder_dim: 16
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate_dataset(root, DatasetPlan("train", ("braunschweig",), clips=4, clips_per_episode=4, image_size=32),
+                     workers=1)
+    return root
+
+
+@pytest.fixture
+def tiny_preset(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_MODEL)
+    return path
+
+
+def test_training_resumes_where_it_stopped(tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    config = TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=4,
+                         batch=2, warmup=1, checkpoint_every=2, log_every=1)
+    paused = train(TrainConfig(**{**vars(config), "steps": 4, "time_budget_s": 0.0}), progress=False)
+    assert paused["step"] == 0 and not paused["finished"]
+    first = train(TrainConfig(**{**vars(config), "steps": 2}), progress=False)
+    assert first["step"] == 2
+    # Same run folder, more steps: continues from step 2, does not restart.
+    resumed = train(config, progress=False)
+    assert resumed["step"] == 4 and resumed["finished"]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    model = load_model(tmp_path / "run")
+    assert model.config.preset == "tiny" and not model.training
+
+
+def test_same_seed_same_weights(tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / name), steps=2, batch=2,
+                          warmup=1), progress=False)
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_mismatched_and_missing_datasets_are_clear_errors(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"does not fit model preset 'lite': frames are 32x32, the model reads 128x128"):
+        train(TrainConfig(preset="lite", data=str(tiny_data), out=str(tmp_path / "x"), steps=1), progress=False)
+    with pytest.raises(DatasetError, match=r"is not a clip dataset \(no manifest.json\)"):
+        train(TrainConfig(preset="lite", data=str(tmp_path / "nothing"), out=str(tmp_path / "y"), steps=1),
+              progress=False)
+
+
+def test_evaluate_writes_the_documented_json_and_report(tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    result, examples = evaluate_clips(load_model(tmp_path / "run"), tiny_data, examples=2)
+    assert len(result["model"]["frames"]["psnr"]) == 2 and len(result["model"]["frames"]["ssim"]) == 2
+    for key in ("recall_2m", "precision_2m", "minADE_1", "minFDE_1", "minFDE_3", "miss_rate_3", "scene_accuracy",
+                "matched"):
+        assert key in result["model"]["agents"], key
+        assert key in result["baselines"]["constant_velocity"]["agents"], key
+    assert set(result["model"]["agents"]["minFDE_1"]) == {"1s", "2s", "3s"}
+    assert "frames" in result["baselines"]["copy_last_frame"]
+    report = write_report(tmp_path / "report", result, examples)
+    assert "PSNR copy-last-frame" in report.read_text()
+    for name in ("frames.png", "bev.png", "metrics.png", "metrics.json"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["data"]["clips"] == 4
