@@ -38,7 +38,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo data clean distclean freeze
+.PHONY: venv build test demo data model clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -58,7 +58,8 @@ build: $(BUILD_STAMP)
 
 # --symlink-install: installed Python files point back into the source tree, so
 # editing a module needs no rebuild; adding one (or a message) does.
-$(BUILD_STAMP): $(DEPS_STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) $(wildcard config/*) $(PY_SOURCES)
+$(BUILD_STAMP): $(DEPS_STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) $(wildcard config/*) $(PY_SOURCES) \
+  $(wildcard models/*/*)
 	@echo "== build: colcon build (messages + Python package) into install/"
 	colcon build --base-paths . --symlink-install --event-handlers console_cohesion+ \
 	  --cmake-args -DPython3_EXECUTABLE=$(BIN)/python -DBUILD_TESTING=OFF
@@ -83,6 +84,17 @@ data: $(DEPS_STAMP)
 	qcraft-wm generate clips --split eval --clips 200 --out $(DATA)/eval --json $(DATA)/eval.json
 	test -d $(DATA)/eval_bag || qcraft-wm generate bag --map berlin_adlershof --seed 100000 --seconds 60 \
 	  --out $(DATA)/eval_bag --json $(DATA)/eval_bag.json
+
+# The shipped lite model: train on the standard data (~35 min on 2 cores), evaluate on
+# the held-out split, write the model card, copy the artefacts into models/lite/.
+model: data
+	qcraft-wm train --preset lite --data $(DATA)/train --out out/train/lite --steps 4000 --batch 8 \
+	  --json out/train/lite.json
+	qcraft-wm evaluate --model out/train/lite --data $(DATA)/eval --out out/eval/lite --json out/eval/lite.json --card
+	mkdir -p models/lite
+	cp out/train/lite/model.safetensors out/train/lite/config.json out/train/lite/curves.png \
+	  out/train/lite/log.csv out/train/lite/MODEL_CARD.md models/lite/
+	cp out/eval/lite/metrics.json models/lite/eval_metrics.json
 
 freeze: $(DEPS_STAMP)
 	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/pip freeze --exclude-editable | LC_ALL=C sort; } > requirements/constraints.txt.new

@@ -135,6 +135,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result, examples = evaluate_clips(model, args.data, max_clips=args.max_clips)
     result["model"]["folder"] = str(args.model)
     report = write_report(args.out, result, examples)
+    if args.card:
+        from qcraft_world_model.train.model_card import KNOWN_LIMITS, write_model_card
+
+        training = json.loads((args.model / "config.json").read_text())["training"]["config"]
+        command = (f"qcraft-wm train --preset {training['preset']} --data {training['data']} --out {training['out']} "
+                   f"--steps {training['steps']} --batch {training['batch']} --lr {training['lr']} "
+                   f"--seed {training['seed']}")
+        card = write_model_card(args.model, result, command, KNOWN_LIMITS.get(model.config.preset, []))
+        print(f"model card: {card}")
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     agents = result["model"]["agents"]
     print(f"report: {report}")
@@ -229,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, default=Path("out/data/eval"), help="clip dataset folder")
     evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
     evaluate.add_argument("--max-clips", type=int)
+    evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
     evaluate.add_argument("--json", type=Path, help="also write the metrics JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
 

@@ -170,3 +170,24 @@ def test_scene_bag_is_reproducible(tmp_path: Path) -> None:
     write_scene_bag(tmp_path / "b" / "bag", config)
     for name in ("bag.mcap", "metadata.yaml"):
         assert digest(tmp_path / "a" / "bag" / name) == digest(tmp_path / "b" / "bag" / name), name
+
+
+def test_bag_cut_into_clips_matches_its_ground_truth(tmp_path: Path) -> None:
+    from qcraft_world_model.data.bag_clips import clips_from_bag
+
+    config = SceneBagConfig(map="braunschweig", seed=3, seconds=6.0, image_size=32)
+    summary = write_scene_bag(tmp_path / "bag", config)
+    clips = clips_from_bag(tmp_path / "bag", image_size=32, stride=5)
+    assert clips.frames.shape[1:] == (26, 1, 32, 32, 3) and len(clips.frames) == 3  # t0 windows at 0, 5, 10
+    camera = clips.cameras[0]
+    assert (camera.z, camera.pitch_down_deg) == pytest.approx((summary["cameras"][0]["z"],
+                                                               summary["cameras"][0]["pitch_down_deg"]), abs=1e-6)
+    truth = {r.stamp_ns: r.message for r in read_messages(tmp_path / "bag", topics=["/ground_truth/agents"])}
+    at_t0 = truth[int(clips.stamps_ns[0])]
+    nearest = min(at_t0.agents, key=lambda a: math.hypot(a.pose.position.x, a.pose.position.y))
+    np.testing.assert_allclose(clips.agents[0, 15, 0, :2], [nearest.pose.position.x, nearest.pose.position.y],
+                               atol=1e-4)
+    # Moved into the t0 frame through odometry, agents travel smoothly even as the ego moves.
+    valid = clips.agent_valid[0]
+    steps = np.linalg.norm(np.diff(clips.agents[0, :, :, :2], axis=0), axis=-1)[valid[1:] & valid[:-1]]
+    assert steps.max() < 3.0

@@ -53,7 +53,7 @@ def test_stem_cached_per_frame_gives_the_same_prediction_as_the_whole_window() -
     with torch.no_grad():
         whole = model(window)
         cached = torch.stack([model.stem(window[:, :, t]) for t in range(16)], dim=2)  # one pass per frame
-        streamed = model.forward_window(cached, window[:, :, -1])
+        streamed = model.forward_window(cached, window[:, :, -1], window[:, :, -2])
     assert torch.allclose(whole.frames, streamed.frames, atol=1e-6)
     assert torch.allclose(whole.agents.paths, streamed.agents.paths, atol=1e-5)
 

@@ -100,3 +100,15 @@ def test_evaluate_writes_the_documented_json_and_report(tiny_data: Path, tiny_pr
     for name in ("frames.png", "bev.png", "metrics.png", "metrics.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["data"]["clips"] == 4
+
+
+def test_evaluate_scores_a_scene_bag_like_a_clip_set(tiny_preset: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    write_scene_bag(tmp_path / "bag", SceneBagConfig(map="braunschweig", seed=3, seconds=6.0, image_size=32))
+    result, _ = evaluate_clips(load_model(tmp_path / "run"), tmp_path / "bag", examples=0)
+    assert result["data"]["clips"] == 2  # windows at t0 = 1.5 s and 2.5 s of a 6 s bag (stride 1 s)
+    assert result["data"]["split"] is None
+    assert len(result["model"]["frames"]["psnr"]) == 2

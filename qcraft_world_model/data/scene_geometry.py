@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mapbox_earcut
 import numpy as np
 
 
@@ -108,6 +107,8 @@ def polygon_triangles(points: np.ndarray) -> np.ndarray:
         points = points[:-1]
     if len(points) < 3:
         return np.zeros((0, 3, 2))
+    import mapbox_earcut  # imported here: only geometry building needs it
+
     index = mapbox_earcut.triangulate_float64(points, np.array([len(points)], dtype=np.uint32))
     return points[np.asarray(index, dtype=np.int64).reshape(-1, 3)]
 

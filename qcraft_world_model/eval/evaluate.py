@@ -51,11 +51,12 @@ class Examples:
     bev: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
-def evaluate_clips(model: WorldModel, data_root: str | Path, max_clips: int | None = None, batch: int = 8,
-                   examples: int = 4) -> tuple[dict[str, Any], Examples]:
-    """Score ``model`` on a clip dataset; returns the DESIGN.md ``evaluate`` JSON and picture material."""
+def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
+                   batch: int = 8, examples: int = 4) -> tuple[dict[str, Any], Examples]:
+    """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the DESIGN.md
+    ``evaluate`` JSON and picture material."""
     config = model.config
-    data = ClipTensors.load(data_root, config, max_clips)
+    data = data_root if isinstance(data_root, ClipTensors) else ClipTensors.load(data_root, config, max_clips)
     steps_s = np.array(config.path_steps) / config.rate_hz
     t0 = data.past - 1
     model_frames, copy_frames = FrameScores(len(config.future_frames)), FrameScores(len(config.future_frames))
@@ -110,7 +111,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path, max_clips: int | No
     cv_same_summary = cv_same.summary()
     cv_all_summary = cv_all.summary()
     result = {
-        "data": {"root": str(data_root), "clips": len(data), "split": data_split(data_root),
+        "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(data),
+                 "split": None if isinstance(data_root, ClipTensors) else data_split(data_root),
                  "agents": f"visible at t0 within {EVAL_RADIUS_M:g} m", "path_steps_s": steps_s.tolist(),
                  "future_frames_s": (np.array(config.future_frames) / config.rate_hz).tolist()},
         "model": {"preset": config.preset, "frames": model_frames.summary(), "agents": model_agents.summary()},

@@ -16,32 +16,35 @@ def _up_block(channels_in: int, channels_out: int) -> nn.Sequential:
 
 
 class FrameDecoder(nn.Module):
-    """One camera's latent tokens + its newest frame → future frames.
+    """One camera's latent tokens + its two newest frames → future frames.
 
     Each future frame is the newest frame warped by a predicted flow field plus a
     predicted residual: most of what changes in a driving view over a second is
     motion, which a warp represents exactly, and a zero flow is copy-last-frame,
-    so training starts from that baseline.
+    so training starts from that baseline. The two newest frames (and their
+    difference) enter at every scale as skip inputs: the latent carries what moves
+    and why, the skips carry where the edges are now.
     """
 
     def __init__(self, dim: int, grid: int, image_size: int, horizons: int, width: int) -> None:
         super().__init__()
         self.grid, self.image_size, self.horizons = grid, image_size, horizons
         self.inp = nn.Conv2d(dim, width, 1)
-        self.up1 = _up_block(width + 3, width)       # grid → 2 grid, with the newest frame at that size
-        self.up2 = _up_block(width + 3, width // 2)  # 2 grid → 4 grid
-        self.out = nn.Conv2d(width // 2 + 3, 5 * horizons, 3, padding=1)  # flow (2) + residual (3) per horizon
+        self.up1 = _up_block(width + 6, width)       # grid → 2 grid, with the skips at that size
+        self.up2 = _up_block(width + 6, width // 2)  # 2 grid → 4 grid
+        self.out = nn.Conv2d(width // 2 + 6, 5 * horizons, 3, padding=1)  # flow (2) + residual (3) per horizon
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, tokens: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
-        """tokens (B, grid*grid, dim), newest (B, 3, H, W) uint8 → (B, horizons, 3, H, W) in [0, 1]."""
+    def forward(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """tokens (B, grid*grid, dim), newest/previous (B, 3, H, W) uint8 → (B, horizons, 3, H, W) in [0, 1]."""
         b = tokens.shape[0]
         last = newest.to(tokens.dtype) / 255.0
+        skip = torch.cat([last, last - previous.to(tokens.dtype) / 255.0], dim=1)
         x = self.inp(tokens.transpose(1, 2).reshape(b, -1, self.grid, self.grid))
-        x = self.up1(torch.cat([x, F.interpolate(last, size=self.grid, mode="area")], dim=1))
-        x = self.up2(torch.cat([x, F.interpolate(last, size=2 * self.grid, mode="area")], dim=1))
-        x = self.out(torch.cat([x, F.interpolate(last, size=4 * self.grid, mode="area")], dim=1))
+        x = self.up1(torch.cat([x, F.interpolate(skip, size=self.grid, mode="area")], dim=1))
+        x = self.up2(torch.cat([x, F.interpolate(skip, size=2 * self.grid, mode="area")], dim=1))
+        x = self.out(torch.cat([x, F.interpolate(skip, size=4 * self.grid, mode="area")], dim=1))
         x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
         x = x.view(b, self.horizons, 5, self.image_size, self.image_size)
         flow, residual = x[:, :, :2], x[:, :, 2:]

@@ -25,15 +25,21 @@ class AgentTargets:
     future_valid: torch.Tensor  # (B, G, P) bool
 
 
+#: Distances enter the losses in units of this many metres, so that metre-scale
+#: errors (tens of metres early in training) do not drown the frame loss's
+#: gradients under the global gradient-norm clip.
+METRES_PER_UNIT = 5.0
+
+
 @dataclass(frozen=True)
 class LossWeights:
-    frames: float = 20.0
+    frames: float = 300.0
     existence: float = 1.0
     classes: float = 0.5
     position: float = 1.0
     heading: float = 0.5
     size: float = 0.5
-    paths: float = 0.2
+    paths: float = 1.0
     modes: float = 0.2
     #: Matching cost: metres of position error worth one unit of class probability.
     match_position: float = 0.2
@@ -73,7 +79,8 @@ def agent_losses(pred: AgentPrediction, targets: AgentTargets, weights: LossWeig
         return {**losses, **{k: zero for k in ("classes", "position", "heading", "size", "paths", "modes")}}
 
     losses["classes"] = F.cross_entropy(pred.class_logits[b_idx, p_idx], targets.label[b_idx, t_idx])
-    losses["position"] = F.smooth_l1_loss(pred.position[b_idx, p_idx], targets.position[b_idx, t_idx])
+    losses["position"] = F.smooth_l1_loss(pred.position[b_idx, p_idx] / METRES_PER_UNIT,
+                                          targets.position[b_idx, t_idx] / METRES_PER_UNIT)
     heading = F.normalize(pred.heading[b_idx, p_idx], dim=-1, eps=1e-6)
     true_heading = targets.heading[b_idx, t_idx]
     losses["heading"] = (1.0 - (heading[:, 0] * torch.cos(true_heading) + heading[:, 1] * torch.sin(true_heading))).mean()
@@ -82,7 +89,7 @@ def agent_losses(pred: AgentPrediction, targets: AgentTargets, weights: LossWeig
     paths = pred.paths[b_idx, p_idx]  # (M, K, P, 2)
     future = targets.future[b_idx, t_idx].unsqueeze(1)  # (M, 1, P, 2)
     valid = targets.future_valid[b_idx, t_idx].unsqueeze(1).float()  # (M, 1, P)
-    error = (paths - future).norm(dim=-1)  # (M, K, P)
+    error = (paths - future).norm(dim=-1) / METRES_PER_UNIT  # (M, K, P)
     per_mode = (error * valid).sum(-1) / valid.sum(-1).clamp(min=1.0)  # (M, K) mean displacement
     best = per_mode.argmin(dim=1)
     has_future = valid.sum((-1, -2)) > 0
@@ -96,7 +103,12 @@ def agent_losses(pred: AgentPrediction, targets: AgentTargets, weights: LossWeig
 
 def total_loss(frames_pred: torch.Tensor, frames_true: torch.Tensor, pred: AgentPrediction,
                targets: AgentTargets, weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum and its parts (as floats, for logging)."""
-    parts = {"frames": F.l1_loss(frames_pred, frames_true), **agent_losses(pred, targets, weights)}
+    """Weighted sum and its parts (as floats, for logging).
+
+    Frames: mean squared error. Under L1 the best answer for an uncertain edge is
+    "it stays" (the median), which pins the decoder to copy-last-frame; the mean
+    that MSE asks for is also what PSNR scores.
+    """
+    parts = {"frames": F.mse_loss(frames_pred, frames_true), **agent_losses(pred, targets, weights)}
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     return total, {name: float(value.detach()) for name, value in parts.items()}

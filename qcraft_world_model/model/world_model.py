@@ -2,7 +2,8 @@
 
 Split for streaming: ``stem`` runs once per incoming frame (the node caches its
 output in the ring window); ``forward_window`` runs per prediction on the cached
-stem tokens of the last 16 frames of every camera.
+stem tokens of the last 16 frames of every camera and the two newest frames
+themselves (the frame decoder's skip inputs).
 """
 
 from __future__ import annotations
@@ -39,18 +40,21 @@ class WorldModel(nn.Module):
         self.agent_head = AgentHead(config.dim, config.classes, config.modes, len(config.path_steps), config.anchors,
                                     homes=config.anchor_homes)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor) -> WorldModelOutput:
-        """stem_tokens (B, C, T, N, stem_dim) of the window, newest frames (B, C, 3, H, W) uint8."""
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
+                       ) -> WorldModelOutput:
+        """stem_tokens (B, C, T, N, stem_dim) of the window; the newest and the previous frames
+        (B, C, 3, H, W) uint8."""
         b, c = stem_tokens.shape[:2]
         latent = self.temporal(stem_tokens)  # (B, C*N, dim)
         tokens, anchors = self.transformer(latent)
         per_camera = tokens.view(b * c, self.config.tokens_per_camera, -1)
-        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]))
+        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
+                                    previous.reshape(b * c, *previous.shape[2:]))
         return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=self.agent_head(anchors))
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         """window (B, C, T, 3, H, W) uint8 frames, oldest first: stem + window in one call (training)."""
-        return self.forward_window(self.stem(window), window[:, :, -1])
+        return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

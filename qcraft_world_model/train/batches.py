@@ -47,6 +47,7 @@ class ClipTensors:
         if problems:
             raise DatasetError(f"dataset {source} does not fit model preset {config.preset!r}: " + "; ".join(problems))
         self.config = config
+        self.source = source
         # (N, C, T, 3, H, W): channels first once, here, not per batch.
         self.frames = torch.from_numpy(arrays["frames"]).permute(0, 2, 1, 5, 3, 4).contiguous()
         self.agents = torch.from_numpy(arrays["agents"])  # (N, S, A, 5)

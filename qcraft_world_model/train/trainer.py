@@ -65,14 +65,17 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) and return a summary; the model files are written on completion."""
+def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None = None) -> dict[str, Any]:
+    """Train (or resume) and return a summary; the model files are written on completion.
+
+    ``data`` overrides loading ``config.data`` (clips already in memory).
+    """
     rank, world = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model_config = WorldModelConfig.preset_config(config.preset)
-    data = ClipTensors.load(config.data, model_config, config.max_clips)
+    data = data if data is not None else ClipTensors.load(config.data, model_config, config.max_clips)
 
     torch.manual_seed(config.seed)
     model = WorldModel(model_config).to(device)

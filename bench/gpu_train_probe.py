@@ -1,0 +1,124 @@
+"""How far does the lite model get with more compute? A short training run on a lent GPU.
+
+The shipped model trains for ~30 minutes on 2 CPU cores. This probe trains the
+same preset, same losses, on a GPU for a fixed wall-clock budget at a larger
+batch, and evaluates it on held-out clips, to tell "needs more compute" from
+"needs a better model". Data travels as JPEG (q92) because a device call
+carries at most 64 MiB.
+
+    python bench/gpu_train_probe.py pack --train 700 --eval 100     # here: writes out/gpu_pack/
+    python bench/gpu_train_probe.py run --seconds 300 --batch 32    # on the GPU machine: $OUT/gpu_probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PACK = Path(__file__).resolve().parents[1] / "out" / "gpu_pack"
+FIELDS = ("agents", "agent_valid", "agent_size", "agent_label", "agent_in_view")
+
+
+def pack(name: str, source: Path, count: int) -> None:
+    import cv2
+
+    from qcraft_world_model.data.clip_dataset import ClipDataset
+
+    dataset = ClipDataset(source)
+    index = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    blobs, offsets, arrays = [], [0], {name: [] for name in FIELDS}
+    shape = None
+    for i in index:
+        sample = dataset[int(i)]
+        shape = sample["frames"].shape
+        for frame in sample["frames"].reshape(-1, *shape[-3:]):
+            ok, data = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+            blobs.append(data.tobytes())
+            offsets.append(offsets[-1] + len(blobs[-1]))
+        for field in FIELDS:
+            arrays[field].append(sample[field])
+    PACK.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(PACK / f"{name}.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+                        offsets=np.array(offsets), frame_shape=np.array(shape),
+                        **{k: np.stack(v) for k, v in arrays.items()})
+    print(f"{name}: {len(index)} clips, {(PACK / f'{name}.npz').stat().st_size / 2**20:.1f} MiB")
+
+
+def unpack(name: str) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    data = np.load(PACK / f"{name}.npz")
+    shape, offsets, blob = tuple(data["frame_shape"]), data["offsets"], data["jpeg"].tobytes()
+    frames = np.stack([np.asarray(Image.open(io.BytesIO(blob[a:b])).convert("RGB"))
+                       for a, b in zip(offsets[:-1], offsets[1:])])
+    count = len(frames) // (shape[0] * shape[1])
+    return {"frames": frames.reshape(count, *shape), **{k: data[k] for k in FIELDS}}
+
+
+def run(seconds: float, batch: int, steps: int) -> None:
+    import torch
+
+    from qcraft_world_model.eval.evaluate import evaluate_clips
+    from qcraft_world_model.model.config import WorldModelConfig
+    from qcraft_world_model.train.batches import ClipTensors
+    from qcraft_world_model.train.trainer import TrainConfig, load_model, train
+
+    out = Path(os.environ.get("OUT", "out/gpu_probe"))
+    config = WorldModelConfig.preset_config("lite")
+    start = time.perf_counter()
+    train_data = ClipTensors(unpack("train"), config, "gpu_pack/train (JPEG q92)")
+    eval_data = ClipTensors(unpack("eval"), config, "gpu_pack/eval (JPEG q92)")
+    unpacked = time.perf_counter() - start
+    run_config = TrainConfig(preset="lite", data="gpu_pack/train", out=str(out / "run"), steps=steps, batch=batch,
+                             time_budget_s=seconds, checkpoint_every=10**9, log_every=50)
+    summary = train(run_config, progress=False, data=train_data)
+    # A paused run has no model.safetensors: evaluate the checkpoint's weights directly.
+    from qcraft_world_model.model.world_model import WorldModel
+    state = torch.load(out / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = WorldModel(config)
+    model.load_state_dict(state["model"])
+    torch.set_num_threads(8)
+    result, _ = evaluate_clips(model.eval(), eval_data, examples=0)
+    report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+              "unpack_seconds": unpacked, "training": summary, "evaluation": result,
+              "train_clips": len(train_data), "eval_clips": len(eval_data)}
+    (out / "gpu_probe.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "run" / "checkpoint.pt").unlink()  # keep what comes back small
+    print(json.dumps({"steps": summary["step"], "seconds": summary["seconds"],
+                      "psnr": result["model"]["frames"]["psnr"],
+                      "copy_last": result["baselines"]["copy_last_frame"]["frames"]["psnr"],
+                      "agents": {k: result["model"]["agents"][k] for k in ("recall_2m", "precision_2m", "minFDE_1",
+                                                                           "matched")},
+                      "cv_minFDE_1": result["baselines"]["constant_velocity"]["agents"]["minFDE_1"]}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--train", type=int, default=700)
+    p.add_argument("--eval", type=int, default=100)
+    r = sub.add_parser("run")
+    r.add_argument("--seconds", type=float, default=300)
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--steps", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.cmd == "pack":
+        root = Path(__file__).resolve().parents[1] / "out" / "data"
+        pack("train", root / "train", args.train)
+        pack("eval", root / "eval", args.eval)
+    else:
+        run(args.seconds, args.batch, args.steps)
+
+
+if __name__ == "__main__":
+    main()
