@@ -18,7 +18,7 @@ import numpy as np
 from qcraft_world_model.data.agents import AgentState, Pose2D
 from qcraft_world_model.data.camera_rig import PinholeCamera, get_rig, with_mount_jitter
 from qcraft_world_model.data.renderer import SceneRenderer, SceneStyle
-from qcraft_world_model.data.scene_geometry import build_scene_geometry
+from qcraft_world_model.data.scene_geometry import SceneGeometry, build_scene_geometry
 from qcraft_world_model.data.sumo_maps import ScenarioFiles, prepare_scenario
 from qcraft_world_model.data.traffic_sim import TrafficSimulation, TrafficSnapshot
 
@@ -107,13 +107,31 @@ class _History:
         self.frames.clear()
 
 
+@dataclass
+class SceneSetup:
+    """Everything a (map, seed) fixes before the first step: files, cameras, look, geometry, and the
+    random generator that goes on to choose the egos."""
+
+    rng: np.random.Generator
+    files: ScenarioFiles
+    cameras: tuple[PinholeCamera, ...]
+    style: SceneStyle
+    geometry: SceneGeometry
+
+
+def set_up_scene(map_name: str, seed: int, rig: str, image_size: int) -> SceneSetup:
+    """Prepare a scene; the order of random draws is part of reproducibility, so it lives here once."""
+    rng = np.random.default_rng(seed)
+    files = prepare_scenario(map_name, seed)
+    cameras = with_mount_jitter(get_rig(rig, image_size, image_size), rng)
+    style = SceneStyle.random(rng)
+    return SceneSetup(rng, files, cameras, style, build_scene_geometry(files.net, seed=seed))
+
+
 def run_episode(config: EpisodeConfig) -> Iterator[Clip]:
     """Simulate, render and yield up to ``config.clips`` clips."""
-    rng = np.random.default_rng(config.seed)
-    files = prepare_scenario(config.map, config.seed)
-    cameras = with_mount_jitter(get_rig(config.rig, config.image_size, config.image_size), rng)
-    style = SceneStyle.random(rng)
-    geometry = build_scene_geometry(files.net, seed=config.seed)
+    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size)
+    rng, files, cameras, style, geometry = scene.rng, scene.files, scene.cameras, scene.style, scene.geometry
     step_s = 1.0 / config.rate_hz
     made = 0
     used_egos: set[str] = set()

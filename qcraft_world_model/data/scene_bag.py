@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from qcraft_world_model.data.agents import AgentState, Pose2D
-from qcraft_world_model.data.camera_rig import PinholeCamera, get_rig, with_mount_jitter
+from qcraft_world_model.data.camera_rig import PinholeCamera
+from qcraft_world_model.data.episode import set_up_scene
 from qcraft_world_model.data.message_types import msgtype
-from qcraft_world_model.data.renderer import SceneRenderer, SceneStyle
+from qcraft_world_model.data.renderer import SceneRenderer
 from qcraft_world_model.data.rosbag_io import BagWriter
-from qcraft_world_model.data.scene_geometry import build_scene_geometry
-from qcraft_world_model.data.sumo_maps import prepare_scenario
 from qcraft_world_model.data.traffic_sim import SimulationError, TrafficSimulation
 from qcraft_world_model.ingest.image_encode import image_fields
 
@@ -62,16 +61,13 @@ class SceneBagConfig:
 def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mcap", overwrite: bool = False,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Simulate and record one drive; returns a summary (frames, duration, ego, cameras)."""
-    rng = np.random.default_rng(config.seed)
-    files = prepare_scenario(config.map, config.seed)
-    cameras = with_mount_jitter(get_rig(config.rig, config.image_size, config.image_size), rng)
-    style = SceneStyle.random(rng)
-    geometry = build_scene_geometry(files.net, seed=config.seed)
+    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size)
+    rng, files, cameras = scene.rng, scene.files, scene.cameras
     step_s = 1.0 / config.rate_hz
     steps = round(config.seconds * config.rate_hz)
     written = 0
     with TrafficSimulation(files, step_length=step_s, radius=config.radius_m) as sim, \
-            SceneRenderer(geometry, cameras, style) as renderer, \
+            SceneRenderer(scene.geometry, cameras, scene.style) as renderer, \
             BagWriter(path, storage=storage, overwrite=overwrite) as bag:
         sim.advance(config.warmup_s)
         # The ego must stay long enough: ask for the route a city car covers in the bag's duration.

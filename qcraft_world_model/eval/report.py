@@ -13,8 +13,21 @@ from qcraft_world_model.eval.drawing import draw_bev, label_strip
 from qcraft_world_model.eval.evaluate import Examples
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def fmt(value: float | None, digits: int = 2) -> str:
+    """A number for a Markdown table ("–" when missing)."""
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def frames_table(result: dict[str, Any]) -> list[str]:
+    """Markdown rows: PSNR and SSIM per future step, model vs copy-last-frame."""
+    seconds = result["data"]["future_frames_s"]
+    frames, copy = result["model"]["frames"], result["baselines"]["copy_last_frame"]["frames"]
+    return ["| seconds ahead | " + " | ".join(f"{s:g}" for s in seconds) + " |",
+            "|---|" + "---|" * len(seconds),
+            "| PSNR model (dB) | " + " | ".join(fmt(v) for v in frames["psnr"]) + " |",
+            "| PSNR copy-last-frame | " + " | ".join(fmt(v) for v in copy["psnr"]) + " |",
+            "| SSIM model | " + " | ".join(fmt(v, 3) for v in frames["ssim"]) + " |",
+            "| SSIM copy-last-frame | " + " | ".join(fmt(v, 3) for v in copy["ssim"]) + " |"]
 
 
 def frames_picture(examples: Examples, seconds: list[float], scale: int = 1) -> np.ndarray:
@@ -106,18 +119,11 @@ def write_report(out: Path, result: dict[str, Any], examples: Examples) -> Path:
     metrics_picture(result, out / "metrics.png")
 
     model, base = result["model"], result["baselines"]
-    frames, copy = model["frames"], base["copy_last_frame"]["frames"]
     agents, cv, cv_all = model["agents"], base["constant_velocity"]["agents"], \
         base["constant_velocity_all_agents"]["agents"]
     lines = [f"# Evaluation: {model['preset']} on {result['data']['root']} ({result['data']['clips']} clips, "
              f"split {result['data']['split']})", "",
-             "## Future frames", "",
-             "| seconds ahead | " + " | ".join(f"{s:g}" for s in seconds) + " |",
-             "|---|" + "---|" * len(seconds),
-             "| PSNR model (dB) | " + " | ".join(_fmt(v) for v in frames["psnr"]) + " |",
-             "| PSNR copy-last-frame | " + " | ".join(_fmt(v) for v in copy["psnr"]) + " |",
-             "| SSIM model | " + " | ".join(_fmt(v, 3) for v in frames["ssim"]) + " |",
-             "| SSIM copy-last-frame | " + " | ".join(_fmt(v, 3) for v in copy["ssim"]) + " |", "",
+             "## Future frames", "", *frames_table(result), "",
              "![frames](frames.png)", "",
              f"## Agents ({result['data']['agents']})", "",
              f"Ground-truth agents: {agents['true_agents']}; detections: {agents['detections']}; "
@@ -126,10 +132,10 @@ def write_report(out: Path, result: dict[str, Any], examples: Examples) -> Path:
              "miss rate (k=3) | scene accuracy |", "|---|---|---|---|---|---|---|---|"]
 
     def row(name: str, a: dict[str, Any]) -> str:
-        triple = lambda key: " / ".join(_fmt(a[key].get(h)) for h in ("1s", "2s", "3s"))  # noqa: E731
-        return (f"| {name} | {_fmt(a['recall_2m'])} | {_fmt(a['precision_2m'])} | {triple('minADE_1')} | "
-                f"{triple('minFDE_1')} | {triple('minFDE_3')} | {_fmt(a['miss_rate_3'])} | "
-                f"{_fmt(a['scene_accuracy'])} |")
+        triple = lambda key: " / ".join(fmt(a[key].get(h)) for h in ("1s", "2s", "3s"))  # noqa: E731
+        return (f"| {name} | {fmt(a['recall_2m'])} | {fmt(a['precision_2m'])} | {triple('minADE_1')} | "
+                f"{triple('minFDE_1')} | {triple('minFDE_3')} | {fmt(a['miss_rate_3'])} | "
+                f"{fmt(a['scene_accuracy'])} |")
 
     lines += [row("model", agents), row(f"constant velocity (same {cv['matched']} agents)", cv),
               row(f"constant velocity (all {cv_all['matched']} agents)", cv_all), "",

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qcraft_world_model.eval.report import fmt, frames_table
+
 
 #: What the evaluation showed the shipped models cannot do (kept with the code that writes the card).
 KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
@@ -40,10 +42,6 @@ def default_model(preset: str = "lite") -> Path:
     raise FileNotFoundError(f"no shipped {preset!r} model found in: {', '.join(map(str, model_dirs()))}")
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, limits: list[str]) -> Path:
     """MODEL_CARD.md from the run's config.json and an evaluation result."""
     run = json.loads((model_dir / "config.json").read_text())
@@ -55,11 +53,8 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
     for shard in manifest.get("shards", []):
         per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
     weights = model_dir / "model.safetensors"
-    frames = evaluation["model"]["frames"]
-    copy = evaluation["baselines"]["copy_last_frame"]["frames"]
     agents = evaluation["model"]["agents"]
     cv = evaluation["baselines"]["constant_velocity"]["agents"]
-    horizons = evaluation["data"]["future_frames_s"]
     lines = [
         f"# Model card: `{model['preset']}`", "",
         "A compact driving world model: 16 camera frames → future frames (flow warp + residual) and agents "
@@ -83,20 +78,15 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
         f"- time: {training['seconds'] / 60:.1f} min on this machine's 2 CPU cores (no GPU)",
         "- curves: `curves.png`, per-step losses: `log.csv`", "",
         f"## Evaluation (held-out map: {evaluation['data']['root']}, {evaluation['data']['clips']} clips)", "",
-        "| seconds ahead | " + " | ".join(f"{s:g}" for s in horizons) + " |",
-        "|---|" + "---|" * len(horizons),
-        "| PSNR model (dB) | " + " | ".join(_fmt(v) for v in frames["psnr"]) + " |",
-        "| PSNR copy-last-frame | " + " | ".join(_fmt(v) for v in copy["psnr"]) + " |",
-        "| SSIM model | " + " | ".join(_fmt(v, 3) for v in frames["ssim"]) + " |",
-        "| SSIM copy-last-frame | " + " | ".join(_fmt(v, 3) for v in copy["ssim"]) + " |", "",
-        f"Agents visible within 30 m: {agents['true_agents']}; recall@2m {_fmt(agents['recall_2m'])}, "
-        f"precision@2m {_fmt(agents['precision_2m'])}, scene accuracy {_fmt(agents['scene_accuracy'])}.", "",
+        *frames_table(evaluation), "",
+        f"Agents visible within 30 m: {agents['true_agents']}; recall@2m {fmt(agents['recall_2m'])}, "
+        f"precision@2m {fmt(agents['precision_2m'])}, scene accuracy {fmt(agents['scene_accuracy'])}.", "",
         "| on the model's matched agents | minFDE_1 1/2/3 s | minFDE_3 1/2/3 s | miss rate k=3 |",
         "|---|---|---|---|",
-        "| model | " + " / ".join(_fmt(agents["minFDE_1"][h]) for h in ("1s", "2s", "3s")) + " | "
-        + " / ".join(_fmt(agents["minFDE_3"][h]) for h in ("1s", "2s", "3s")) + f" | {_fmt(agents['miss_rate_3'])} |",
-        "| constant velocity (oracle past) | " + " / ".join(_fmt(cv["minFDE_1"][h]) for h in ("1s", "2s", "3s"))
-        + " | – | " + f"{_fmt(cv['miss_rate_1'])} |", "",
+        "| model | " + " / ".join(fmt(agents["minFDE_1"][h]) for h in ("1s", "2s", "3s")) + " | "
+        + " / ".join(fmt(agents["minFDE_3"][h]) for h in ("1s", "2s", "3s")) + f" | {fmt(agents['miss_rate_3'])} |",
+        "| constant velocity (oracle past) | " + " / ".join(fmt(cv["minFDE_1"][h]) for h in ("1s", "2s", "3s"))
+        + " | – | " + f"{fmt(cv['miss_rate_1'])} |", "",
         "Reproduce: `make model` (train, evaluate, this card); full report: docs/model.md.", "",
         "## Known limits", "", *[f"- {line}" for line in limits], "",
     ]
