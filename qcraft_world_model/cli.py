@@ -132,8 +132,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.train.trainer import load_model
 
     model = load_model(args.model)
-    result, examples = evaluate_clips(model, args.data, max_clips=args.max_clips)
+    evaluated = model
+    if args.precision != "fp32":
+        from qcraft_world_model.runtime.mixed import planned_model
+
+        evaluated = planned_model(model, args.precision, args.calibration)
+    # Planned (INT8) graphs are exported for batch 1, the deployment batch.
+    result, examples = evaluate_clips(evaluated, args.data, max_clips=args.max_clips,
+                                      batch=8 if args.precision == "fp32" else 1)
     result["model"]["folder"] = str(args.model)
+    result["model"]["precision"] = args.precision
     report = write_report(args.out, result, examples)
     if args.card:
         from qcraft_world_model.train.model_card import KNOWN_LIMITS, write_model_card
@@ -159,6 +167,17 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 
     result = bench_attention(sizes=tuple(args.sizes), window=args.window, anchors=args.anchors, dim=args.dim,
                              heads=args.heads, repeats=args.repeats, device=args.device, dtype=args.dtype)
+    print(json.dumps(result, indent=2))
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_bench_model(args: argparse.Namespace) -> int:
+    from qcraft_world_model.bench.model import bench_model
+    from qcraft_world_model.train.model_card import default_model
+
+    model_dir = str(args.model or default_model("lite"))
+    result = bench_model(model_dir, str(args.calibration), tuple(args.precisions.split(",")), args.repeats)
     print(json.dumps(result, indent=2))
     _write_json(args.json, result)
     return 0
@@ -239,10 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
     evaluate.add_argument("--max-clips", type=int)
     evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
+    evaluate.add_argument("--precision", choices=("fp32", "bf16", "mixed-int8"), default="fp32",
+                          help="run the model in this precision plan (INT8: PT2E transformer, CPU)")
+    evaluate.add_argument("--calibration", type=Path, default=Path("out/data/train"),
+                          help="clip dataset whose first windows calibrate INT8 (default: the training split)")
     evaluate.add_argument("--json", type=Path, help="also write the metrics JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    bench = sub.add_parser("bench", help="benchmarks (JSON): attention")
+    bench = sub.add_parser("bench", help="benchmarks (JSON): attention, model")
     bench_sub = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
     attention = bench_sub.add_parser("attention", help="sparse vs dense attention: time and peak memory vs n")
     attention.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[256, 1024, 4096])
@@ -255,6 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
     attention.add_argument("--json", type=Path, help="also write the result here")
     attention.set_defaults(func=_cmd_bench_attention)
+
+    model_bench = bench_sub.add_parser("model", help="latency per part and weight bytes per precision plan")
+    model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8")
+    model_bench.add_argument("--calibration", type=Path, default=Path("out/data/train"),
+                             help="clip dataset calibrating INT8")
+    model_bench.add_argument("--repeats", type=int, default=50)
+    model_bench.add_argument("--json", type=Path, help="also write the result here")
+    model_bench.set_defaults(func=_cmd_bench_model)
 
     preview = sub.add_parser("preview", help="picture of dataset clips: frames, ground-truth boxes, top-down view")
     preview.add_argument("dataset", type=Path, help="clip dataset folder (with manifest.json)")

@@ -46,13 +46,16 @@ class FrameDecoder(nn.Module):
         x = self.up2(torch.cat([x, F.interpolate(skip, size=2 * self.grid, mode="area")], dim=1))
         x = self.out(torch.cat([x, F.interpolate(skip, size=4 * self.grid, mode="area")], dim=1))
         x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
-        x = x.view(b, self.horizons, 5, self.image_size, self.image_size)
+        # The warp runs in fp32 whatever the decoder's dtype: in bf16 a sampling coordinate near
+        # the image edge moves in steps of 1/128 of the image, about a pixel at 128 px.
+        x = x.float().view(b, self.horizons, 5, self.image_size, self.image_size)
         flow, residual = x[:, :, :2], x[:, :, 2:]
-        axis = torch.linspace(-1, 1, self.image_size, device=x.device, dtype=x.dtype)
+        axis = torch.linspace(-1, 1, self.image_size, device=x.device)
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         base = torch.stack([xs, ys], dim=-1)  # (H, W, 2), grid_sample's (x, y) order
         grid = base + 0.1 * flow.permute(0, 1, 3, 4, 2)  # flow in units of a tenth of the image
-        warped = F.grid_sample(last.repeat_interleave(self.horizons, dim=0),
+        source = newest.float() / 255.0
+        warped = F.grid_sample(source.repeat_interleave(self.horizons, dim=0),
                                grid.reshape(b * self.horizons, self.image_size, self.image_size, 2),
                                mode="bilinear", padding_mode="border", align_corners=True)
         frames = warped.view(b, self.horizons, 3, self.image_size, self.image_size) + 0.2 * residual

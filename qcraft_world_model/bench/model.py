@@ -1,0 +1,83 @@
+"""``qcraft-wm bench model``: latency per part and weight bytes of each precision plan, in one run.
+
+Batch 1, one 16-frame window, the shipped model's weights, torch on this CPU
+(CUDA when asked and present). Parts: the stem for one new frame (what every
+incoming frame costs), the transformer alone, and the whole window (temporal
+bottleneck + transformer + heads: what every prediction costs).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from qcraft_world_model.bench.attention import describe_device
+from qcraft_world_model.quant.pt2e import int8_weight_bytes
+from qcraft_world_model.runtime.mixed import planned_model
+from qcraft_world_model.train.trainer import load_model
+
+
+def _time(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    for _ in range(5):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return {"median_ms": statistics.median(times), "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))]}
+
+
+def _float_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = ("fp32", "bf16", "mixed-int8"),
+                repeats: int = 50) -> dict[str, Any]:
+    """Each precision plan of the model: part latencies, weight bytes, peak RSS."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # fold INT8 weights into the compiled graph
+    reference = load_model(model_dir)
+    config = reference.config
+    torch.manual_seed(0)
+    window = torch.randint(0, 256, (1, config.cameras, config.window, 3, config.image_size, config.image_size),
+                           dtype=torch.uint8)
+    results = []
+    for precision in precisions:
+        model = reference if precision == "fp32" else planned_model(reference, precision, calibration)
+        with torch.inference_mode():
+            stem_tokens = model.stem(window)
+            newest, previous = window[:, :, -1], window[:, :, -2]
+            latent = (reference.temporal(reference.stem(window))).to(
+                torch.bfloat16 if precision == "bf16" else torch.float32)
+            parts = {
+                "stem": _time(lambda: model.stem(window[:, :, -1:]), repeats),
+                "transformer": _time(lambda: model.transformer(latent), repeats),
+                "window": _time(lambda: model.forward_window(stem_tokens, newest, previous), repeats),
+            }
+        transformer = model.transformer
+        if precision == "mixed-int8":
+            graph = getattr(transformer, "_orig_mod", transformer)
+            int8, floating = int8_weight_bytes(graph)
+            transformer_bytes = int8 + floating
+        else:
+            transformer_bytes = _float_bytes(transformer)
+        for part, timing in parts.items():
+            results.append({"backend": "torch", "precision": precision, "part": part, **timing})
+        results.append({"backend": "torch", "precision": precision, "part": "weights",
+                        "transformer_weight_bytes": transformer_bytes,
+                        "transformer_weight_ratio_vs_fp32": transformer_bytes / _float_bytes(reference.transformer),
+                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    by = {(r["precision"], r["part"]): r.get("median_ms") for r in results}
+    speedups = {p: {part: by[("fp32", part)] / by[(p, part)] for part in ("stem", "transformer", "window")}
+                for p in precisions if p != "fp32"}
+    return {"bench": "model", "model": model_dir, "preset": config.preset, "results": results,
+            "speedup_vs_fp32_eager": speedups, "device": describe_device("cpu"), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}

@@ -1,0 +1,56 @@
+"""Static INT8 for the transformer on x86 CPUs: PT2E with the X86 Inductor quantizer.
+
+torch.export captures the transformer, the quantizer inserts observers
+(per-channel symmetric weights, per-tensor affine activations), calibration
+runs real latents through it, and conversion leaves quantize/dequantize pairs
+that Inductor fuses into oneDNN u8 x s8 kernels (AMX or VNNI). On this CPU it
+was the only INT8 path faster than FP32 (ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
+    """A statically INT8-quantized copy of ``module`` calibrated on ``calibration`` inputs (fp32)."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    samples = list(calibration)
+    if not samples:
+        raise ValueError("INT8 calibration needs at least one input")
+    quantizer = x86.X86InductorQuantizer()
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    exported = torch.export.export(module.eval(), (samples[0],)).module()
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for sample in samples:
+            prepared(sample)
+    return convert_pt2e(prepared)
+
+
+def int8_weight_bytes(quantized: torch.fx.GraphModule) -> tuple[int, int]:
+    """(bytes of INT8 weights, bytes of floating-point tensors) that the converted graph uses.
+
+    Only tensors the graph reads count: the GraphModule may still hold the
+    original fp32 parameters as attributes no node refers to.
+    """
+    int8, floating = 0, 0
+    seen: set[int] = set()
+    attrs = [functools.reduce(getattr, n.target.split("."), quantized)
+             for n in quantized.graph.nodes if n.op == "get_attr"]
+    for tensor in attrs:
+        if not isinstance(tensor, torch.Tensor) or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        size = tensor.numel() * tensor.element_size()
+        if tensor.dtype == torch.int8:
+            int8 += size
+        elif tensor.is_floating_point():
+            floating += size
+    return int8, floating

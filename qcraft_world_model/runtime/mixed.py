@@ -1,0 +1,81 @@
+"""The world model with a precision plan applied: each part in its dtype, casts only at the seams."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
+from qcraft_world_model.quant.plan import PrecisionPlan
+
+
+class PlannedWorldModel(nn.Module):
+    """Same calls as WorldModel (``forward``, ``stem``, ``forward_window``, ``config``), planned precision.
+
+    INT8 parts are replaced by their PT2E-quantized graph (calibrated on
+    ``calibration`` windows), optionally compiled with Inductor, which is what
+    turns the quantize/dequantize pairs into INT8 kernels.
+    """
+
+    def __init__(self, model: WorldModel, plan: PrecisionPlan, calibration: Iterable[torch.Tensor] = (),
+                 compile_int8: bool = True) -> None:
+        super().__init__()
+        model = copy.deepcopy(model).eval()
+        self.config, self.plan = model.config, plan
+        self.stem_part = model.stem.to(plan.dtype("stem"))
+        self.temporal = model.temporal.to(plan.dtype("temporal"))
+        self.frame_decoder = model.frame_decoder.to(plan.dtype("frame_decoder"))
+        self.agent_head = model.agent_head.to(plan.dtype("agent_head"))
+        self.transformer: nn.Module = model.transformer
+        if plan.transformer == "int8":
+            from qcraft_world_model.quant.pt2e import quantize_pt2e
+
+            # Calibrate on latents from the planned (half-precision) encoder: what INT8 will see.
+            with torch.no_grad():
+                latents = [self._latent(window) for window in calibration]
+            if not latents:
+                raise ValueError("an INT8 plan needs calibration windows")
+            quantized = quantize_pt2e(model.transformer.float(), latents)
+            self.transformer = torch.compile(quantized) if compile_int8 else quantized
+        else:
+            self.transformer = model.transformer.to(plan.dtype("transformer"))
+
+    def _latent(self, window: torch.Tensor) -> torch.Tensor:
+        return self.temporal(self.stem_part(window).to(self.plan.dtype("temporal"))).float()
+
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.stem_part(frames)
+
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
+                       ) -> WorldModelOutput:
+        b, c = stem_tokens.shape[:2]
+        latent = self.temporal(stem_tokens.to(self.plan.dtype("temporal")))
+        tokens, anchors = self.transformer(latent.to(self.plan.dtype("transformer")))
+        per_camera = tokens.to(self.plan.dtype("frame_decoder")).reshape(b * c, self.config.tokens_per_camera, -1)
+        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
+                                    previous.reshape(b * c, *previous.shape[2:]))
+        agents = self.agent_head(anchors.to(self.plan.dtype("agent_head")))
+        for name, value in vars(agents).items():
+            setattr(agents, name, value.float())
+        return WorldModelOutput(frames=frames.float().view(b, c, *frames.shape[1:]), agents=agents)
+
+    def forward(self, window: torch.Tensor) -> WorldModelOutput:
+        return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])
+
+
+def planned_model(model: WorldModel, precision: str, calibration_data: str | None = None, windows: int = 32,
+                  device: str = "cpu") -> PlannedWorldModel:
+    """``model`` under a named precision plan; INT8 calibrates on the first ``windows`` clips of a dataset."""
+    from qcraft_world_model.train.batches import ClipTensors
+
+    plan = PrecisionPlan.named(precision, device)
+    calibration: list[torch.Tensor] = []
+    if plan.transformer == "int8":
+        if calibration_data is None:
+            raise ValueError("INT8 needs calibration data (a clip dataset)")
+        data = ClipTensors.load(calibration_data, model.config, max_clips=windows)
+        calibration = [data.batch(torch.tensor([i])).window for i in range(len(data))]
+    return PlannedWorldModel(model, plan, calibration)

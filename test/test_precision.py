@@ -1,0 +1,68 @@
+"""Precision plans: INT8 transformer weights are a quarter of FP32, and planned models stay close to FP32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qcraft_world_model.model import WorldModel, WorldModelConfig
+from qcraft_world_model.quant.plan import PrecisionPlan
+from qcraft_world_model.quant.pt2e import int8_weight_bytes, quantize_pt2e
+from qcraft_world_model.runtime.mixed import PlannedWorldModel
+
+SMALL = WorldModelConfig(image_size=64, patch=8, dim=64, heads=2, depth=2, stem_dim=16, anchors=4,
+                         attention_window=16, decoder_dim=16, anchor_homes=True)
+
+
+@pytest.fixture(scope="module")
+def model() -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(SMALL).eval()
+
+
+def windows(count: int, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (1, 1, 16, 3, 64, 64), dtype=torch.uint8, generator=generator)
+            for _ in range(count)]
+
+
+def test_named_plans() -> None:
+    mixed = PrecisionPlan.named("mixed-int8", "cpu")
+    assert (mixed.transformer, mixed.temporal, mixed.frame_decoder) == ("int8", "bf16", "bf16")
+    assert PrecisionPlan.named("mixed-int8", "cuda").temporal == "fp16"
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        PrecisionPlan.named("int4")
+
+
+def test_int8_transformer_weights_are_under_30_percent_of_fp32(model: WorldModel) -> None:
+    latents = [model.temporal(model.stem(w)) for w in windows(2)]
+    quantized = quantize_pt2e(model.transformer, latents)
+    int8, floating = int8_weight_bytes(quantized)
+    fp32 = sum(p.numel() * 4 for p in model.transformer.parameters())
+    assert int8 > 0 and (int8 + floating) / fp32 <= 0.30
+
+
+def test_quantized_transformer_tracks_fp32(model: WorldModel) -> None:
+    latents = [model.temporal(model.stem(w)) for w in windows(8)]
+    quantized = quantize_pt2e(model.transformer, latents[:6])
+    with torch.no_grad():
+        ref_tokens, _ = model.transformer(latents[7])
+        int8_tokens, _ = quantized(latents[7])
+    assert ((int8_tokens - ref_tokens).norm() / ref_tokens.norm()).item() < 0.05
+
+
+@pytest.mark.parametrize("precision", ["bf16", "mixed-int8"])
+def test_planned_model_predicts_like_fp32(model: WorldModel, precision: str) -> None:
+    plan = PrecisionPlan.named(precision, "cpu")
+    planned = PlannedWorldModel(model, plan, windows(4), compile_int8=False)
+    window = windows(1, seed=9)[0]
+    with torch.no_grad():
+        ref, out = model(window), planned(window)
+    assert out.frames.dtype == torch.float32 and out.frames.shape == ref.frames.shape
+    assert (out.frames - ref.frames).abs().mean().item() < 0.01
+    assert out.agents.paths.shape == ref.agents.paths.shape
+
+
+def test_int8_plan_without_calibration_is_refused(model: WorldModel) -> None:
+    with pytest.raises(ValueError, match="needs calibration windows"):
+        PlannedWorldModel(model, PrecisionPlan.named("mixed-int8"), [])
