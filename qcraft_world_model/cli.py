@@ -183,6 +183,20 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from qcraft_world_model.runtime.onnx_export import export_onnx
+    from qcraft_world_model.train.model_card import default_model
+    from qcraft_world_model.train.trainer import load_model
+
+    folder = args.model or default_model("lite")
+    manifest = export_onnx(load_model(folder), args.out)
+    worst = max(manifest["relative_l2_vs_torch"].values())
+    print(f"{args.out}: stem.onnx, window.onnx (opset {manifest['opset']}, weights {manifest['weights']}); "
+          f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
+    _write_json(args.json, manifest)
+    return 0 if worst < 1e-3 else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qcraft_world_model.demo import run_demo
 
@@ -265,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", type=Path, help="also write the metrics JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
 
+    export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
+    export.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    export.add_argument("--out", type=Path, default=Path("out/export/lite"))
+    export.add_argument("--json", type=Path, help="also write the export manifest here")
+    export.set_defaults(func=_cmd_export)
+
     bench = sub.add_parser("bench", help="benchmarks (JSON): attention, model")
     bench_sub = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
     attention = bench_sub.add_parser("attention", help="sparse vs dense attention: time and peak memory vs n")
@@ -281,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_bench = bench_sub.add_parser("model", help="latency per part and weight bytes per precision plan")
     model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
-    model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8")
+    model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8,onnxruntime-fp32",
+                             help="torch plans, and onnxruntime-fp32 (exported on the fly)")
     model_bench.add_argument("--calibration", type=Path, default=Path("out/data/train"),
                              help="clip dataset calibrating INT8")
     model_bench.add_argument("--repeats", type=int, default=50)

@@ -66,3 +66,23 @@ def test_planned_model_predicts_like_fp32(model: WorldModel, precision: str) -> 
 def test_int8_plan_without_calibration_is_refused(model: WorldModel) -> None:
     with pytest.raises(ValueError, match="needs calibration windows"):
         PlannedWorldModel(model, PrecisionPlan.named("mixed-int8"), [])
+
+
+def test_onnx_export_matches_torch_in_onnxruntime(model: WorldModel, tmp_path) -> None:  # noqa: ANN001
+    from qcraft_world_model.runtime.onnx_export import OnnxWorldModel, export_onnx
+
+    manifest = export_onnx(model, tmp_path)
+    assert max(manifest["relative_l2_vs_torch"].values()) < 1e-4
+    runner = OnnxWorldModel(tmp_path)  # config from export.json
+    window = windows(1, seed=3)[0]
+    with torch.no_grad():
+        ref, out = model(window), runner(window)
+    assert torch.allclose(out.frames, ref.frames, atol=1e-4)
+    assert torch.allclose(out.agents.paths, ref.agents.paths, atol=1e-3)
+
+
+def test_missing_export_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
+    from qcraft_world_model.runtime.onnx_export import OnnxWorldModel
+
+    with pytest.raises(FileNotFoundError, match="has no stem.onnx; run qcraft-wm export first"):
+        OnnxWorldModel(tmp_path)

@@ -51,6 +51,9 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
                            dtype=torch.uint8)
     results = []
     for precision in precisions:
+        if precision == "onnxruntime-fp32":
+            results += _bench_onnxruntime(reference, window, repeats)
+            continue
         model = reference if precision == "fp32" else planned_model(reference, precision, calibration)
         with torch.inference_mode():
             stem_tokens = model.stem(window)
@@ -76,8 +79,27 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
                         "transformer_weight_ratio_vs_fp32": transformer_bytes / _float_bytes(reference.transformer),
                         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     by = {(r["precision"], r["part"]): r.get("median_ms") for r in results}
-    speedups = {p: {part: by[("fp32", part)] / by[(p, part)] for part in ("stem", "transformer", "window")}
+    speedups = {p: {part: by[("fp32", part)] / by[(p, part)] for part in ("stem", "transformer", "window")
+                    if by.get((p, part))}
                 for p in precisions if p != "fp32"}
     return {"bench": "model", "model": model_dir, "preset": config.preset, "results": results,
             "speedup_vs_fp32_eager": speedups, "device": describe_device("cpu"), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
+
+
+def _bench_onnxruntime(model: torch.nn.Module, window: torch.Tensor, repeats: int) -> list[dict[str, Any]]:
+    """The FP32 ONNX export in onnxruntime (CPU): stem and window parts."""
+    import tempfile
+    from pathlib import Path
+
+    from qcraft_world_model.runtime.onnx_export import OnnxWorldModel, export_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        export_onnx(model, Path(folder))
+        runner = OnnxWorldModel(folder, model.config, threads=torch.get_num_threads())
+        stem_tokens = runner.stem(window)
+        newest, previous = window[:, :, -1], window[:, :, -2]
+        parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats)}
+    return [{"backend": "onnxruntime", "precision": "onnxruntime-fp32", "part": part, **timing}
+            for part, timing in parts.items()]

@@ -1,0 +1,126 @@
+"""ONNX export of the two streaming parts (stem per frame, window per prediction) and an
+onnxruntime model with the same calls as the torch one.
+
+FP32 ONNX is both a CPU backend (onnxruntime) and what TensorRT builds engines
+from. The legacy TorchScript exporter is used (``dynamo=False``, opset 17): it
+handles the GRU, the blocked attention's SDPA and grid_sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from qcraft_world_model.model.heads import AgentPrediction
+from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
+
+AGENT_OUTPUTS = ("existence_logit", "class_logits", "position", "heading", "log_size", "paths", "mode_logits")
+
+
+class _Window(nn.Module):
+    """forward_window with tuple outputs (ONNX graphs return tensors, not dataclasses)."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
+        output = self.model.forward_window(stem_tokens, newest, previous)
+        return (output.frames, *(getattr(output.agents, name) for name in AGENT_OUTPUTS))
+
+
+class _Stem(nn.Module):
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.stem(frames)
+
+
+def weights_hash(model: nn.Module) -> str:
+    """A digest of the model's weights, for naming exported artefacts and engine caches."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]:
+    """Write ``stem.onnx`` and ``window.onnx`` (batch 1) and check them against torch in onnxruntime."""
+    model = model.eval()
+    config = model.config
+    out.mkdir(parents=True, exist_ok=True)
+    frames = torch.randint(0, 256, (1, config.cameras, config.window, 3, config.image_size, config.image_size),
+                           dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stem_tokens = model.stem(frames)
+        window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
+        torch.onnx.export(_Stem(model), (frames[:, :, -1],), str(out / "stem.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
+        torch.onnx.export(_Window(model), window_args, str(out / "window.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["stem_tokens", "newest", "previous"],
+                          output_names=["frames", *AGENT_OUTPUTS])
+        reference = _Window(model)(*window_args)
+    runner = OnnxWorldModel(out, config)
+    produced = runner.session("window").run(None, runner.feed(*window_args))
+    errors = {name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
+              for name, got, ref in zip(["frames", *AGENT_OUTPUTS], produced, reference)}
+    manifest = {"weights": weights_hash(model), "opset": opset, "config": config.to_dict(),
+                "batch": 1, "relative_l2_vs_torch": errors}
+    (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+class OnnxWorldModel:
+    """The exported model in onnxruntime, with WorldModel's calls (torch tensors in and out)."""
+
+    def __init__(self, folder: str | Path, config: Any = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        for name in ("stem.onnx", "window.onnx"):
+            if not (self.folder / name).is_file():
+                raise FileNotFoundError(f"{self.folder} has no {name}; run qcraft-wm export first")
+        if config is None:
+            from qcraft_world_model.model.config import WorldModelConfig
+
+            config = WorldModelConfig.from_dict(json.loads((self.folder / "export.json").read_text())["config"])
+        self.config = config
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"), options,
+                                                     providers=["CPUExecutionProvider"])
+                          for name in ("stem", "window")}
+
+    def session(self, name: str) -> Any:
+        return self._sessions[name]
+
+    @staticmethod
+    def feed(stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"stem_tokens": stem_tokens.detach().float().numpy(), "newest": newest.numpy(),
+                "previous": previous.numpy()}
+
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): stems each frame (one call per frame)."""
+        if frames.dim() == 6:
+            return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
+        (tokens,) = self._sessions["stem"].run(None, {"frames": frames.numpy()})
+        return torch.from_numpy(tokens)
+
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
+                       ) -> WorldModelOutput:
+        frames, *agents = self._sessions["window"].run(None, self.feed(stem_tokens, newest, previous))
+        return WorldModelOutput(frames=torch.from_numpy(frames),
+                                agents=AgentPrediction(**{n: torch.from_numpy(a) for n, a in zip(AGENT_OUTPUTS, agents)}))
+
+    def __call__(self, window: torch.Tensor) -> WorldModelOutput:
+        return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])
