@@ -86,3 +86,16 @@ def test_missing_export_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
 
     with pytest.raises(FileNotFoundError, match="has no stem.onnx; run qcraft-wm export first"):
         OnnxWorldModel(tmp_path)
+
+
+def test_int8_transformer_exports_to_qdq_onnx_that_onnxruntime_agrees_with(model: WorldModel, tmp_path) -> None:  # noqa: ANN001
+    import onnx
+
+    from qcraft_world_model.quant.pt2e import export_qdq_onnx
+
+    latents = [model.temporal(model.stem(w)) for w in windows(4)]
+    quantized = quantize_pt2e(model.transformer, latents)
+    error = export_qdq_onnx(quantized, latents[0], str(tmp_path / "t.onnx"))
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "t.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert error < 2e-2

@@ -41,8 +41,10 @@ class SparseAttention(nn.Module):
         self.block = window // 2
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        # A buffer, not a Python attribute: tracing/export must see a real tensor.
-        self.register_buffer("local_mask", local_attention_mask(tokens, window, anchors), persistent=False)
+        # A buffer, not a Python attribute: tracing/export must see a real tensor. Tiled per head
+        # because the blocks are folded into the head axis below: ONNX attention takes 4-D inputs.
+        self.register_buffer("local_mask", local_attention_mask(tokens, window, anchors).repeat(heads, 1, 1),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, n, dim), anchors (B, A, dim) → updated (x, anchors)."""
@@ -56,7 +58,7 @@ class SparseAttention(nn.Module):
         q_seq, k_seq, v_seq = q[:, :, :n], k[:, :, :n], v[:, :, :n]
         q_anc, k_anc, v_anc = q[:, :, n:], k[:, :, n:], v[:, :, n:]
 
-        blocks = self.local_mask.shape[0]
+        blocks = self.local_mask.shape[0] // h
         pad = blocks * block - n
         q_blk = F.pad(q_seq, (0, 0, 0, pad)).view(b, h, blocks, block, hd)
         # One zero block either side, then each block's keys = its neighbours and itself.
@@ -66,7 +68,10 @@ class SparseAttention(nn.Module):
                            k_anc.unsqueeze(2).expand(b, h, blocks, a, hd)], dim=3)
         v_blk = torch.cat([v_pad[:, :, :-2], v_pad[:, :, 1:-1], v_pad[:, :, 2:],
                            v_anc.unsqueeze(2).expand(b, h, blocks, a, hd)], dim=3)
-        local = F.scaled_dot_product_attention(q_blk, k_blk, v_blk, attn_mask=self.local_mask)
+        keys = k_blk.shape[3]
+        local = F.scaled_dot_product_attention(q_blk.reshape(b, h * blocks, block, hd),
+                                               k_blk.reshape(b, h * blocks, keys, hd),
+                                               v_blk.reshape(b, h * blocks, keys, hd), attn_mask=self.local_mask)
         local = local.reshape(b, h, blocks * block, hd)[:, :, :n]
 
         glob = F.scaled_dot_product_attention(q_anc, k, v)  # anchors see every token: O(A * n)

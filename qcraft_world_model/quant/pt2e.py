@@ -54,3 +54,24 @@ def int8_weight_bytes(quantized: torch.fx.GraphModule) -> tuple[int, int]:
         elif tensor.is_floating_point():
             floating += size
     return int8, floating
+
+
+def export_qdq_onnx(quantized: torch.fx.GraphModule, example: torch.Tensor, path: str) -> float:
+    """Export a PT2E-quantized module to ONNX with explicit QuantizeLinear/DequantizeLinear nodes.
+
+    Returns the relative L2 distance between onnxruntime's output on the file and
+    the torch fake-quant module's (its first output). The dynamo exporter turns
+    PT2E's quantize/dequantize ops into Q/DQ pairs. Activations use X86's
+    asymmetric uint8; TensorRT wants symmetric int8 activations, which is
+    ModelOpt's convention.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    example = example.detach()
+    torch.onnx.export(quantized, (example,), path, dynamo=True, opset_version=18, verbose=False)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    produced = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+    with torch.no_grad():
+        reference = quantized(example)[0].numpy()
+    return float(np.linalg.norm(produced - reference) / max(np.linalg.norm(reference), 1e-12))

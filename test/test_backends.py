@@ -1,0 +1,97 @@
+"""One backend interface: torch and onnxruntime run here; TensorRT fails clearly and its cache keys are exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from qcraft_world_model.model import WorldModel, WorldModelConfig
+from qcraft_world_model.runtime.backends import (
+    BackendError,
+    OnnxRuntimeBackend,
+    TorchBackend,
+    choose_backend,
+    create_backend,
+    engine_key,
+)
+
+SMALL = WorldModelConfig(image_size=64, patch=8, dim=64, heads=2, depth=1, stem_dim=16, anchors=4,
+                         attention_window=16, decoder_dim=16, anchor_homes=True)
+
+
+def model(seed: int = 0) -> WorldModel:
+    torch.manual_seed(seed)
+    return WorldModel(SMALL).eval()
+
+
+def window() -> torch.Tensor:
+    return torch.randint(0, 256, (1, 1, 16, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+
+def streamed(backend, frames: torch.Tensor):  # noqa: ANN001, ANN202 - the node's way: one stem per frame
+    tokens = torch.stack([backend.stem(frames[:, :, t]) for t in range(16)], dim=2)
+    return backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_torch_backend_streams_like_the_model(precision: str) -> None:
+    reference = model()
+    backend = TorchBackend(reference, precision)
+    backend.warm_up()
+    frames = window()
+    with torch.no_grad():
+        expected = reference(frames)
+    got = streamed(backend, frames)
+    assert backend.name == f"torch-cpu/{precision}"
+    assert (got.frames.float() - expected.frames).abs().mean() < (1e-6 if precision == "fp32" else 0.01)
+
+
+def test_onnxruntime_backend_exports_once_per_weights(tmp_path: Path) -> None:
+    first = OnnxRuntimeBackend(model(), tmp_path)
+    exported = next(tmp_path.glob("onnx-*/window.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    second = OnnxRuntimeBackend(model(), tmp_path)  # same weights: reuses the export
+    assert exported.stat().st_mtime_ns == stamp and len(list(tmp_path.glob("onnx-*"))) == 1
+    OnnxRuntimeBackend(model(seed=1), tmp_path)  # other weights: another export
+    assert len(list(tmp_path.glob("onnx-*"))) == 2
+    frames = window()
+    a, b = streamed(first, frames), streamed(second, frames)
+    assert torch.allclose(a.frames, b.frames)
+    with torch.no_grad():
+        assert torch.allclose(a.frames, model()(frames).frames, atol=1e-4)
+
+
+def test_tensorrt_missing_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"TensorRT backend unavailable: torch_tensorrt could not be imported"):
+        create_backend(model(), "tensorrt", "fp16", cache_dir=tmp_path)
+
+
+def test_cuda_missing_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error path needs a machine without it")
+    with pytest.raises(BackendError, match="CUDA is not available"):
+        TorchBackend(model(), "fp16", "cuda")
+
+
+def test_engine_key_changes_with_everything_an_engine_depends_on() -> None:
+    shapes = ((1, 1, 3, 64, 64),)
+    base = engine_key(model(), "fp16", "stem", shapes)
+    assert engine_key(model(), "fp16", "stem", shapes) == base
+    assert engine_key(model(seed=1), "fp16", "stem", shapes).digest() != base.digest()  # weights
+    assert engine_key(model(), "fp32", "stem", shapes).digest() != base.digest()  # precision
+    assert engine_key(model(), "fp16", "stem", ((1, 3, 3, 64, 64),)).digest() != base.digest()  # shapes
+    assert base.filename().startswith("stem-fp16-") and base.filename().endswith(".ep")
+
+
+def test_auto_choice_names_its_reason() -> None:
+    backend, precision, device, reason = choose_backend("auto")
+    assert (backend, device) in {("tensorrt", "cuda"), ("torch", "cuda"), ("torch", "cpu"), ("onnxruntime", "cpu")}
+    assert precision and len(reason) > 20
+    assert choose_backend("onnxruntime")[:1] == ("onnxruntime",)
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="unknown backend 'openvino'"):
+        create_backend(model(), "openvino", "fp32", cache_dir=tmp_path)
