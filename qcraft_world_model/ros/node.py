@@ -1,0 +1,317 @@
+"""The predictor node: cameras in, predicted agents and frames out.
+
+A lifecycle node (``autostart`` runs configure + activate itself):
+- configure: read and validate parameters, load the model, create the backend and
+  warm it up (compilation happens here, not on the first frame), create publishers;
+- activate: subscribe to the cameras (sensor-data QoS, depth 1) and start the worker;
+- deactivate / cleanup: unsubscribe, stop the worker, release the backend.
+
+Each incoming frame is decoded and run through the stem in the subscription
+callback (about a millisecond for lite) and cached in its camera's ring window.
+When every camera holds a complete window, a job is handed to the single
+inference worker through a latest-only slot: a job not yet started when a newer
+one arrives is dropped and counted, never queued.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float64, Header
+
+from qcraft_world_model.ingest import ConfigError, ImageDecodeError, IngestConfig, RingWindow, decode_any
+from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
+from qcraft_world_model.msg import PredictedAgents, PredictedFrames
+from qcraft_world_model.ros.convert import agents_message, frames_message
+
+#: Node parameters beyond the ingest ones (name, default, description).
+NODE_PARAMETERS = (
+    ("model.path", "", "Model folder (model.safetensors + config.json); empty: the shipped lite model"),
+    ("model.backend", "auto", "auto, torch, onnxruntime or tensorrt"),
+    ("model.precision", "", "fp32, bf16, fp16 or mixed-int8; empty: the backend's choice"),
+    ("output.frame_id", "base_link", "Frame of PredictedAgents (the ego frame)"),
+    ("output.existence_threshold", 0.5, "Agents less likely than this are not published"),
+    ("output.publish_frames", True, "Publish PredictedFrames per camera"),
+)
+
+
+@dataclass
+class _Job:
+    stamp_ns: int
+    received: float  # monotonic time the triggering frame arrived
+    tokens: torch.Tensor  # (1, C, T, N, stem_dim)
+    newest: torch.Tensor  # (1, C, 3, H, W) uint8
+    previous: torch.Tensor
+
+
+@dataclass
+class _CameraState:
+    window: RingWindow
+    received: int = 0
+    decode_errors: int = 0
+    last_error: str = ""
+
+
+class PredictorNode(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("predictor", **kwargs)
+        self.declare_parameter("autostart", True)
+        self.backend = None
+        self.config: IngestConfig | None = None
+        self._subscriptions: list = []
+        self._cameras: dict[str, _CameraState] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._pending: _Job | None = None
+        self._running = False
+        self._worker: threading.Thread | None = None
+        self._latencies: deque[float] = deque(maxlen=200)
+        self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
+        self._last_published = -1
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.config = IngestConfig.from_parameters(self._read_parameters())
+            self._load_backend()
+        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        model = self.backend.config
+        if (model.cameras, model.image_size, model.window) != (len(self.config.cameras), self.config.image.width,
+                                                               self.config.window_size):
+            self.get_logger().error(
+                f"configure failed: the model reads {model.cameras} camera(s) x {model.window} frames of "
+                f"{model.image_size}px; parameters give {len(self.config.cameras)} x {self.config.window_size} "
+                f"of {self.config.image.width}px")
+            return TransitionCallbackReturn.FAILURE
+        self.pub_agents = self.create_lifecycle_publisher(PredictedAgents, "~/predicted_agents", 1)
+        self.pub_frames = {c.name: self.create_lifecycle_publisher(PredictedFrames, f"~/predicted_frames/{c.name}", 1)
+                           for c in self.config.cameras}
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
+        self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
+        self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
+        self._cameras = {c.name: _CameraState(RingWindow(
+            capacity=self.config.window_size, period_ns=self.config.period_ns, gap_factor=self.config.gap_factor,
+            reset_after_backward_ns=round(self.config.reset_after_backward_s * 1e9))) for c in self.config.cameras}
+        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for camera in self.config.cameras:
+            message_type = CompressedImage if camera.transport == "compressed" else Image
+            self._subscriptions.append(self.create_subscription(
+                message_type, camera.topic, lambda msg, name=camera.name: self._on_frame(name, msg),
+                qos_profile_sensor_data))
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.backend = None
+        self.destroy_timer(self._diagnostics_timer)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    # -- configuration -----------------------------------------------------------
+
+    def _read_parameters(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            values[spec.name] = self._declare(spec.name, spec.default)
+        for name in values["cameras.names"]:
+            for spec in CAMERA_PARAMETERS:
+                values[f"cameras.{name}.{spec.name}"] = self._declare(f"cameras.{name}.{spec.name}", spec.default)
+        for name, default, _ in NODE_PARAMETERS:
+            values[name] = self._declare(name, default)
+        return values
+
+    def _declare(self, name: str, default: Any) -> Any:
+        if not self.has_parameter(name):
+            if isinstance(default, list):
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY)
+                value = self.get_parameter(name).value
+                return list(value) if value is not None else default
+            self.declare_parameter(name, default)
+        return self.get_parameter(name).value
+
+    def _load_backend(self) -> None:
+        from qcraft_world_model.runtime.backends import create_backend
+        from qcraft_world_model.train.model_card import default_model
+        from qcraft_world_model.train.trainer import load_model
+
+        folder = self.get_parameter("model.path").value or str(default_model("lite"))
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"model.path {folder} is not a folder")
+        model = load_model(folder)
+        self.backend = create_backend(model, self.get_parameter("model.backend").value,
+                                      self.get_parameter("model.precision").value)
+        self.backend.warm_up()
+        self.model_id = f"{model.config.preset}@{Path(folder).name}"
+
+    # -- frames ----------------------------------------------------------------
+
+    def _on_frame(self, camera: str, msg: Any) -> None:
+        received = time.monotonic()
+        state = self._cameras[camera]
+        state.received += 1
+        try:
+            rgb = decode_any(msg, self.config.image)
+        except ImageDecodeError as err:
+            state.decode_errors += 1
+            state.last_error = str(err)
+            self.get_logger().warn(f"camera {camera}: {err}", throttle_duration_sec=5.0)
+            return
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).unsqueeze(0)  # (1, 1, 3, H, W)
+        tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
+        with self._lock:
+            if not state.window.push(stamp_ns, (tokens, frame[0, 0])).accepted:
+                return
+            job = self._job_if_ready(stamp_ns, received)
+            if job is not None:
+                if self._pending is not None:
+                    self._counts["dropped"] += 1  # the worker is busy: the older window is stale now
+                self._pending = job
+                self._ready.notify()
+
+    def _job_if_ready(self, stamp_ns: int, received: float) -> _Job | None:
+        """A job when every camera holds a complete window ending near ``stamp_ns``."""
+        tolerance = self.config.alignment_tolerance_ms * 1e6
+        windows = []
+        for camera in self.config.cameras:
+            window = self._cameras[camera.name].window
+            if not window.is_complete or abs(window.newest_stamp_ns - stamp_ns) > tolerance:
+                return None
+            windows.append(window.items())
+        tokens = torch.stack([torch.stack([t for t, _ in items]) for items in windows]).unsqueeze(0)
+        newest = torch.stack([items[-1][1] for items in windows]).unsqueeze(0)
+        previous = torch.stack([items[-2][1] for items in windows]).unsqueeze(0)
+        return _Job(stamp_ns, received, tokens, newest, previous)
+
+    # -- inference ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._running and self._pending is None:
+                    self._ready.wait(timeout=0.5)
+                if not self._running:
+                    return
+                job, self._pending = self._pending, None
+            if job.stamp_ns <= self._last_published:
+                continue
+            try:
+                self._predict(job)
+            except Exception as err:  # noqa: BLE001 - one bad window must not kill the worker
+                self._counts["inference_errors"] += 1
+                self.get_logger().error(f"inference failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
+
+    def _predict(self, job: _Job) -> None:
+        start = time.monotonic()
+        output = self.backend.forward_window(job.tokens, job.newest, job.previous)
+        inference_ms = (time.monotonic() - start) * 1e3
+        model = self.backend.config
+        path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
+        frame_id = self.get_parameter("output.frame_id").value
+        self.pub_agents.publish(agents_message(
+            output, job.stamp_ns, frame_id, path_step, self.get_parameter("output.existence_threshold").value,
+            self.model_id, self.backend.name, inference_ms))
+        latency_ms = (time.monotonic() - job.received) * 1e3
+        if self.get_parameter("output.publish_frames").value:
+            steps = [k / model.rate_hz for k in model.future_frames]
+            for index, camera in enumerate(self.config.cameras):
+                self.pub_frames[camera.name].publish(frames_message(
+                    output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
+                    steps, self.model_id))
+        self._last_published = job.stamp_ns
+        self._counts["published"] += 1
+        self._latencies.append(latency_ms)
+        self.pub_processing.publish(Float64(data=inference_ms))
+        self.pub_pipeline.publish(Float64(data=latency_ms))
+
+    def _stop_worker(self) -> None:
+        with self._lock:
+            self._running = False
+            self._ready.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    # -- diagnostics ---------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        statuses = []
+        for name, state in self._cameras.items():
+            stats = state.window.stats
+            level = DiagnosticStatus.WARN if state.decode_errors or stats.gaps else DiagnosticStatus.OK
+            values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
+                      "missing_frames": stats.missing_frames, "duplicates": stats.duplicates,
+                      "out_of_order": stats.out_of_order, "window_complete": state.window.is_complete,
+                      "last_error": state.last_error}
+            statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}",
+                                             message="ok" if level == DiagnosticStatus.OK else "degraded",
+                                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
+        latency = sorted(self._latencies)
+        values = {**self._counts, "backend": self.backend.name if self.backend else "-",
+                  "latency_ms_p50": f"{statistics.median(latency):.1f}" if latency else "-",
+                  "latency_ms_p95": f"{latency[int(0.95 * (len(latency) - 1))]:.1f}" if latency else "-"}
+        statuses.append(DiagnosticStatus(level=DiagnosticStatus.OK, name="qcraft_world_model: inference",
+                                         message="ok", values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
+        self.pub_diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                                     status=statuses))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ros2 run qcraft_world_model predictor`` (or run directly with ``--ros-args --params-file ...``)."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = PredictorNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().fatal("configure failed; exiting")
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+        node.trigger_activate()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
