@@ -33,66 +33,149 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> list:
     return [r.message for r in read_messages(bag, topics=[camera_topic("front")])]
 
 
-def test_node_predicts_from_a_live_camera_stream(ros, drive: list, tmp_path: Path) -> None:
-    rclpy, msgs = ros
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+class NodeUnderTest:
+    """The installed predictor as a process, and a client node publishing frames and listening."""
+
+    def __init__(self, rclpy, msgs, tmp_path: Path, params: str) -> None:  # noqa: ANN001
+        from ament_index_python.packages import get_package_prefix
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.rclpy = rclpy
+        self.domain = 1 + (os.getpid() + 37 + len(str(tmp_path))) % 100
+        (tmp_path / "params.yaml").write_text(params)
+        env = {**os.environ, "ROS_DOMAIN_ID": str(self.domain), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+               "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+        # The installed executable, as `ros2 run qcraft_world_model predictor` starts it (not the source tree).
+        executable = Path(get_package_prefix("qcraft_world_model")) / "lib" / "qcraft_world_model" / "predictor"
+        self.process = subprocess.Popen(
+            [sys.executable, str(executable), "--ros-args", "--params-file", str(tmp_path / "params.yaml")],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain)
+        self.client = rclpy.create_node("camera_and_listener", context=self.context)
+        self.publisher = self.client.create_publisher(Image, camera_topic("front"), 10)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.agents: list = []
+        self.frames: list = []
+        self.diagnostics: list = []
+        self.client.create_subscription(msgs.PredictedAgents, "/predictor/predicted_agents", self.agents.append,
+                                        reliable)
+        self.client.create_subscription(msgs.PredictedFrames, "/predictor/predicted_frames/front",
+                                        self.frames.append, reliable)
+        self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.client)
+
+    def wait_subscribed(self, seconds: float = 90) -> None:
+        """The node subscribes once configured (model loaded, warmed up) and active."""
+        deadline = time.monotonic() + seconds
+        while self.publisher.get_subscription_count() == 0:
+            assert self.process.poll() is None, f"node exited: {self.process.stdout.read()}"
+            assert time.monotonic() < deadline, "the node never subscribed to the camera"
+            self.executor.spin_once(timeout_sec=0.1)
+
+    def publish_at_10hz(self, images: list) -> list[int]:
+        stamps = []
+        for image in images:
+            self.publisher.publish(image)
+            stamps.append(image.header.stamp.sec * 10**9 + image.header.stamp.nanosec)
+            self.spin(0.1)
+        return stamps
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> str:
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        self.rclpy.shutdown(context=self.context)
+        return out
+
+
+def as_rclpy(messages: list) -> list:
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
     from message_samples import TYPESTORE
 
-    domain = 1 + (os.getpid() + 37) % 100
-    params = tmp_path / "params.yaml"
-    params.write_text(PARAMS.format(topic=camera_topic("front")))
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
-           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    from ament_index_python.packages import get_package_prefix
+    return [deserialize_message(bytes(TYPESTORE.serialize_cdr(m, "sensor_msgs/msg/Image")), Image) for m in messages]
 
-    # The installed executable, as `ros2 run qcraft_world_model predictor` starts it (not the source tree).
-    executable = Path(get_package_prefix("qcraft_world_model")) / "lib" / "qcraft_world_model" / "predictor"
-    node = subprocess.Popen([sys.executable, str(executable), "--ros-args", "--params-file", str(params)],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
+
+def stamp_of(message) -> int:  # noqa: ANN001
+    return message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
+
+
+def test_node_predicts_from_a_live_camera_stream(ros, drive: list, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))
     try:
-        client = rclpy.create_node("camera_and_listener", context=context)
-        publisher = client.create_publisher(Image, camera_topic("front"), 10)
-        received: list = []
-        client.create_subscription(msgs.PredictedAgents, "/predictor/predicted_agents", received.append,
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        frames: list = []
-        client.create_subscription(msgs.PredictedFrames, "/predictor/predicted_frames/front", frames.append,
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(client)
-        # The node subscribes once it is configured (model loaded, warmed up) and active.
-        deadline = time.monotonic() + 90
-        while publisher.get_subscription_count() == 0:
-            assert node.poll() is None, f"node exited: {node.stdout.read()}"
-            assert time.monotonic() < deadline, "the node never subscribed to the camera"
-            executor.spin_once(timeout_sec=0.1)
-        sent = []
-        for message in drive:
-            image = deserialize_message(bytes(TYPESTORE.serialize_cdr(message, "sensor_msgs/msg/Image")), Image)
-            publisher.publish(image)
-            sent.append(image.header.stamp.sec * 10**9 + image.header.stamp.nanosec)
-            end = time.monotonic() + 0.1  # 10 Hz, spinning meanwhile
-            while time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.02)
+        node.wait_subscribed()
+        sent = node.publish_at_10hz(as_rclpy(drive))
         deadline = time.monotonic() + 10
-        while len(received) < 3 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-        assert len(received) >= 3, "too few predictions for 30 frames"
-        for message in received:
-            stamp = message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
-            assert stamp in sent and stamp >= sent[15], "stamped with the newest frame of a full window"
+        while len(node.agents) < 3 and time.monotonic() < deadline:
+            node.spin(0.1)
+        assert len(node.agents) >= 3, "too few predictions for 30 frames"
+        for message in node.agents:
+            assert stamp_of(message) in sent and stamp_of(message) >= sent[15], \
+                "stamped with the newest frame of a full window"
             assert message.header.frame_id == "base_link" and message.backend == "torch-cpu/fp32"
             assert message.inference_time_ms > 0
-        assert frames and len(frames[0].frames) == 5 and frames[0].frames[0].height == 128
+        assert node.frames and len(node.frames[0].frames) == 5 and node.frames[0].frames[0].height == 128
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        rclpy.shutdown(context=context)
+        node.close()
+
+
+def test_bad_frames_and_a_looping_stream_do_not_stop_the_node(ros, drive: list, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))
+    try:
+        node.wait_subscribed()
+        images = as_rclpy(drive)
+        images[20].data = images[20].data[: len(images[20].data) // 2]  # truncated
+        images[22].encoding = "32FC1"  # unknown encoding
+        first = node.publish_at_10hz(images)
+        node.spin(1.0)
+        after_bad = [stamp_of(m) for m in node.agents if stamp_of(m) > first[22]]
+        assert after_bad, "predictions continue after the malformed frames"
+        # The bag loops: time jumps 3 s back; the window resets and refills, predictions resume.
+        looped = node.publish_at_10hz(as_rclpy(drive))
+        node.spin(1.0)
+        assert any(stamp_of(m) in looped for m in node.agents), "no prediction after the stream looped"
+        deadline = time.monotonic() + 5
+        camera = None
+        while camera is None and time.monotonic() < deadline:
+            node.spin(0.2)
+            for array in reversed(node.diagnostics):
+                camera = next((s for s in array.status if s.name.endswith("camera front")), None)
+                if camera is not None:
+                    break
+        values = {kv.key: kv.value for kv in camera.values}
+        assert values["decode_errors"] == "2" and camera.level == camera.WARN
+        assert "32FC1" in values["last_error"]
+    finally:
+        log = node.close()
+    assert "data holds" in log and "32FC1" in log, "both bad frames are logged"
+
+
+def test_missing_or_corrupt_model_fails_configure_with_a_clear_message(ros, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    corrupt = tmp_path / "model"
+    corrupt.mkdir()
+    (corrupt / "model.safetensors").write_bytes(b"not a model")
+    (corrupt / "config.json").write_text('{"model": {"preset": "lite"}}')
+    params = PARAMS.format(topic=camera_topic("front")) + f"      path: {corrupt}\n"
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params)
+    try:
+        code = node.process.wait(timeout=60)
+    finally:
+        log = node.close()
+    assert code == 1
+    assert "configure failed" in log and "model.safetensors" in log

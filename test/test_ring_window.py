@@ -82,3 +82,14 @@ def test_nearest_frame_to_a_time() -> None:
     window = filled(5)
     assert window.nearest(int(2.4 * PERIOD)) == (2 * PERIOD, 2)
     assert RingWindow().nearest(0) is None
+
+
+def test_short_gap_is_bridged_by_repeating_the_previous_frame() -> None:
+    window: RingWindow[int] = RingWindow(capacity=16, period_ns=PERIOD, max_fill_frames=2)
+    for i in range(10):
+        window.push(i * PERIOD, i)
+    assert window.push(12 * PERIOD, 12) is PushOutcome.ACCEPTED_AFTER_GAP  # frames 10 and 11 lost
+    assert window.items()[-3:] == [9, 9, 12] and window.stamps()[-3:] == [10 * PERIOD, 11 * PERIOD, 12 * PERIOD]
+    assert window.is_contiguous and window.stats.filled_frames == 2 and window.stats.gaps == 1
+    window.push(16 * PERIOD, 16)  # three lost: too long to bridge
+    assert not window.is_contiguous and window.stats.filled_frames == 2

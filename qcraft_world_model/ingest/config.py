@@ -46,6 +46,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("window.rate_hz", float, 10.0, "Nominal camera frame rate", "Hz", 0.1, 1000.0),
     ParamSpec("window.gap_factor", float, 1.5,
               "A step longer than this many frame periods counts as a gap", "periods", 1.01, 100.0),
+    ParamSpec("window.max_fill_frames", int, 2,
+              "Gaps of up to this many lost frames are bridged by repeating the previous frame", "frames", 0, 8),
     ParamSpec("window.reset_after_backward_s", float, 1.0,
               "A stamp this far behind the newest clears the window (bag loop) instead of being refused",
               "s", 0.0, 3600.0),
@@ -86,6 +88,7 @@ class IngestConfig:
     rate_hz: float
     gap_factor: float
     reset_after_backward_s: float
+    max_fill_frames: int
     alignment_tolerance_ms: float
     stale_after_s: float
 
@@ -121,6 +124,7 @@ class IngestConfig:
             rate_hz=values["window.rate_hz"],
             gap_factor=values["window.gap_factor"],
             reset_after_backward_s=values["window.reset_after_backward_s"],
+            max_fill_frames=values["window.max_fill_frames"],
             alignment_tolerance_ms=values["alignment.tolerance_ms"],
             stale_after_s=values["alignment.stale_after_s"],
         )

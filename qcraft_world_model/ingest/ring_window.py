@@ -48,6 +48,8 @@ class WindowStats:
     gaps: int = 0
     #: Frames estimated missing across all gaps, from the expected period.
     missing_frames: int = 0
+    #: Missing frames stood in for by repeating the previous frame (short gaps only).
+    filled_frames: int = 0
 
 
 @dataclass
@@ -55,7 +57,10 @@ class RingWindow(Generic[ItemT]):
     """The last ``capacity`` frames of one camera, oldest first.
 
     ``period_ns`` is the camera's nominal frame period; a step longer than
-    ``gap_factor`` periods counts as a gap. A backwards step of more than
+    ``gap_factor`` periods counts as a gap. A gap of at most ``max_fill_frames``
+    missing frames (a dropped or corrupt frame) is bridged by repeating the
+    previous frame at the expected stamps, so one bad frame does not cost a
+    whole window; longer gaps break the sequence. A backwards step of more than
     ``reset_after_backward_ns`` clears the window instead of being refused.
     """
 
@@ -63,6 +68,7 @@ class RingWindow(Generic[ItemT]):
     period_ns: int = NS_PER_S // 10
     gap_factor: float = 1.5
     reset_after_backward_ns: int = NS_PER_S
+    max_fill_frames: int = 0
     stats: WindowStats = field(default_factory=WindowStats)
 
     def __post_init__(self) -> None:
@@ -96,15 +102,28 @@ class RingWindow(Generic[ItemT]):
             else:
                 step = stamp_ns - newest
                 if step > self.gap_factor * self.period_ns:
-                    gap = True
+                    missing = max(1, round(step / self.period_ns) - 1)
                     self.stats.gaps += 1
-                    self.stats.missing_frames += max(1, round(step / self.period_ns) - 1)
+                    self.stats.missing_frames += missing
                     outcome = PushOutcome.ACCEPTED_AFTER_GAP
+                    if missing <= self.max_fill_frames:
+                        self._fill(missing, step)
+                    else:
+                        gap = True
         self._stamps.append(stamp_ns)
         self._items.append(item)
         self._gap_before.append(gap)
         self.stats.accepted += 1
         return outcome
+
+    def _fill(self, missing: int, step: int) -> None:
+        """Repeat the newest frame at evenly spaced stamps between it and the next one."""
+        newest_stamp, newest_item = self._stamps[-1], self._items[-1]
+        for k in range(1, missing + 1):
+            self._stamps.append(newest_stamp + round(k * step / (missing + 1)))
+            self._items.append(newest_item)
+            self._gap_before.append(False)
+        self.stats.filled_frames += missing
 
     def clear(self) -> None:
         """Drop every held frame (counters are kept)."""

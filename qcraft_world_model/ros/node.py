@@ -34,7 +34,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, Header
 
-from qcraft_world_model.ingest import ConfigError, ImageDecodeError, IngestConfig, RingWindow, decode_any
+from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.ros.convert import agents_message, frames_message
@@ -73,7 +73,7 @@ class PredictorNode(LifecycleNode):
         self.declare_parameter("autostart", True)
         self.backend = None
         self.config: IngestConfig | None = None
-        self._subscriptions: list = []
+        self._camera_subscriptions: list = []
         self._cameras: dict[str, _CameraState] = {}
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -90,8 +90,8 @@ class PredictorNode(LifecycleNode):
         try:
             self.config = IngestConfig.from_parameters(self._read_parameters())
             self._load_backend()
-        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
-            self.get_logger().error(f"configure failed: {err}")
+        except Exception as err:  # noqa: BLE001 - configure is the boundary: say why, then refuse
+            self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
             return TransitionCallbackReturn.FAILURE
         model = self.backend.config
         if (model.cameras, model.image_size, model.window) != (len(self.config.cameras), self.config.image.width,
@@ -109,7 +109,8 @@ class PredictorNode(LifecycleNode):
         self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
         self._cameras = {c.name: _CameraState(RingWindow(
             capacity=self.config.window_size, period_ns=self.config.period_ns, gap_factor=self.config.gap_factor,
-            reset_after_backward_ns=round(self.config.reset_after_backward_s * 1e9))) for c in self.config.cameras}
+            reset_after_backward_ns=round(self.config.reset_after_backward_s * 1e9),
+            max_fill_frames=self.config.max_fill_frames)) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
         return TransitionCallbackReturn.SUCCESS
@@ -117,7 +118,7 @@ class PredictorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
-            self._subscriptions.append(self.create_subscription(
+            self._camera_subscriptions.append(self.create_subscription(
                 message_type, camera.topic, lambda msg, name=camera.name: self._on_frame(name, msg),
                 qos_profile_sensor_data))
         self._running = True
@@ -127,9 +128,9 @@ class PredictorNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        for subscription in self._subscriptions:
+        for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions.clear()
+        self._camera_subscriptions.clear()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -187,8 +188,9 @@ class PredictorNode(LifecycleNode):
             rgb = decode_any(msg, self.config.image)
         except ImageDecodeError as err:
             state.decode_errors += 1
+            if str(err) != state.last_error:  # a new kind of fault is logged; repeats are only counted
+                self.get_logger().warn(f"camera {camera}: {err}")
             state.last_error = str(err)
-            self.get_logger().warn(f"camera {camera}: {err}", throttle_duration_sec=5.0)
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).unsqueeze(0)  # (1, 1, 3, H, W)
@@ -274,7 +276,7 @@ class PredictorNode(LifecycleNode):
             stats = state.window.stats
             level = DiagnosticStatus.WARN if state.decode_errors or stats.gaps else DiagnosticStatus.OK
             values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
-                      "missing_frames": stats.missing_frames, "duplicates": stats.duplicates,
+                      "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames, "duplicates": stats.duplicates,
                       "out_of_order": stats.out_of_order, "window_complete": state.window.is_complete,
                       "last_error": state.last_error}
             statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}",

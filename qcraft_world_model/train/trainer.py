@@ -185,8 +185,9 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldM
     model = WorldModel(config)
     try:
         model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-    except (RuntimeError, OSError) as err:
-        raise ValueError(f"{folder / 'model.safetensors'} does not load into a {config.preset} model: {err}") from err
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        raise ValueError(f"{folder / 'model.safetensors'} does not load into a {config.preset} model: "
+                         f"{type(err).__name__}: {err}") from err
     return model.to(device).eval()
 
 
