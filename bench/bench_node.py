@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--no-frames", action="store_true", help="do not publish PredictedFrames")
+    parser.add_argument("--stagger-ms", type=float, default=0.0, help="pause between the cameras' publishes")
     args = parser.parse_args()
 
     import rclpy
@@ -131,6 +132,8 @@ def main() -> None:
         sent[stamp_ns] = time.monotonic()
         for publisher in publishers:
             publisher.publish(image)
+            if args.stagger_ms:
+                time.sleep(args.stagger_ms / 1e3)
         while time.monotonic() < start + (index + 1) * period:
             executor.spin_once(timeout_sec=0.005)
     end = time.monotonic() + 2.0

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
-from qcraft_world_model.runtime.onnx_export import weights_hash
+from qcraft_world_model.runtime.onnx_export import WindowAsTuple, weights_hash
 
 LOG = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class TensorRTBackend(Backend):
                                    f"{key.tensorrt}, GPU {key.gpu}); build it first: "
                                    "qcraft-wm export --tensorrt --precision " + precision)
             example = _example_inputs(c, part, dtype)
-            source = model.stem if part == "stem" else _WindowTuple(model)
+            source = model.stem if part == "stem" else WindowAsTuple(model)
             compiled = trt.compile(source.to(dtype) if part == "stem" else source, ir="dynamo", inputs=example,
                                    enabled_precisions={dtype}, truncate_double=True)
             trt.save(compiled, str(path), inputs=example)
@@ -194,18 +194,6 @@ def engine_key(model: WorldModel, precision: str, part: str, shapes: tuple[tuple
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu"
     return EngineKey(weights_hash(model), precision, tensorrt_version, torch_tensorrt_version, gpu, part,
                      tuple(tuple(s) for s in shapes))
-
-
-class _WindowTuple(torch.nn.Module):
-    def __init__(self, model: WorldModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
-        from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS
-
-        output = self.model.forward_window(stem_tokens, newest, previous)
-        return (output.frames, *(getattr(output.agents, name) for name in AGENT_OUTPUTS))
 
 
 def _example_inputs(config: Any, part: str, dtype: torch.dtype) -> list[torch.Tensor]:

@@ -23,8 +23,8 @@ from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 AGENT_OUTPUTS = ("existence_logit", "class_logits", "position", "heading", "log_size", "paths", "mode_logits")
 
 
-class _Window(nn.Module):
-    """forward_window with tuple outputs (ONNX graphs return tensors, not dataclasses)."""
+class WindowAsTuple(nn.Module):
+    """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses)."""
 
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
@@ -65,10 +65,10 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
         window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
         torch.onnx.export(_Stem(model), (frames[:, :, -1],), str(out / "stem.onnx"), opset_version=opset,
                           dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
-        torch.onnx.export(_Window(model), window_args, str(out / "window.onnx"), opset_version=opset,
+        torch.onnx.export(WindowAsTuple(model), window_args, str(out / "window.onnx"), opset_version=opset,
                           dynamo=False, input_names=["stem_tokens", "newest", "previous"],
                           output_names=["frames", *AGENT_OUTPUTS])
-        reference = _Window(model)(*window_args)
+        reference = WindowAsTuple(model)(*window_args)
     runner = OnnxWorldModel(out, config)
     produced = runner.session("window").run(None, runner.feed(*window_args))
     errors = {name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
