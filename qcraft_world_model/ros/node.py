@@ -27,6 +27,7 @@ from typing import Any
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -118,9 +119,10 @@ class PredictorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
+            # A callback group per camera: one camera's decode + stem never waits for another's.
             self._camera_subscriptions.append(self.create_subscription(
                 message_type, camera.topic, lambda msg, name=camera.name: self._on_frame(name, msg),
-                qos_profile_sensor_data))
+                qos_profile_sensor_data, callback_group=MutuallyExclusiveCallbackGroup()))
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     """``ros2 run qcraft_world_model predictor`` (or run directly with ``--ros-args --params-file ...``)."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = PredictorNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     if node.get_parameter("autostart").value:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
