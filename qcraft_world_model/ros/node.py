@@ -66,6 +66,11 @@ class _CameraState:
     received: int = 0
     decode_errors: int = 0
     last_error: str = ""
+    #: Recent decode + stem times of this camera's callback, ms.
+    ingest_ms: deque = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.ingest_ms = deque(maxlen=100)
 
 
 class PredictorNode(LifecycleNode):
@@ -197,6 +202,7 @@ class PredictorNode(LifecycleNode):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).unsqueeze(0)  # (1, 1, 3, H, W)
         tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
+        state.ingest_ms.append((time.monotonic() - received) * 1e3)
         with self._lock:
             if not state.window.push(stamp_ns, (tokens, frame[0, 0])).accepted:
                 return
@@ -280,6 +286,7 @@ class PredictorNode(LifecycleNode):
             values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
                       "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames, "duplicates": stats.duplicates,
                       "out_of_order": stats.out_of_order, "window_complete": state.window.is_complete,
+                      "ingest_ms_p50": f"{statistics.median(state.ingest_ms):.1f}" if state.ingest_ms else "-",
                       "last_error": state.last_error}
             statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}",
                                              message="ok" if level == DiagnosticStatus.OK else "degraded",
