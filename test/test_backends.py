@@ -68,9 +68,8 @@ def test_tensorrt_missing_is_a_clear_error(tmp_path: Path) -> None:
         create_backend(model(), "tensorrt", "fp16", cache_dir=tmp_path)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the error path needs one without")
 def test_cuda_missing_is_a_clear_error() -> None:
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA; the error path needs a machine without it")
     with pytest.raises(BackendError, match="CUDA is not available"):
         TorchBackend(model(), "fp16", "cuda")
 

@@ -53,11 +53,19 @@ NODE_PARAMETERS = (
 
 @dataclass
 class _Job:
+    """One window per camera, as references to the ring windows' cached items; the worker
+    stacks them, so the subscription callback never copies a window that may be dropped."""
+
     stamp_ns: int
     received: float  # monotonic time the triggering frame arrived
-    tokens: torch.Tensor  # (1, C, T, N, stem_dim)
-    newest: torch.Tensor  # (1, C, 3, H, W) uint8
-    previous: torch.Tensor
+    windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (stem tokens, frame), oldest first
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(stem tokens (1, C, T, N, D), newest (1, C, 3, H, W), previous (1, C, 3, H, W))."""
+        tokens = torch.stack([torch.stack([t for t, _ in items]) for items in self.windows]).unsqueeze(0)
+        newest = torch.stack([items[-1][1] for items in self.windows]).unsqueeze(0)
+        previous = torch.stack([items[-2][1] for items in self.windows]).unsqueeze(0)
+        return tokens, newest, previous
 
 
 @dataclass
@@ -222,10 +230,7 @@ class PredictorNode(LifecycleNode):
             if not window.is_complete or abs(window.newest_stamp_ns - stamp_ns) > tolerance:
                 return None
             windows.append(window.items())
-        tokens = torch.stack([torch.stack([t for t, _ in items]) for items in windows]).unsqueeze(0)
-        newest = torch.stack([items[-1][1] for items in windows]).unsqueeze(0)
-        previous = torch.stack([items[-2][1] for items in windows]).unsqueeze(0)
-        return _Job(stamp_ns, received, tokens, newest, previous)
+        return _Job(stamp_ns, received, windows)
 
     # -- inference ---------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class PredictorNode(LifecycleNode):
 
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
-        output = self.backend.forward_window(job.tokens, job.newest, job.previous)
+        output = self.backend.forward_window(*job.tensors())
         inference_ms = (time.monotonic() - start) * 1e3
         model = self.backend.config
         path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
