@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--no-frames", action="store_true", help="do not publish PredictedFrames")
+    parser.add_argument("--depth", type=int, default=10,
+                        help="history depth of the camera publishers (1 lost frames in this process: see docs/node.md)")
     parser.add_argument("--stagger-ms", type=float, default=0.0, help="pause between the cameras' publishes")
     args = parser.parse_args()
 
@@ -97,7 +99,7 @@ def main() -> None:
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     client = rclpy.create_node("bench_cameras", context=context)
-    publishers = [client.create_publisher(Image, f"/bench/{name}/image_raw", 1) for name in names]
+    publishers = [client.create_publisher(Image, f"/bench/{name}/image_raw", args.depth) for name in names]
     sent: dict[int, float] = {}
     e2e: list[float] = []
     internal: list[float] = []
