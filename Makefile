@@ -65,12 +65,20 @@ $(BUILD_STAMP): $(DEPS_STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) $
 	  --cmake-args -DPython3_EXECUTABLE=$(BIN)/python -DBUILD_TESTING=OFF
 	touch $@
 
+# A test-only stand-in for autoware_perception_msgs (the Autoware output's tests), built
+# into its own prefix: colcon never descends into a package nested in ours.
+TEST_IFACE_STAMP := install-test/.build-stamp
+$(TEST_IFACE_STAMP): $(DEPS_STAMP) $(wildcard test/interfaces/*/*) $(wildcard test/interfaces/*/msg/*)
+	colcon build --base-paths test/interfaces --build-base build-test --install-base install-test \
+	  --event-handlers console_cohesion+ --cmake-args -DPython3_EXECUTABLE=$(BIN)/python -DBUILD_TESTING=OFF
+	touch $@
+
 # QCRAFT_WM_REQUIRE_ROS turns "ROS not built" from a skip into a failure, so a
 # broken build can never pass as a green run.
 # pytest exits 5 when it collected nothing: that is a failure here, said so.
-test: $(BUILD_STAMP)
+test: $(BUILD_STAMP) $(TEST_IFACE_STAMP)
 	@echo "== test"
-	$(ROS_SETUP) && QCRAFT_WM_REQUIRE_ROS=1 pytest || { rc=$$?; \
+	$(ROS_SETUP) && set +u && source install-test/setup.bash && set -u && QCRAFT_WM_REQUIRE_ROS=1 pytest || { rc=$$?; \
 	  [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 demo: $(BUILD_STAMP)
@@ -101,7 +109,7 @@ freeze: $(DEPS_STAMP)
 	mv requirements/constraints.txt.new requirements/constraints.txt
 
 clean:
-	rm -rf build install log
+	rm -rf build install log build-test install-test
 
 distclean: clean
 	rm -rf $(VENV) .venv

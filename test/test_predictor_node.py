@@ -65,6 +65,14 @@ class NodeUnderTest:
         self.client.create_subscription(msgs.PredictedFrames, "/predictor/predicted_frames/front",
                                         self.frames.append, reliable)
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
+        self.autoware: list = []
+        try:
+            from autoware_perception_msgs.msg import PredictedObjects
+        except ImportError:
+            pass  # the stand-in interfaces are not built: the Autoware output is not checked
+        else:
+            self.client.create_subscription(PredictedObjects, "/predictor/autoware/predicted_objects",
+                                            self.autoware.append, reliable)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.client)
 
@@ -129,6 +137,11 @@ def test_node_predicts_from_a_live_camera_stream(ros, drive: list, tmp_path: Pat
             assert message.header.frame_id == "base_link" and message.backend == "torch-cpu/fp32"
             assert message.inference_time_ms > 0
         assert node.frames and len(node.frames[0].frames) == 5 and node.frames[0].frames[0].height == 128
+        if os.environ.get("QCRAFT_WM_REQUIRE_ROS") == "1":  # make test builds the Autoware stand-in
+            by_stamp = {stamp_of(m): m for m in node.agents}
+            assert node.autoware, "no PredictedObjects for Autoware"
+            for objects in node.autoware:
+                assert len(objects.objects) == len(by_stamp[stamp_of(objects)].agents)
     finally:
         node.close()
 

@@ -38,6 +38,7 @@ from std_msgs.msg import Float64, Header
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
+from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.convert import agents_message, frames_message
 
 #: Node parameters beyond the ingest ones (name, default, description).
@@ -116,6 +117,10 @@ class PredictorNode(LifecycleNode):
                 f"of {self.config.image.width}px")
             return TransitionCallbackReturn.FAILURE
         self.pub_agents = self.create_lifecycle_publisher(PredictedAgents, "~/predicted_agents", 1)
+        # Autoware's planners read PredictedObjects (depth 1, like Autoware's own prediction node).
+        self.autoware = load_autoware_messages()
+        self.pub_autoware = None if self.autoware is None else self.create_lifecycle_publisher(
+            self.autoware.PredictedObjects, "~/autoware/predicted_objects", 1)
         self.pub_frames = {c.name: self.create_lifecycle_publisher(PredictedFrames, f"~/predicted_frames/{c.name}", 1)
                            for c in self.config.cameras}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
@@ -257,9 +262,12 @@ class PredictorNode(LifecycleNode):
         model = self.backend.config
         path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
         frame_id = self.get_parameter("output.frame_id").value
-        self.pub_agents.publish(agents_message(
-            output, job.stamp_ns, frame_id, path_step, self.get_parameter("output.existence_threshold").value,
-            self.model_id, self.backend.name, inference_ms))
+        agents = agents_message(output, job.stamp_ns, frame_id, path_step,
+                                self.get_parameter("output.existence_threshold").value, self.model_id,
+                                self.backend.name, inference_ms)
+        self.pub_agents.publish(agents)
+        if self.pub_autoware is not None:
+            self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
         if self.get_parameter("output.publish_frames").value:
             steps = [k / model.rate_hz for k in model.future_frames]
