@@ -171,7 +171,8 @@ def test_bad_frames_and_a_looping_stream_do_not_stop_the_node(ros, drive: list, 
                 if camera is not None:
                     break
         values = {kv.key: kv.value for kv in camera.values}
-        assert values["decode_errors"] == "2" and camera.level == camera.WARN
+        # WARN for the decode errors, or ERROR once the stream has ended (the camera is then stale).
+        assert values["decode_errors"] == "2" and camera.level in (camera.WARN, camera.ERROR)
         assert "32FC1" in values["last_error"]
     finally:
         log = node.close()
@@ -192,3 +193,17 @@ def test_missing_or_corrupt_model_fails_configure_with_a_clear_message(ros, tmp_
         log = node.close()
     assert code == 1
     assert "configure failed" in log and "model.safetensors" in log
+
+
+def test_a_camera_that_stops_is_reported_stale(ros, drive: list, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))
+    try:
+        node.wait_subscribed()
+        node.publish_at_10hz(as_rclpy(drive)[:10])
+        node.spin(2.0)  # silent for longer than stale_after_s (0.5 s) and a diagnostics period
+        latest = next(s for array in reversed(node.diagnostics) for s in array.status
+                      if s.name.endswith("camera front"))
+        assert latest.level == latest.ERROR and latest.message.startswith("stale: no frame for")
+    finally:
+        node.close()

@@ -54,7 +54,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("alignment.tolerance_ms", float, 20.0,
               "Largest stamp difference between cameras of one aligned set", "ms", 0.0, 1000.0),
     ParamSpec("alignment.stale_after_s", float, 0.5,
-              "A camera silent this long is reported missing and not waited for", "s", 0.01, 60.0),
+              "A camera silent this long is reported stale (diagnostics ERROR) and no longer waited for",
+              "s", 0.01, 60.0),
 )
 
 #: Per-camera parameters, as ``cameras.<name>.<key>``.

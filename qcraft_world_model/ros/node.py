@@ -75,6 +75,8 @@ class _CameraState:
     received: int = 0
     decode_errors: int = 0
     last_error: str = ""
+    #: Monotonic time of the last frame (None: none yet).
+    last_frame: float | None = None
     #: Recent decode + stem times of this camera's callback, ms.
     ingest_ms: deque = None  # type: ignore[assignment]
 
@@ -204,6 +206,7 @@ class PredictorNode(LifecycleNode):
         received = time.monotonic()
         state = self._cameras[camera]
         state.received += 1
+        state.last_frame = received
         try:
             rgb = decode_any(msg, self.config.image)
         except ImageDecodeError as err:
@@ -293,16 +296,22 @@ class PredictorNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         statuses = []
+        now = time.monotonic()
         for name, state in self._cameras.items():
             stats = state.window.stats
+            silent = None if state.last_frame is None else now - state.last_frame
             level = DiagnosticStatus.WARN if state.decode_errors or stats.gaps else DiagnosticStatus.OK
+            message = "ok" if level == DiagnosticStatus.OK else "degraded"
+            if state.last_frame is None or silent > self.config.stale_after_s:
+                # The model needs every camera: a stale one stops predictions, so it is an error.
+                level = DiagnosticStatus.ERROR
+                message = "no frame yet" if silent is None else f"stale: no frame for {silent:.1f} s"
             values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
                       "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames, "duplicates": stats.duplicates,
                       "out_of_order": stats.out_of_order, "window_complete": state.window.is_complete,
                       "ingest_ms_p50": f"{statistics.median(state.ingest_ms):.1f}" if state.ingest_ms else "-",
                       "last_error": state.last_error}
-            statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}",
-                                             message="ok" if level == DiagnosticStatus.OK else "degraded",
+            statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}", message=message,
                                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
         latency = sorted(self._latencies)
         values = {**self._counts, "backend": self.backend.name if self.backend else "-",
