@@ -1,4 +1,5 @@
-"""PredictedAgents → Autoware PredictedObjects, against a stand-in built from the documented field list."""
+"""Outputs for other tools: Autoware PredictedObjects (against a stand-in built from the documented
+field list) and RViz/Foxglove markers."""
 
 from __future__ import annotations
 
@@ -44,3 +45,22 @@ def test_every_field_is_carried_over(ros, autoware) -> None:  # noqa: ANN001
     assert predicted.time_step == agent.time_step and predicted.confidence == pytest.approx(0.75)
     assert [p.position.x for p in predicted.path] == [float(i) for i in range(6)]
     assert obj.shape.type == autoware.Shape.BOUNDING_BOX and obj.shape.dimensions.z == pytest.approx(1.7)
+
+
+def test_markers_draw_each_agent_and_path(ros) -> None:  # noqa: ANN001
+    from geometry_msgs.msg import Point, Pose, Vector3
+    from std_msgs.msg import Header
+
+    from qcraft_world_model.ros.convert import markers_message
+
+    _, msgs = ros
+    agent = msgs.AgentTrajectory(label=1, existence_probability=0.9, dimensions=Vector3(x=4.5, y=1.8, z=1.5),
+                                 pose=Pose(position=Point(x=10.0)),
+                                 paths=[msgs.AgentPath(confidence=0.6, poses=[Pose(position=Point(x=12.0))]),
+                                        msgs.AgentPath(confidence=0.4, poses=[Pose(position=Point(x=11.0))])])
+    array = markers_message(msgs.PredictedAgents(header=Header(frame_id="base_link"), agents=[agent]))
+    kinds = [m.type for m in array.markers]
+    assert array.markers[0].action == array.markers[0].DELETEALL
+    assert kinds[1:] == [array.markers[1].CUBE, array.markers[1].LINE_STRIP, array.markers[1].LINE_STRIP]
+    assert array.markers[1].pose.position.z == pytest.approx(0.75)  # box stands on the ground
+    assert [p.x for p in array.markers[2].points] == [10.0, 12.0]

@@ -65,6 +65,10 @@ class NodeUnderTest:
         self.client.create_subscription(msgs.PredictedFrames, "/predictor/predicted_frames/front",
                                         self.frames.append, reliable)
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
+        from visualization_msgs.msg import MarkerArray
+
+        self.markers: list = []
+        self.client.create_subscription(MarkerArray, "/predictor/markers", self.markers.append, reliable)
         self.autoware: list = []
         try:
             from autoware_perception_msgs.msg import PredictedObjects
@@ -137,6 +141,7 @@ def test_node_predicts_from_a_live_camera_stream(ros, drive: list, tmp_path: Pat
             assert message.header.frame_id == "base_link" and message.backend == "torch-cpu/fp32"
             assert message.inference_time_ms > 0
         assert node.frames and len(node.frames[0].frames) == 5 and node.frames[0].frames[0].height == 128
+        assert node.markers and node.markers[-1].markers[0].action == node.markers[-1].markers[0].DELETEALL
         if os.environ.get("QCRAFT_WM_REQUIRE_ROS") == "1":  # make test builds the Autoware stand-in
             by_stamp = {stamp_of(m): m for m in node.agents}
             assert node.autoware, "no PredictedObjects for Autoware"

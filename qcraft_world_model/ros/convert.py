@@ -9,7 +9,8 @@ import torch
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
 
 from qcraft_world_model.ingest.image_encode import to_image_msg
 from qcraft_world_model.model.world_model import WorldModelOutput
@@ -73,3 +74,32 @@ def frames_message(output: WorldModelOutput, camera: int, camera_name: str, stam
     spacing = steps_s[1] - steps_s[0] if len(steps_s) > 1 else steps_s[0]
     return PredictedFrames(header=Header(stamp=stamp(stamp_ns), frame_id=frame_id), camera_name=camera_name,
                            time_step=duration(spacing), frames=images, model_id=model_id)
+
+
+#: RGBA per Autoware label, for RViz/Foxglove.
+_MARKER_COLORS = {0: (0.6, 0.6, 0.6), 1: (0.2, 0.55, 1.0), 2: (1.0, 0.6, 0.15), 3: (1.0, 0.85, 0.0),
+                  4: (0.8, 0.5, 0.25), 5: (0.85, 0.25, 0.85), 6: (0.15, 0.8, 0.8), 7: (1.0, 0.25, 0.25)}
+
+
+def markers_message(agents: PredictedAgents, lifetime_s: float = 0.3) -> MarkerArray:
+    """Boxes and predicted paths for RViz/Foxglove: one CUBE per agent, one LINE_STRIP per path.
+
+    A DELETEALL first, so agents that disappeared do not linger.
+    """
+    markers = [Marker(header=agents.header, action=Marker.DELETEALL)]
+    for index, agent in enumerate(agents.agents):
+        red, green, blue = _MARKER_COLORS.get(agent.label, _MARKER_COLORS[0])
+        box = Marker(header=agents.header, ns="agents", id=index, type=Marker.CUBE, action=Marker.ADD,
+                     pose=agent.pose, scale=Vector3(x=max(agent.dimensions.x, 0.1), y=max(agent.dimensions.y, 0.1),
+                                                    z=max(agent.dimensions.z, 0.1)),
+                     color=ColorRGBA(r=red, g=green, b=blue, a=0.35 + 0.5 * agent.existence_probability),
+                     lifetime=duration(lifetime_s))
+        box.pose.position.z = box.scale.z / 2
+        markers.append(box)
+        for k, path in enumerate(agent.paths):
+            markers.append(Marker(
+                header=agents.header, ns="paths", id=index * 16 + k, type=Marker.LINE_STRIP, action=Marker.ADD,
+                pose=Pose(orientation=Quaternion(w=1.0)), scale=Vector3(x=0.15),
+                color=ColorRGBA(r=red, g=green, b=blue, a=max(0.2, path.confidence)),
+                points=[agent.pose.position] + [p.position for p in path.poses], lifetime=duration(lifetime_s)))
+    return MarkerArray(markers=markers)

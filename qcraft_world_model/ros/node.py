@@ -34,12 +34,13 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, Header
+from visualization_msgs.msg import MarkerArray
 
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
-from qcraft_world_model.ros.convert import agents_message, frames_message
+from qcraft_world_model.ros.convert import agents_message, frames_message, markers_message
 
 #: Node parameters beyond the ingest ones (name, default, description).
 NODE_PARAMETERS = (
@@ -125,6 +126,7 @@ class PredictorNode(LifecycleNode):
             self.autoware.PredictedObjects, "~/autoware/predicted_objects", 1)
         self.pub_frames = {c.name: self.create_lifecycle_publisher(PredictedFrames, f"~/predicted_frames/{c.name}", 1)
                            for c in self.config.cameras}
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 1)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
@@ -269,6 +271,7 @@ class PredictorNode(LifecycleNode):
                                 self.get_parameter("output.existence_threshold").value, self.model_id,
                                 self.backend.name, inference_ms)
         self.pub_agents.publish(agents)
+        self.pub_markers.publish(markers_message(agents))
         if self.pub_autoware is not None:
             self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
