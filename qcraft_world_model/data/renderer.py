@@ -274,7 +274,6 @@ class SceneRenderer:
 
     def _box_node(self, name: str, x0: float, x1: float, y0: float, y1: float, z0: float, z1: float):  # noqa: ANN202
         """An axis-aligned box with face normals."""
-        core = self._core
         corners = np.array([[x, y, z] for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)], np.float32)
         faces = [
             ((4, 5, 7, 6), (0, 0, 1)), ((0, 2, 3, 1), (0, 0, -1)), ((0, 1, 5, 4), (0, -1, 0)),

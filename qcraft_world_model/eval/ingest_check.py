@@ -123,11 +123,7 @@ def check_bag(bag: str | Path, config: IngestConfig | None = None,
         raise BagError(f"bag {bag} has no topic {', '.join(absent)} (it has: {', '.join(sorted(topics))})")
 
     reports = {c.name: CameraReport(c.name, c.topic, topics[c.topic]) for c in config.cameras}
-    windows: dict[str, RingWindow[None]] = {
-        c.name: RingWindow(capacity=config.window_size, period_ns=config.period_ns,
-                           gap_factor=config.gap_factor,
-                           reset_after_backward_ns=round(config.reset_after_backward_s * 1e9))
-        for c in config.cameras}
+    windows: dict[str, RingWindow[None]] = {c.name: config.ring_window() for c in config.cameras}
     aligner: ApproximateTimeAligner[None] = ApproximateTimeAligner(
         [c.name for c in config.cameras], tolerance_ns=round(config.alignment_tolerance_ms * MS),
         stale_after_ns=round(config.stale_after_s * 1e9))

@@ -35,7 +35,6 @@ def frames_picture(examples: Examples, seconds: list[float], scale: int = 1) -> 
     rows = []
     for window, true, pred in zip(examples.windows, examples.true_frames, examples.pred_frames):
         last = window[0, -1].transpose(1, 2, 0)
-        size = last.shape[0]
         blank = np.full_like(last, 20)
         real = [last] + [(f.transpose(1, 2, 0) * 255).astype(np.uint8) for f in true[0]]
         guess = [blank] + [(f.transpose(1, 2, 0) * 255).astype(np.uint8) for f in pred[0]]

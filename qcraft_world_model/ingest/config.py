@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from qcraft_world_model.ingest.image_decode import TargetSize
-from qcraft_world_model.ingest.ring_window import NS_PER_S
+from qcraft_world_model.ingest.ring_window import NS_PER_S, RingWindow
 
 Transport = Literal["raw", "compressed"]
 
@@ -96,6 +96,12 @@ class IngestConfig:
     @property
     def period_ns(self) -> int:
         return round(NS_PER_S / self.rate_hz)
+
+    def ring_window(self) -> RingWindow:
+        """A camera's ring window with these settings: the node and the offline check share it."""
+        return RingWindow(capacity=self.window_size, period_ns=self.period_ns, gap_factor=self.gap_factor,
+                          reset_after_backward_ns=round(self.reset_after_backward_s * NS_PER_S),
+                          max_fill_frames=self.max_fill_frames)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> IngestConfig:

@@ -130,10 +130,7 @@ class PredictorNode(LifecycleNode):
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
-        self._cameras = {c.name: _CameraState(RingWindow(
-            capacity=self.config.window_size, period_ns=self.config.period_ns, gap_factor=self.config.gap_factor,
-            reset_after_backward_ns=round(self.config.reset_after_backward_s * 1e9),
-            max_fill_frames=self.config.max_fill_frames)) for c in self.config.cameras}
+        self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
         return TransitionCallbackReturn.SUCCESS
