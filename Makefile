@@ -43,13 +43,15 @@ ROS_SETUP   := set +u && source install/setup.bash && set -u
 venv: $(DEPS_STAMP)
 
 # Recreated only when the pins change.
-$(DEPS_STAMP): requirements/dev.txt requirements/ros-jazzy.txt requirements/constraints.txt setup.cfg setup.py
+$(DEPS_STAMP): requirements/dev.txt requirements/ros-jazzy.txt requirements/no-deps.txt requirements/constraints.txt \
+               setup.cfg setup.py
 	@echo "== set-up: Python venv with ROS 2 Jazzy wheels in .venv"
 	tools/install_system_deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	ln -sfn $(VENV) .venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip==26.3'
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements/no-deps.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python tools/fix_ros_wheel_cmake.py --prefix $(VENV)
 	touch $@

@@ -117,8 +117,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from qcraft_world_model.train.trainer import TrainConfig, train
 
     config = TrainConfig(preset=args.preset, data=str(args.data), out=str(args.out), steps=args.steps,
-                         batch=args.batch, lr=args.lr, seed=args.seed, max_clips=args.max_clips,
-                         time_budget_s=args.time_budget)
+                         batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                         max_clips=args.max_clips, time_budget_s=args.time_budget,
+                         init_from=None if args.init_from is None else str(args.init_from), qat=args.qat)
     summary = train(config)
     state = "finished" if summary["finished"] else "paused (rerun the same command to resume)"
     print(f"{args.out}: step {summary['step']}/{summary['steps']} {state}, {summary['seconds']:.0f} s of training")
@@ -132,6 +133,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.train.trainer import load_model
 
     model = load_model(args.model)
+    if args.recorded:
+        return _evaluate_recorded(args, model)
     evaluated = model
     if args.precision != "fp32":
         from qcraft_world_model.runtime.mixed import planned_model
@@ -158,8 +161,79 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print("PSNR model / copy-last per step: " + ", ".join(f"{m:.2f}/{c:.2f}" for m, c in zip(frames, copy)))
     print(f"agents: recall@2m {agents['recall_2m']}, minFDE_1@3s {agents['minFDE_1']['3s']}, "
           f"CV minFDE@3s {result['baselines']['constant_velocity']['agents']['minFDE_1']['3s']}")
+    if args.precision != "fp32":
+        result["gate"] = _precision_gate(args, model, result)
     _write_json(args.json, result)
     return 0
+
+
+def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
+    """Score the predictions a replay recorded, next to the model run offline on the same windows."""
+    from qcraft_world_model.eval.recorded import evaluate_recorded
+    from qcraft_world_model.eval.report import live_offline_table
+
+    offline = model
+    if args.precision != "fp32":
+        from qcraft_world_model.runtime.mixed import planned_model
+
+        offline = planned_model(model, args.precision, args.calibration)
+    result = evaluate_recorded(model, args.data, offline=offline)
+    table = live_offline_table(result)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "live_vs_offline.md").write_text(f"# Live replay vs offline: {args.data}\n\n{table}")
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from qcraft_world_model.ros.replay import replay_bag
+
+    result = replay_bag(args.bag, args.out, rate=args.rate, wait_for_subscriber_s=args.wait, settle_s=args.settle,
+                        overwrite=args.overwrite)
+    recorded = ", ".join(f"{topic} {count}" for topic, count in sorted(result.recorded.items())) or "nothing"
+    print(f"replayed {result.published} messages of {args.bag} in {result.seconds:.1f} s (rate {args.rate:g}); "
+          f"recorded {recorded} into {args.out}")
+    _write_json(args.json, vars(result))
+    return 0 if result.recorded.get("/predictor/predicted_agents") else 1
+
+
+def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> dict:  # noqa: ANN001
+    """FP32 on the same data next to the planned model; the per-layer sensitivity table when it misses."""
+    import torch
+
+    from qcraft_world_model.eval.evaluate import evaluate_clips
+    from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
+
+    from qcraft_world_model.train.trainer import load_model
+
+    # A QAT model is judged against the FP32 model it was fine-tuned from (--reference), not its own weights.
+    reference_model = load_model(args.reference) if args.reference else model
+    reference, _ = evaluate_clips(reference_model, args.data, max_clips=args.max_clips, examples=0)
+    gate = precision_gate(reference, planned_result)
+    table = gate_markdown(gate, args.precision)
+    print(table)
+    if (not gate["passed"] or args.sensitivity) and "int8" in args.precision:
+        from qcraft_world_model.quant.sensitivity import EvalWindow, layer_sensitivity, sensitivity_markdown
+        from qcraft_world_model.train.batches import ClipTensors
+
+        calibration_data = ClipTensors.load(args.calibration, model.config, max_clips=32)
+        eval_data = ClipTensors.load(args.data, model.config, max_clips=args.sensitivity_windows)
+        with torch.no_grad():
+            calibration = [model.temporal(model.stem(calibration_data.batch(torch.tensor([i])).window))
+                           for i in range(len(calibration_data))]
+            windows = []
+            for i in range(len(eval_data)):
+                sample = eval_data.batch(torch.tensor([i]))
+                windows.append(EvalWindow(model.stem(sample.window), sample.window[:, :, -1], sample.window[:, :, -2],
+                                          sample.future))
+        rows = layer_sensitivity(model, calibration, windows)
+        gate["sensitivity"] = rows
+        sensitivity = sensitivity_markdown(rows, reference["data"]["future_frames_s"])
+        print(f"per-layer INT8 sensitivity on {len(windows)} held-out windows:\n{sensitivity}")
+        table += f"\n## Per-layer INT8 sensitivity ({len(windows)} held-out windows)\n\n{sensitivity}"
+    (args.out / "precision_gate.md").write_text(f"# {args.precision} vs fp32\n\n{table}")
+    return gate
 
 
 def _cmd_bench_attention(args: argparse.Namespace) -> int:
@@ -177,7 +251,8 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     from qcraft_world_model.train.model_card import default_model
 
     model_dir = str(args.model or default_model("lite"))
-    result = bench_model(model_dir, str(args.calibration), tuple(args.precisions.split(",")), args.repeats)
+    result = bench_model(model_dir, str(args.calibration), tuple(args.precisions.split(",")), args.repeats,
+                         ab_presets=tuple(p for p in args.ab_presets.split(",") if p))
     print(json.dumps(result, indent=2))
     _write_json(args.json, result)
     return 0
@@ -209,6 +284,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
         manifest["transformer_int8_qdq_relative_l2_vs_fake_quant"] = error
         print(f"{args.out / 'transformer_int8_qdq.onnx'}: explicit Q/DQ; onnxruntime vs torch fake-quant: "
               f"relative L2 {error:.1e}")
+        ok = ok and error < 2e-2
+    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, export_transformer_qdq, load_quantizers
+
+    if (Path(folder) / QUANTIZERS_FILE).is_file():
+        # A QAT folder: its ModelOpt quantizers give the symmetric-int8 Q/DQ graph TensorRT builds engines from.
+        import torch
+
+        from qcraft_world_model.train.batches import ClipTensors
+
+        fake_quant = load_quantizers(load_model(folder), folder)
+        window = ClipTensors.load(args.calibration, model.config, max_clips=1).batch(torch.tensor([0])).window
+        with torch.no_grad():
+            latent = model.temporal(model.stem(window))  # a real latent: the ranges were calibrated on such
+        path = args.out / "transformer_qat_int8_qdq.onnx"
+        error = export_transformer_qdq(fake_quant, latent, path)
+        manifest["transformer_qat_int8_qdq_relative_l2_vs_fake_quant"] = error
+        print(f"{path}: ModelOpt QAT ranges, symmetric int8 Q/DQ (TensorRT's form); onnxruntime vs torch "
+              f"fake-quant: relative L2 {error:.1e}")
         ok = ok and error < 2e-2
     _write_json(args.json, manifest)
     return 0 if ok else 1
@@ -277,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--batch", type=int, default=8)
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
+    train.add_argument("--init-from", type=Path, help="start from this trained model folder (fine-tuning, QAT)")
+    train.add_argument("--qat", action="store_true",
+                       help="quantization-aware training: INT8 fake quantizers in the transformer (NVIDIA ModelOpt); "
+                            "use with --init-from and a small --lr")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-clips", type=int, help="use only the first N clips")
     train.add_argument("--time-budget", type=float, help="pause (resumably) after this many seconds")
@@ -293,8 +391,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run the model in this precision plan (INT8: PT2E transformer, CPU)")
     evaluate.add_argument("--calibration", type=Path, default=Path("out/data/train"),
                           help="clip dataset whose first windows calibrate INT8 (default: the training split)")
+    evaluate.add_argument("--recorded", action="store_true",
+                          help="--data is a bag from `qcraft-wm replay`: score the live predictions it recorded, "
+                               "next to --model run offline on the same windows")
+    evaluate.add_argument("--reference", type=Path,
+                          help="with a precision other than fp32: the FP32 model folder to compare with "
+                               "(default: --model itself; for a QAT model, the model it was fine-tuned from)")
+    evaluate.add_argument("--sensitivity", action="store_true",
+                          help="with an INT8 precision: the per-layer sensitivity table even when the gate passes")
+    evaluate.add_argument("--sensitivity-windows", type=int, default=64, help="held-out windows it runs on")
     evaluate.add_argument("--json", type=Path, help="also write the metrics JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    replay = sub.add_parser("replay", help="play a bag into a running predictor at its recorded rate (with /clock) "
+                                           "and record the predictions into a new bag",
+                            description="Play a bag into a running predictor and record its outputs.")
+    replay.add_argument("bag", type=Path, help="rosbag2 folder to play (e.g. a scene bag)")
+    replay.add_argument("--out", type=Path, required=True, help="bag folder to write: the input plus the outputs")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    replay.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the predictor to subscribe")
+    replay.add_argument("--settle", type=float, default=2.0, help="seconds to keep recording after the last message")
+    replay.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    replay.add_argument("--json", type=Path, help="also write a summary as JSON here")
+    replay.set_defaults(func=_cmd_replay)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
     export.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
@@ -326,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_argument("--calibration", type=Path, default=Path("out/data/train"),
                              help="clip dataset calibrating INT8")
     model_bench.add_argument("--repeats", type=int, default=50)
+    model_bench.add_argument("--ab-presets", default="base",
+                             help="also time INT8 vs FP32 eager on these presets' transformers (random weights); "
+                                  "empty: none")
     model_bench.add_argument("--json", type=Path, help="also write the result here")
     model_bench.set_defaults(func=_cmd_bench_model)
 

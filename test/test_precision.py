@@ -99,3 +99,34 @@ def test_int8_transformer_exports_to_qdq_onnx_that_onnxruntime_agrees_with(model
     ops = {node.op_type for node in onnx.load(str(tmp_path / "t.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert error < 2e-2
+
+
+def test_per_layer_sensitivity_quantizes_one_linear_per_row(model: WorldModel) -> None:
+    from qcraft_world_model.quant.sensitivity import EvalWindow, layer_sensitivity, linear_names, sensitivity_markdown
+
+    with torch.no_grad():
+        calibration = [model.temporal(model.stem(w)) for w in windows(4)]
+        held_out = [EvalWindow(model.stem(w), w[:, :, -1], w[:, :, -2], torch.rand(1, 1, 5, 3, 64, 64))
+                    for w in windows(3, seed=1)]
+    layers = linear_names(model.transformer)
+    rows = layer_sensitivity(model, calibration, held_out)
+    assert [r["layer"] for r in rows] == [*layers, "all"]
+    single = {r["layer"]: r["transformer_rel_l2"] for r in rows[:-1]}
+    assert all(0 < error < 0.1 for error in single.values())  # each row really quantized its layer, and only mildly
+    assert rows[-1]["transformer_rel_l2"] > max(single.values())  # quantizing all of them costs more than any one
+    table = sensitivity_markdown(rows, [0.2, 0.4, 0.6, 0.8, 1.0])
+    assert table.count("\n") == len(rows) + 2 and table.strip().splitlines()[-1].startswith("| all |")
+
+
+def test_precision_gate_flags_metrics_outside_the_tolerance() -> None:
+    from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
+
+    def result(psnr: list[float], fde: float) -> dict:
+        agents = {"matched": 10, "minFDE_1": {"3s": fde}, "minFDE_3": {"3s": None}}
+        return {"data": {"future_frames_s": [0.2, 0.4]}, "model": {"frames": {"psnr": psnr}, "agents": agents}}
+
+    passed = precision_gate(result([30.0, 25.0], 4.0), result([29.9, 25.0], 4.01))
+    assert passed["passed"] and [r["within"] for r in passed["rows"]] == [True, True, True, None]
+    failed = precision_gate(result([30.0, 25.0], 4.0), result([29.0, 25.0], 4.0))
+    assert not failed["passed"] and failed["rows"][0]["within"] is False
+    assert "**no**" in gate_markdown(failed, "mixed-int8")

@@ -112,3 +112,53 @@ def test_evaluate_scores_a_scene_bag_like_a_clip_set(tiny_preset: Path, tiny_dat
     assert result["data"]["clips"] == 2  # windows at t0 = 1.5 s and 2.5 s of a 6 s bag (stride 1 s)
     assert result["data"]["split"] is None
     assert len(result["model"]["frames"]["psnr"]) == 2
+
+
+def test_qat_fine_tunes_through_int8_quantizers_and_exports_symmetric_qdq(
+        tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("modelopt.torch.quantization", reason="NVIDIA ModelOpt is installed by make test")
+    import onnx
+    from onnx import numpy_helper
+
+    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, export_transformer_qdq, load_quantizers
+
+    base = TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "fp32"), steps=2, batch=2,
+                       warmup=1)
+    train(base, progress=False)
+    qat = TrainConfig(**{**vars(base), "out": str(tmp_path / "qat"), "init_from": str(tmp_path / "fp32"),
+                         "qat": True, "calibration_clips": 2, "lr": 1e-4})
+    train(qat, progress=False)
+    folder = tmp_path / "qat"
+    assert (folder / QUANTIZERS_FILE).is_file()
+    plain = load_model(folder)  # model.safetensors stays an ordinary model every backend can load
+    fake_quant = load_quantizers(load_model(folder), folder)
+    quantized = {name for name, module in fake_quant.transformer.named_modules()
+                 if getattr(module, "weight_quantizer", None) is not None and module.weight_quantizer.is_enabled}
+    assert quantized and all(name.split(".")[-1] in ("qkv", "out", "fc1", "fc2") for name in quantized)
+    assert not any(getattr(m, "input_quantizer", None) is not None and m.input_quantizer.is_enabled
+                   for n, m in fake_quant.transformer.named_modules() if "norm" in n)
+
+    latent = torch.randn(1, plain.config.tokens, plain.config.dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact, quant = plain.transformer(latent)[0], fake_quant.transformer(latent)[0]
+    assert 0 < float((quant - exact).norm() / exact.norm()) < 0.1  # quantized, and still the same function
+    error = export_transformer_qdq(fake_quant, latent, tmp_path / "transformer_qdq.onnx")
+    assert error < 2e-2
+    graph = onnx.load(tmp_path / "transformer_qdq.onnx").graph
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantize) >= 2 * len(quantized)  # weights and activations of every quantized linear
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute and n.attribute[0].type == onnx.AttributeProto.TENSOR})
+    zero_points = [constants[n.input[2]] for n in quantize if len(n.input) > 2 and n.input[2] in constants]
+    assert zero_points and all(z.dtype.name == "int8" and not z.any() for z in zero_points)  # TensorRT's symmetric int8
+
+
+def test_load_quantizers_refuses_a_folder_without_them(tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("modelopt.torch.quantization", reason="NVIDIA ModelOpt is installed by make test")
+    from qcraft_world_model.quant.modelopt_qat import load_quantizers
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "fp32"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    with pytest.raises(FileNotFoundError, match="not a QAT model folder"):
+        load_quantizers(load_model(tmp_path / "fp32"), tmp_path / "fp32")

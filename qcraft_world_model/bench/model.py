@@ -34,13 +34,52 @@ def _time(call: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))]}
 
 
+def _interleaved(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median ms of each call, timed in alternation so that drifting machine load hits all alike."""
+    for call in calls.values():
+        for _ in range(5):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def transformer_int8_vs_fp32(transformer: torch.nn.Module, int8: torch.nn.Module, latent: torch.Tensor,
+                             rounds: int) -> dict[str, float]:
+    """The INT8 transformer against FP32 eager on the same input, interleaved (issue 5's 1.5x criterion)."""
+    with torch.inference_mode():
+        medians = _interleaved({"fp32_eager": lambda: transformer(latent), "int8": lambda: int8(latent)}, rounds)
+    return {"fp32_eager_median_ms": medians["fp32_eager"], "int8_median_ms": medians["int8"],
+            "speedup": medians["fp32_eager"] / medians["int8"], "tokens": latent.shape[1], "dim": latent.shape[2],
+            "rounds": rounds}
+
+
+def _random_weight_transformer_ab(preset: str, rounds: int) -> dict[str, Any]:
+    """The same comparison for another preset's transformer with random weights (speed does not depend on
+    the values): how the INT8 gain grows with width."""
+    from qcraft_world_model.model import WorldModel, WorldModelConfig
+    from qcraft_world_model.quant.pt2e import quantize_pt2e
+
+    config = WorldModelConfig.preset_config(preset)
+    torch.manual_seed(0)
+    transformer = WorldModel(config).transformer.eval()
+    latents = [torch.randn(1, config.tokens, config.dim) for _ in range(8)]
+    int8 = torch.compile(quantize_pt2e(transformer, latents))
+    return {"preset": preset, "weights": "random", **transformer_int8_vs_fp32(transformer, int8, latents[0], rounds)}
+
+
 def _float_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
 def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = ("fp32", "bf16", "mixed-int8"),
-                repeats: int = 50) -> dict[str, Any]:
-    """Each precision plan of the model: part latencies, weight bytes, peak RSS."""
+                repeats: int = 50, ab_presets: tuple[str, ...] = ("base",)) -> dict[str, Any]:
+    """Each precision plan of the model: part latencies, weight bytes, peak RSS; with mixed-int8 also the
+    INT8 transformer against FP32 eager, interleaved, for this model and for ``ab_presets`` (random weights)."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True  # fold INT8 weights into the compiled graph
@@ -49,7 +88,8 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
     torch.manual_seed(0)
     window = torch.randint(0, 256, (1, config.cameras, config.window, 3, config.image_size, config.image_size),
                            dtype=torch.uint8)
-    results = []
+    results: list[dict[str, Any]] = []
+    ab: list[dict[str, Any]] = []
     for precision in precisions:
         if precision == "onnxruntime-fp32":
             results += _bench_onnxruntime(reference, window, repeats)
@@ -67,6 +107,9 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
             }
         transformer = model.transformer
         if precision == "mixed-int8":
+            ab += [{"preset": config.preset, "weights": model_dir,
+                   **transformer_int8_vs_fp32(reference.transformer, transformer, latent, 4 * repeats)}]
+            ab += [_random_weight_transformer_ab(preset, repeats) for preset in ab_presets]
             graph = getattr(transformer, "_orig_mod", transformer)
             int8, floating = int8_weight_bytes(graph)
             transformer_bytes = int8 + floating
@@ -83,7 +126,7 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
                     if by.get((p, part))}
                 for p in precisions if p != "fp32"}
     return {"bench": "model", "model": model_dir, "preset": config.preset, "results": results,
-            "speedup_vs_fp32_eager": speedups, "device": describe_device("cpu"), "threads": torch.get_num_threads(),
+            "speedup_vs_fp32_eager": speedups, "transformer_int8_vs_fp32_interleaved": ab, "device": describe_device("cpu"), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 

@@ -16,16 +16,20 @@ import torch
 from torch import nn
 
 
-def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
-    """A statically INT8-quantized copy of ``module`` calibrated on ``calibration`` inputs (fp32)."""
+def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor], quantizer=None) -> torch.fx.GraphModule:  # noqa: ANN001
+    """A statically INT8-quantized copy of ``module`` calibrated on ``calibration`` inputs (fp32).
+
+    ``quantizer``: an ``X86InductorQuantizer`` set up by the caller; default: every linear.
+    """
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     samples = list(calibration)
     if not samples:
         raise ValueError("INT8 calibration needs at least one input")
-    quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    if quantizer is None:
+        quantizer = x86.X86InductorQuantizer()
+        quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
     exported = torch.export.export(module.eval(), (samples[0],)).module()
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():

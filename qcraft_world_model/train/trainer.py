@@ -46,6 +46,12 @@ class TrainConfig:
     max_clips: int | None = None
     #: Stop (resumably) after this many seconds of this run; None: run to ``steps``.
     time_budget_s: float | None = None
+    #: Start from this trained model folder instead of random weights (fine-tuning, QAT).
+    init_from: str | None = None
+    #: Quantization-aware training: fake INT8 quantizers in the transformer (ModelOpt), calibrated on
+    #: the first ``calibration_clips`` clips, trained through; writes quantizers.safetensors too.
+    qat: bool = False
+    calibration_clips: int = 32
 
 
 def _distributed() -> tuple[int, int]:
@@ -78,14 +84,15 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
     data = data if data is not None else ClipTensors.load(config.data, model_config, config.max_clips)
 
     torch.manual_seed(config.seed)
-    model = WorldModel(model_config).to(device)
+    model = _initial_model(config, model_config, data).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["train_config"]["preset"] != config.preset or state["train_config"]["data"] != config.data:
+        previous = state["train_config"]
+        if any(previous.get(key) != getattr(config, key) for key in ("preset", "data", "init_from", "qat")):
             raise ValueError(f"{checkpoint} belongs to another run ({state['train_config']['preset']} on "
                              f"{state['train_config']['data']}); use another --out")
         model.load_state_dict(state["model"])
@@ -156,6 +163,23 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
     return summary
 
 
+def _initial_model(config: TrainConfig, model_config: WorldModelConfig, data: ClipTensors) -> WorldModel:
+    """Random weights, or ``init_from``'s; with the QAT quantizers inserted and calibrated when asked."""
+    model = WorldModel(model_config)
+    if config.init_from:
+        start = load_model(config.init_from)
+        if start.config.to_dict() != model_config.to_dict():
+            raise ValueError(f"--init-from {config.init_from} is a {start.config.preset} model with another "
+                             f"configuration than preset {config.preset!r}")
+        model.load_state_dict(start.state_dict())
+    if config.qat:
+        from qcraft_world_model.quant.modelopt_qat import quantize_transformer
+
+        count = min(config.calibration_clips, len(data))
+        quantize_transformer(model, (data.batch(torch.tensor([i])).window for i in range(count)))
+    return model
+
+
 def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optimizer, generator: torch.Generator,
                      step: int, elapsed: float, config: TrainConfig) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -168,8 +192,14 @@ def save_model(out: Path, model: WorldModel, config: WorldModelConfig, summary: 
     """The deployable artefacts: weights (safetensors) and the model config + training summary."""
     from safetensors.torch import save_file
 
+    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, split_state
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"preset": config.preset})
+    # A QAT model's quantizer ranges go to their own file: model.safetensors stays an ordinary model.
+    plain, quantizers = split_state(state)
+    save_file(plain, str(out / "model.safetensors"), metadata={"preset": config.preset})
+    if quantizers:
+        save_file(quantizers, str(out / QUANTIZERS_FILE), metadata={"preset": config.preset})
     (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": summary}, indent=2) + "\n")
 
 
