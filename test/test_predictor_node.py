@@ -36,7 +36,7 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> list:
 class NodeUnderTest:
     """The installed predictor as a process, and a client node publishing frames and listening."""
 
-    def __init__(self, rclpy, msgs, tmp_path: Path, params: str) -> None:  # noqa: ANN001
+    def __init__(self, rclpy, msgs, tmp_path: Path, params: str, cameras: tuple[str, ...] = ("front",)) -> None:  # noqa: ANN001
         from ament_index_python.packages import get_package_prefix
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
@@ -55,15 +55,19 @@ class NodeUnderTest:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain)
         self.client = rclpy.create_node("camera_and_listener", context=self.context)
-        self.publisher = self.client.create_publisher(Image, camera_topic("front"), 10)
+        self.publishers = {name: self.client.create_publisher(Image, camera_topic(name), 10) for name in cameras}
+        self.publisher = self.publishers[cameras[0]]
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.agents: list = []
         self.frames: list = []
         self.diagnostics: list = []
         self.client.create_subscription(msgs.PredictedAgents, "/predictor/predicted_agents", self.agents.append,
                                         reliable)
-        self.client.create_subscription(msgs.PredictedFrames, "/predictor/predicted_frames/front",
-                                        self.frames.append, reliable)
+        self.frames_by_camera: dict[str, list] = {name: [] for name in cameras}
+        for name in cameras:
+            self.client.create_subscription(msgs.PredictedFrames, f"/predictor/predicted_frames/{name}",
+                                            self.frames_by_camera[name].append, reliable)
+        self.frames = self.frames_by_camera[cameras[0]]
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
         from visualization_msgs.msg import MarkerArray
 
@@ -83,15 +87,17 @@ class NodeUnderTest:
     def wait_subscribed(self, seconds: float = 90) -> None:
         """The node subscribes once configured (model loaded, warmed up) and active."""
         deadline = time.monotonic() + seconds
-        while self.publisher.get_subscription_count() == 0:
+        while any(p.get_subscription_count() == 0 for p in self.publishers.values()):
             assert self.process.poll() is None, f"node exited: {self.process.stdout.read()}"
             assert time.monotonic() < deadline, "the node never subscribed to the camera"
             self.executor.spin_once(timeout_sec=0.1)
 
-    def publish_at_10hz(self, images: list) -> list[int]:
+    def publish_at_10hz(self, images: list, cameras: tuple[str, ...] | None = None) -> list[int]:
+        """Publish each image on the cameras named (default: all), one instant every 0.1 s."""
         stamps = []
         for image in images:
-            self.publisher.publish(image)
+            for name in cameras or tuple(self.publishers):
+                self.publishers[name].publish(image)
             stamps.append(image.header.stamp.sec * 10**9 + image.header.stamp.nanosec)
             self.spin(0.1)
         return stamps
@@ -210,5 +216,78 @@ def test_a_camera_that_stops_is_reported_stale(ros, drive: list, tmp_path: Path)
         latest = next(s for array in reversed(node.diagnostics) for s in array.status
                       if s.name.endswith("camera front"))
         assert latest.level == latest.ERROR and latest.message.startswith("stale: no frame for")
+    finally:
+        node.close()
+
+
+TWO_CAMERA_MODEL = """
+preset: tiny2
+image_size: 32
+cameras: 2
+window: 16
+patch: 8
+stem_dim: 16
+dim: 32
+depth: 1
+heads: 2
+mlp_ratio: 2.0
+attention_window: 8
+anchors: 4
+future_frames: [2, 4]
+modes: 2
+path_steps: [5, 10, 15, 20, 25, 30]
+classes: 8
+decoder_dim: 16
+"""
+
+
+def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_path: Path) -> None:
+    import torch
+
+    from qcraft_world_model.model import WorldModel, WorldModelConfig
+    from qcraft_world_model.train.trainer import save_model
+
+    rclpy, msgs = ros
+    (tmp_path / "tiny2.yaml").write_text(TWO_CAMERA_MODEL)
+    config = WorldModelConfig.preset_config(tmp_path / "tiny2.yaml")
+    torch.manual_seed(0)
+    (tmp_path / "model").mkdir()
+    save_model(tmp_path / "model", WorldModel(config), config, {})
+    params = f"""/**:
+  ros__parameters:
+    cameras:
+      names: [front, left]
+      front:
+        topic: {camera_topic("front")}
+      left:
+        topic: {camera_topic("left")}
+    image: {{width: 32, height: 32}}
+    model: {{path: {tmp_path / "model"}, backend: torch, precision: fp32}}
+"""
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params, cameras=("front", "left"))
+    try:
+        node.wait_subscribed()
+        images = as_rclpy(drive)
+        both = node.publish_at_10hz(images[:18])
+        node.spin(0.5)
+        assert node.agents and all(not m.stale_cameras for m in node.agents), "no prediction with both cameras"
+        before = len(node.agents)
+        front_only = node.publish_at_10hz(images[18:], cameras=("front",))
+        node.spin(1.5)
+        later = node.agents[before:]
+        assert later, "predictions stopped when one of two cameras stopped"
+        assert all(stamp_of(m) in both + front_only for m in later)
+        held = [m for m in later if m.stale_cameras]
+        # Once the left camera has been silent for stale_after_s (0.5 s), its held window is used.
+        assert held and all(list(m.stale_cameras) == ["left"] for m in held)
+        assert max(stamp_of(m) for m in held) == front_only[-1]
+        assert not any(stamp_of(f) > both[-1] for f in node.frames_by_camera["left"]), \
+            "frames predicted from held images were published as if live"
+        assert any(stamp_of(f) > both[-1] for f in node.frames_by_camera["front"])
+        statuses = [s for array in node.diagnostics for s in array.status]
+        left = [s for s in statuses if s.name.endswith("camera left")][-1]
+        inference = [s for s in statuses if s.name.endswith("inference")][-1]
+        assert left.level == left.ERROR and left.message.startswith("stale")
+        assert inference.level == inference.WARN and "left" in inference.message
     finally:
         node.close()

@@ -86,6 +86,20 @@ def read_messages(bag: str | Path, topics: Iterable[str] | None = None,
         raise BagError(f"cannot read bag {path}: {err}") from err
 
 
+def read_raw(bag: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, memoryview]]:
+    """(topic, message type, log time ns, CDR bytes) of a bag's messages in log-time order, not deserialized:
+    what a player republishes."""
+    path = Path(bag)
+    wanted = None if topics is None else set(topics)
+    try:
+        with AnyReader([path], default_typestore=make_typestore()) as reader:
+            connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            for connection, log_time, raw in reader.messages(connections=connections):
+                yield connection.topic, connection.msgtype, log_time, raw
+    except (AnyReaderError, ReaderError, OSError, sqlite3.DatabaseError) as err:
+        raise BagError(f"cannot read bag {path}: {err}") from err
+
+
 def bag_topics(bag: str | Path) -> dict[str, str]:
     """topic → message type of every connection in the bag."""
     path = Path(bag)
@@ -150,6 +164,10 @@ class BagWriter:
 
     def write(self, topic: str, msgtype: str, message: Any, log_time_ns: int) -> None:
         """Serialize and append one message (topics are registered on first use)."""
+        self.write_raw(topic, msgtype, self.typestore.serialize_cdr(message, msgtype), log_time_ns)
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, log_time_ns: int) -> None:
+        """Append one already serialized (CDR) message, e.g. as received from DDS."""
         assert self._writer is not None, "use BagWriter as a context manager"
         connection = self._connections.get(topic)
         if connection is None:
@@ -158,7 +176,7 @@ class BagWriter:
         elif connection.msgtype != msgtype:
             raise BagError(f"topic {topic} already holds {connection.msgtype}, not {msgtype}")
         try:
-            self._writer.write(connection, log_time_ns, self.typestore.serialize_cdr(message, msgtype))
+            self._writer.write(connection, log_time_ns, data)
         except (OSError, WriterError) as err:
             raise BagError(f"cannot write to bag {self.path}: {err}") from err
 

@@ -142,3 +142,24 @@ def write_report(out: Path, result: dict[str, Any], examples: Examples) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def live_offline_table(result: dict[str, Any]) -> str:
+    """Live (recorded from the node) next to offline (the model in-process) on the same windows, Markdown."""
+    live, offline = result["live"]["model"], result.get("offline", {}).get("model")
+    rows = [(f"PSNR +{t:g} s (dB)", live["frames"]["psnr"][i], offline and offline["frames"]["psnr"][i], 3)
+            for i, t in enumerate(result["live"]["data"]["future_frames_s"])]
+    for key, label in (("recall_2m", "recall@2m"), ("precision_2m", "precision@2m")):
+        rows.append((label, live["agents"][key], offline and offline["agents"][key], 3))
+    for k in (1, 3):
+        rows.append((f"minFDE_{k} @3 s (m)", live["agents"][f"minFDE_{k}"]["3s"],
+                     offline and offline["agents"][f"minFDE_{k}"]["3s"], 3))
+    rows.append(("agents matched", live["agents"]["matched"], offline and offline["agents"]["matched"], 0))
+    coverage = result["coverage"]
+    lines = [f"{coverage['predicted_live']} of {coverage['windows']} evaluation windows were predicted live "
+             f"({', '.join(coverage['backends'])}); both columns score exactly those.", "",
+             "| metric | live (replay) | offline | live − offline |", "|---|---|---|---|"]
+    for label, a, b, digits in rows:
+        difference = "-" if a is None or b is None else f"{a - b:+.{max(digits, 3)}f}"
+        lines.append(f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {difference} |")
+    return "\n".join(lines) + "\n"

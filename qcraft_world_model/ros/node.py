@@ -61,6 +61,7 @@ class _Job:
     stamp_ns: int
     received: float  # monotonic time the triggering frame arrived
     windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (stem tokens, frame), oldest first
+    stale: list[str]  # cameras whose last complete window is held because they are silent
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(stem tokens (1, C, T, N, D), newest (1, C, 3, H, W), previous (1, C, 3, H, W))."""
@@ -80,6 +81,8 @@ class _CameraState:
     last_frame: float | None = None
     #: Recent decode + stem times of this camera's callback, ms.
     ingest_ms: deque = None  # type: ignore[assignment]
+    #: The last complete window a job used: what the model reads while the camera is stale.
+    held: list | None = None
 
     def __post_init__(self) -> None:
         self.ingest_ms = deque(maxlen=100)
@@ -101,6 +104,7 @@ class PredictorNode(LifecycleNode):
         self._latencies: deque[float] = deque(maxlen=200)
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
         self._last_published = -1
+        self._stale_reported: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -229,15 +233,30 @@ class PredictorNode(LifecycleNode):
                 self._ready.notify()
 
     def _job_if_ready(self, stamp_ns: int, received: float) -> _Job | None:
-        """A job when every camera holds a complete window ending near ``stamp_ns``."""
+        """A job when every camera holds a complete window ending near ``stamp_ns``.
+
+        A camera whose newest frame is older than ``stale_after_s`` (capture time), or
+        that is refilling its window after a long gap, does not hold the others up:
+        its last complete window is read again and the job names it stale. Until a
+        camera has filled its window once, predictions wait for it.
+        """
         tolerance = self.config.alignment_tolerance_ms * 1e6
-        windows = []
+        stale_after = self.config.stale_after_s * 1e9
+        windows, stale = [], []
         for camera in self.config.cameras:
-            window = self._cameras[camera.name].window
-            if not window.is_complete or abs(window.newest_stamp_ns - stamp_ns) > tolerance:
-                return None
-            windows.append(window.items())
-        return _Job(stamp_ns, received, windows)
+            state = self._cameras[camera.name]
+            window = state.window
+            newest = window.newest_stamp_ns
+            if window.is_complete and abs(newest - stamp_ns) <= tolerance:
+                state.held = window.items()
+                windows.append(state.held)
+            elif state.held is not None and (newest is None or stamp_ns - newest > stale_after
+                                             or not window.is_complete):
+                windows.append(state.held)
+                stale.append(camera.name)
+            else:
+                return None  # not there yet: its frame for this instant may still be on the way
+        return _Job(stamp_ns, received, windows, stale)
 
     # -- inference ---------------------------------------------------------------
 
@@ -267,6 +286,14 @@ class PredictorNode(LifecycleNode):
         agents = agents_message(output, job.stamp_ns, frame_id, path_step,
                                 self.get_parameter("output.existence_threshold").value, self.model_id,
                                 self.backend.name, inference_ms)
+        agents.stale_cameras = job.stale
+        if job.stale != self._stale_reported:
+            if job.stale:
+                self.get_logger().warn(f"predicting without live frames from {', '.join(job.stale)}: "
+                                       "their last complete window is held")
+            else:
+                self.get_logger().info("every camera is live again")
+            self._stale_reported = job.stale
         self.pub_agents.publish(agents)
         self.pub_markers.publish(markers_message(agents))
         if self.pub_autoware is not None:
@@ -275,6 +302,8 @@ class PredictorNode(LifecycleNode):
         if self.get_parameter("output.publish_frames").value:
             steps = [k / model.rate_hz for k in model.future_frames]
             for index, camera in enumerate(self.config.cameras):
+                if camera.name in job.stale:
+                    continue  # frames predicted from held images would look live; say nothing instead
                 self.pub_frames[camera.name].publish(frames_message(
                     output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
                     steps, self.model_id))
@@ -303,7 +332,8 @@ class PredictorNode(LifecycleNode):
             level = DiagnosticStatus.WARN if state.decode_errors or stats.gaps else DiagnosticStatus.OK
             message = "ok" if level == DiagnosticStatus.OK else "degraded"
             if state.last_frame is None or silent > self.config.stale_after_s:
-                # The model needs every camera: a stale one stops predictions, so it is an error.
+                # An error even though predictions go on: they read this camera's held window
+                # (PredictedAgents.stale_cameras), or wait for it if it never filled one.
                 level = DiagnosticStatus.ERROR
                 message = "no frame yet" if silent is None else f"stale: no frame for {silent:.1f} s"
             values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
@@ -317,8 +347,12 @@ class PredictorNode(LifecycleNode):
         values = {**self._counts, "backend": self.backend.name if self.backend else "-",
                   "latency_ms_p50": f"{statistics.median(latency):.1f}" if latency else "-",
                   "latency_ms_p95": f"{latency[int(0.95 * (len(latency) - 1))]:.1f}" if latency else "-"}
-        statuses.append(DiagnosticStatus(level=DiagnosticStatus.OK, name="qcraft_world_model: inference",
-                                         message="ok", values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
+        values["stale_cameras"] = ",".join(self._stale_reported)
+        level, message = DiagnosticStatus.OK, "ok"
+        if self._stale_reported:
+            level, message = DiagnosticStatus.WARN, f"predicting from held frames of {', '.join(self._stale_reported)}"
+        statuses.append(DiagnosticStatus(level=level, name="qcraft_world_model: inference", message=message,
+                                         values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
         self.pub_diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                                      status=statuses))
 

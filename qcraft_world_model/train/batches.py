@@ -55,6 +55,9 @@ class ClipTensors:
         self.size = torch.from_numpy(arrays["agent_size"])
         self.label = torch.from_numpy(arrays["agent_label"].astype(np.int64))
         self.in_view = torch.from_numpy(arrays["agent_in_view"])
+        #: (N,) capture time of each clip's t0 frame, ns, where the clips were cut from a bag (else None):
+        #: how live predictions recorded from that bag are found again.
+        self.stamps_ns = arrays["stamps_ns"].tolist() if "stamps_ns" in arrays else None
 
     @classmethod
     def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None) -> ClipTensors:
@@ -65,7 +68,7 @@ class ClipTensors:
             from qcraft_world_model.data.bag_clips import clips_from_bag
 
             clips = clips_from_bag(source, config.image_size)
-            arrays = {name: getattr(clips, name)[:max_clips] for name in fields}
+            arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns")}
         else:
             dataset = ClipDataset(source)
             count = len(dataset) if max_clips is None else min(max_clips, len(dataset))

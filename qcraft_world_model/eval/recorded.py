@@ -1,0 +1,109 @@
+"""Predictions recorded live (``qcraft-wm replay``), scored like offline ones.
+
+A replay bag holds the scene (cameras, ground truth, odometry) and the
+predictor's ``PredictedAgents`` / ``PredictedFrames``, each stamped with the
+capture time of the newest frame it read. A clip cut from the bag at t0 is
+scored with the messages stamped t0; clips the node did not predict (windows it
+dropped, or before its first full window) are counted, not scored, and offline
+evaluation runs on exactly the clips that were, so the two compare like with like.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qcraft_world_model.data.rosbag_io import BagError, read_messages
+from qcraft_world_model.eval.evaluate import Predictions, evaluate_clips
+from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
+from qcraft_world_model.model.world_model import WorldModel
+from qcraft_world_model.train.batches import Batch, ClipTensors
+
+AGENTS_TOPIC = "/predictor/predicted_agents"
+FRAMES_PREFIX = "/predictor/predicted_frames/"
+
+
+@dataclass
+class RecordedPredictions:
+    """PredictedAgents and PredictedFrames of a bag, by header stamp."""
+
+    #: stamp → (positions (D, 2), paths (D, K, P, 2)).
+    agents: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: stamp → camera name → (horizons, H, W, 3) uint8.
+    frames: dict[int, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
+    #: Values of PredictedAgents.backend / model_id seen (what produced them).
+    backends: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_bag(cls, bag: str | Path, image_size: int) -> RecordedPredictions:
+        recorded = cls()
+        size = TargetSize(image_size, image_size)
+        for record in read_messages(bag):
+            message = record.message
+            if message is None:
+                continue
+            if record.topic == AGENTS_TOPIC:
+                recorded.agents[record.stamp_ns] = _agents(message)
+                recorded.backends.add(message.backend)
+                recorded.models.add(message.model_id)
+            elif record.topic.startswith(FRAMES_PREFIX):
+                recorded.frames[record.stamp_ns][message.camera_name] = np.stack(
+                    [decode_any(image, size) for image in message.frames])
+        if not recorded.agents:
+            raise BagError(f"bag {bag} holds no {AGENTS_TOPIC}: record one with `qcraft-wm replay`")
+        return recorded
+
+    def covers(self, stamp_ns: int, cameras: int) -> bool:
+        """True when the node published agents and every camera's frames for this instant."""
+        return stamp_ns in self.agents and len(self.frames.get(stamp_ns, {})) == cameras
+
+    def predict(self, data: ClipTensors, index: list[int], sample: Batch) -> Predictions:
+        """The recorded messages of clips ``index`` in the shape evaluation scores."""
+        stamps = [data.stamps_ns[i] for i in index]
+        frames = []
+        for stamp in stamps:
+            per_camera = self.frames[stamp]
+            # Cameras in sorted-name order: the order clips_from_bag stacks them in.
+            frames.append(np.stack([per_camera[name] for name in sorted(per_camera)]))
+        frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 2, 5, 3, 4).float() / 255.0
+        return Predictions(frames=frames_t, positions=[self.agents[s][0] for s in stamps],
+                           paths=[self.agents[s][1] for s in stamps])
+
+
+def _agents(message: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (D, 2), paths (D, K, P, 2)) of a PredictedAgents message; paths arrive most likely first."""
+    positions = np.array([[a.pose.position.x, a.pose.position.y] for a in message.agents],
+                         np.float32).reshape(-1, 2)
+    paths = np.array([[[[p.position.x, p.position.y] for p in path.poses] for path in a.paths]
+                      for a in message.agents], np.float32)
+    if not message.agents:
+        paths = np.zeros((0, 1, 1, 2), np.float32)
+    return positions, paths
+
+
+def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None
+                      ) -> dict[str, Any]:
+    """Score the live predictions recorded in ``bag`` and, with ``offline``, that model on the same clips.
+
+    ``model`` gives the configuration (image size, horizons, path steps) the node ran.
+    """
+    config = model.config
+    data = ClipTensors.load(bag, config)
+    recorded = RecordedPredictions.from_bag(bag, config.image_size)
+    covered = [i for i, stamp in enumerate(data.stamps_ns) if recorded.covers(stamp, config.cameras)]
+    coverage = {"windows": len(data), "predicted_live": len(covered), "backends": sorted(recorded.backends),
+                "models": sorted(recorded.models)}
+    if not covered:
+        raise BagError(f"bag {bag}: none of its {len(data)} evaluation windows has a recorded prediction "
+                       f"(stamps of {AGENTS_TOPIC} must equal camera frame stamps)")
+    live, _ = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=0)
+    result = {"coverage": coverage, "live": live}
+    if offline is not None:
+        result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0)
+    return result

@@ -1,0 +1,217 @@
+"""``qcraft-wm replay BAG``: play a bag into DDS at its recorded rate and record what the predictor answers.
+
+The player publishes every message of the bag (camera images, camera info, tf,
+ground truth, odometry) as the serialized bytes it was recorded as, paced by
+the bag's log times divided by ``rate``, and publishes ``/clock`` with the bag
+time so nodes running with ``use_sim_time`` follow it. Meanwhile it subscribes
+to the predictor's outputs and records them, stamped with the bag time at which
+they arrived, into a new bag together with the replayed input. That bag holds
+everything ``qcraft-wm evaluate --recorded`` needs: the ground truth, the
+camera frames and the live predictions.
+
+Like ``ros2 bag play`` it waits until the predictor subscribes to the cameras
+before it starts, so nothing is lost to discovery.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from qcraft_world_model.data.rosbag_io import BagWriter, bag_topics, read_raw
+
+#: The predictor's topics recorded by default (under its namespace), besides /diagnostics.
+OUTPUT_PREFIX = "/predictor/"
+CLOCK_TOPIC = "/clock"
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did."""
+
+    bag: str
+    out: str
+    rate: float
+    published: int = 0
+    seconds: float = 0.0
+    #: topic → messages recorded from the predictor (and /diagnostics).
+    recorded: dict[str, int] = field(default_factory=dict)
+    #: topic → type of input topics not played because their Python bindings are missing here.
+    not_played: dict[str, str] = field(default_factory=dict)
+    #: topic → type of outputs not written because the bag's type store has no definition for them.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def message_class(msgtype: str) -> Any:
+    """The rclpy class of ``pkg/msg/Name`` (the package's Python bindings must be importable)."""
+    package, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as err:
+        raise RuntimeError(f"cannot publish {msgtype}: its Python bindings are not importable ({err}); "
+                           "source the workspace that provides it") from err
+
+
+class _Recorder:
+    """Subscribes (raw bytes) to every topic under a prefix as it appears, and keeps what arrives."""
+
+    def __init__(self, node: rclpy.node.Node, prefixes: tuple[str, ...], clock_ns) -> None:  # noqa: ANN001
+        self.node, self.prefixes, self.clock_ns = node, prefixes, clock_ns
+        self.types: dict[str, str] = {}
+        self.messages: list[tuple[str, int, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscriptions: list = []
+
+    def discover(self) -> None:
+        """Subscribe to output topics that appeared since the last call."""
+        for topic, types in self.node.get_topic_names_and_types():
+            if topic in self.types or not topic.startswith(self.prefixes) or not types:
+                continue
+            self.types[topic] = types[0]
+            reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            self._subscriptions.append(self.node.create_subscription(
+                message_class(types[0]), topic, lambda data, t=topic: self._keep(t, data), reliable, raw=True))
+
+    def _keep(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            self.messages.append((topic, self.clock_ns(), data))
+
+
+def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tuple[str, ...] = (OUTPUT_PREFIX,
+               "/diagnostics"), wait_for_subscriber_s: float = 120.0, settle_s: float = 2.0,
+               overwrite: bool = False, progress: bool = True, domain_id: int | None = None) -> ReplayResult:
+    """Play ``bag`` into DDS, record the predictor's outputs (topics starting with ``record``) into ``out``.
+
+    Waits up to ``wait_for_subscriber_s`` for a subscriber on the bag's camera
+    topics, then plays; after the last message it keeps recording for
+    ``settle_s`` (the last windows are still being predicted). ``domain_id``:
+    default ROS_DOMAIN_ID. Runs in its own rclpy context.
+    """
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, not {rate}")
+    topics = bag_topics(bag)
+    cameras = [t for t, kind in topics.items() if kind in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")]
+    if not cameras:
+        raise RuntimeError(f"bag {bag} has no camera topics to play")
+    result = ReplayResult(bag=str(bag), out=str(out), rate=rate)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    node = rclpy.create_node("qcraft_wm_replay", context=context)
+    try:
+        from rosgraph_msgs.msg import Clock
+
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        publishers = {}
+        for topic, kind in topics.items():
+            try:
+                publishers[topic] = node.create_publisher(message_class(kind), topic,
+                                                          latched if topic == "/tf_static" else reliable)
+            except RuntimeError as err:  # e.g. tf2_msgs on a machine without it: play the rest
+                if topic in cameras:
+                    raise
+                result.not_played[topic] = kind
+                node.get_logger().warn(f"not playing {topic}: {err}")
+        clock = node.create_publisher(Clock, CLOCK_TOPIC, 10)
+        bag_now = {"ns": 0}
+        recorder = _Recorder(node, record, lambda: bag_now["ns"])
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinning = threading.Event()
+        spinning.set()
+
+        def spin() -> None:
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.02)
+
+        spinner = threading.Thread(target=spin, name="replay-spin", daemon=True)
+        spinner.start()
+        try:
+            _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s)
+            inputs = _play(bag, publishers, clock, Clock, bag_now, recorder, rate, result, progress)
+            end = time.monotonic() + settle_s
+            while time.monotonic() < end:
+                recorder.discover()
+                time.sleep(0.05)
+        finally:
+            spinning.clear()  # stop spinning before the context goes, also when waiting failed
+            spinner.join(timeout=5)
+            executor.shutdown()
+        _write(out, topics, inputs, recorder, result, overwrite)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    return result
+
+
+def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Recorder, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(publishers[t].get_subscription_count() for t in cameras):
+        if time.monotonic() > deadline:
+            silent = [t for t in cameras if not publishers[t].get_subscription_count()]
+            raise TimeoutError(f"nobody subscribed to {', '.join(silent)} within {seconds:g} s: is the predictor "
+                               "running, active, on the same ROS_DOMAIN_ID, with these camera topics?")
+        recorder.discover()
+        time.sleep(0.1)
+    recorder.discover()
+
+
+def _play(bag: str | Path, publishers: dict, clock, clock_type, bag_now: dict, recorder: _Recorder,  # noqa: ANN001
+          rate: float, result: ReplayResult, progress: bool) -> list[tuple[str, int, bytes]]:
+    """Publish every message at its (scaled) time; returns them for the output bag."""
+    from builtin_interfaces.msg import Time
+    from tqdm import tqdm
+
+    messages = [(topic, log_time, bytes(raw)) for topic, _, log_time, raw in read_raw(bag)]
+    first = messages[0][1]
+    start = time.monotonic()
+    bar = tqdm(total=(messages[-1][1] - first) / 1e9, unit="s", desc="replay", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} bag s")
+    last_discover = 0.0
+    for topic, log_time, raw in messages:
+        due = start + (log_time - first) / 1e9 / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        bag_now["ns"] = log_time
+        clock.publish(clock_type(clock=Time(sec=log_time // 1_000_000_000, nanosec=log_time % 1_000_000_000)))
+        publisher = publishers.get(topic)  # None: no bindings here (ReplayResult.not_played), still copied
+        if publisher is not None:
+            publisher.publish(raw)  # serialized bytes: republished exactly as recorded
+            result.published += 1
+        bar.n = (log_time - first) / 1e9
+        bar.refresh()
+        if time.monotonic() - last_discover > 1.0:
+            recorder.discover()  # outputs whose publishers appear late (e.g. per camera)
+            last_discover = time.monotonic()
+    bar.close()
+    result.seconds = time.monotonic() - start
+    return messages
+
+
+def _write(out: str | Path, topics: dict[str, str], inputs: list, recorder: _Recorder, result: ReplayResult,
+           overwrite: bool) -> None:
+    with recorder._lock:
+        recorded = list(recorder.messages)
+    merged = [(log_time, topic, topics[topic], raw) for topic, log_time, raw in inputs]
+    merged += [(log_time, topic, recorder.types[topic], raw) for topic, log_time, raw in recorded]
+    merged.sort(key=lambda item: item[0])
+    with BagWriter(out, overwrite=overwrite) as writer:
+        known = writer.typestore.fielddefs
+        for log_time, topic, kind, raw in merged:
+            if kind not in known:  # e.g. Autoware's types on an Autoware install: no definition to store
+                result.skipped[topic] = kind
+                continue
+            writer.write_raw(topic, kind, raw, log_time)
+    for topic, _, _ in recorded:
+        if topic not in result.skipped:
+            result.recorded[topic] = result.recorded.get(topic, 0) + 1
