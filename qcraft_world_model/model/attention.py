@@ -43,7 +43,11 @@ class SparseAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         # A buffer, not a Python attribute: tracing/export must see a real tensor. Tiled per head
         # because the blocks are folded into the head axis below: ONNX attention takes 4-D inputs.
-        self.register_buffer("local_mask", local_attention_mask(tokens, window, anchors).repeat(heads, 1, 1),
+        # Additive (0 / -inf) and 4-D: with that, SDPA runs its fused flash kernel on the CPU; a
+        # boolean mask sends it down the unfused math path, 5x slower here (ENVIRONMENT.md). It
+        # follows the module's dtype (bf16/fp16 plans), as SDPA wants the mask in the query's dtype.
+        visible = local_attention_mask(tokens, window, anchors).repeat(heads, 1, 1)
+        self.register_buffer("local_mask", torch.zeros(visible.shape).masked_fill(~visible, float("-inf"))[None],
                              persistent=False)
 
     def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +62,7 @@ class SparseAttention(nn.Module):
         q_seq, k_seq, v_seq = q[:, :, :n], k[:, :, :n], v[:, :, :n]
         q_anc, k_anc, v_anc = q[:, :, n:], k[:, :, n:], v[:, :, n:]
 
-        blocks = self.local_mask.shape[0] // h
+        blocks = self.local_mask.shape[1] // h
         pad = blocks * block - n
         q_blk = F.pad(q_seq, (0, 0, 0, pad)).view(b, h, blocks, block, hd)
         # One zero block either side, then each block's keys = its neighbours and itself.

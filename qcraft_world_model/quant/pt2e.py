@@ -42,12 +42,13 @@ def int8_weight_bytes(quantized: torch.fx.GraphModule) -> tuple[int, int]:
     """(bytes of INT8 weights, bytes of floating-point tensors) that the converted graph uses.
 
     Only tensors the graph reads count: the GraphModule may still hold the
-    original fp32 parameters as attributes no node refers to.
+    original fp32 parameters as attributes no node refers to. The attention masks
+    are constants, not weights, and are left out.
     """
     int8, floating = 0, 0
     seen: set[int] = set()
     attrs = [functools.reduce(getattr, n.target.split("."), quantized)
-             for n in quantized.graph.nodes if n.op == "get_attr"]
+             for n in quantized.graph.nodes if n.op == "get_attr" and "mask" not in n.target]
     for tensor in attrs:
         if not isinstance(tensor, torch.Tensor) or id(tensor) in seen:
             continue
