@@ -177,7 +177,7 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         from qcraft_world_model.runtime.mixed import planned_model
 
         offline = planned_model(model, args.precision, args.calibration)
-    result = evaluate_recorded(model, args.data, offline=offline)
+    result, _, _ = evaluate_recorded(model, args.data, offline=offline)
     table = live_offline_table(result)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -81,10 +81,29 @@ def test_missing_and_broken_parameter_files(tmp_path: Path) -> None:
         load_parameters(broken)
 
 
+def readme_table(marker: str) -> str:
+    readme = (CONFIG.parents[1] / "README.md").read_text()
+    start = readme.index(f"<!-- {marker}:start -->\n") + len(f"<!-- {marker}:start -->\n")
+    return readme[start:readme.index(f"<!-- {marker}:end -->")].strip()
+
+
 def test_readme_parameter_table_is_generated_from_the_schema() -> None:
     from qcraft_world_model.ingest.config import parameter_table_markdown
+    from qcraft_world_model.ros.parameters import node_parameter_table_markdown
 
-    readme = (CONFIG.parents[1] / "README.md").read_text()
-    start = readme.index("<!-- parameter-table:start -->\n") + len("<!-- parameter-table:start -->\n")
-    table = readme[start:readme.index("<!-- parameter-table:end -->")].strip()
-    assert table == parameter_table_markdown(), "README table is stale: paste parameter_table_markdown()"
+    assert readme_table("parameter-table") == parameter_table_markdown(), \
+        "README table is stale: paste parameter_table_markdown()"
+    assert readme_table("node-parameter-table") == node_parameter_table_markdown(), \
+        "README node table is stale: paste node_parameter_table_markdown()"
+
+
+def test_parameter_file_sets_every_node_parameter_to_its_default() -> None:
+    from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
+
+    values = load_parameters(CONFIG)
+    assert node_values(values) == {spec.name: spec.default for spec in NODE_PARAMETERS}
+    assert all(spec.name in values for spec in NODE_PARAMETERS), "config/predict.yaml lacks a node parameter"
+    with pytest.raises(ConfigError, match=r"model.backend = 'cuda' must be one of auto"):
+        node_values({**values, "model.backend": "cuda"})
+    with pytest.raises(ConfigError, match=r"output.existence_threshold = 1.5 is above its maximum 1.0"):
+        node_values({**values, "output.existence_threshold": 1.5})

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from qcraft_world_model.data.rosbag_io import read_messages
 from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
+from qcraft_world_model.ros.process import start_predictor, stop
 
 PARAMS = """/**:
   ros__parameters:
@@ -37,7 +36,6 @@ class NodeUnderTest:
     """The installed predictor as a process, and a client node publishing frames and listening."""
 
     def __init__(self, rclpy, msgs, tmp_path: Path, params: str, cameras: tuple[str, ...] = ("front",)) -> None:  # noqa: ANN001
-        from ament_index_python.packages import get_package_prefix
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from diagnostic_msgs.msg import DiagnosticArray
@@ -45,13 +43,8 @@ class NodeUnderTest:
         self.rclpy = rclpy
         self.domain = 1 + (os.getpid() + 37 + len(str(tmp_path))) % 100
         (tmp_path / "params.yaml").write_text(params)
-        env = {**os.environ, "ROS_DOMAIN_ID": str(self.domain), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
-               "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
         # The installed executable, as `ros2 run qcraft_world_model predictor` starts it (not the source tree).
-        executable = Path(get_package_prefix("qcraft_world_model")) / "lib" / "qcraft_world_model" / "predictor"
-        self.process = subprocess.Popen(
-            [sys.executable, str(executable), "--ros-args", "--params-file", str(tmp_path / "params.yaml")],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = start_predictor(tmp_path / "params.yaml", self.domain, tmp_path)
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain)
         self.client = rclpy.create_node("camera_and_listener", context=self.context)
@@ -108,12 +101,7 @@ class NodeUnderTest:
             self.executor.spin_once(timeout_sec=0.02)
 
     def close(self) -> str:
-        self.process.terminate()
-        try:
-            out, _ = self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
+        out = stop(self.process)
         self.rclpy.shutdown(context=self.context)
         return out
 

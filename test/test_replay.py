@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,19 +23,9 @@ PARAMS = """/**:
 """
 
 
-def start_predictor(tmp_path: Path, domain: int) -> subprocess.Popen:
-    from ament_index_python.packages import get_package_prefix
-
-    (tmp_path / "params.yaml").write_text(PARAMS.format(topic=camera_topic("front")))
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    executable = Path(get_package_prefix("qcraft_world_model")) / "lib" / "qcraft_world_model" / "predictor"
-    return subprocess.Popen([sys.executable, str(executable), "--ros-args", "--params-file",
-                             str(tmp_path / "params.yaml")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
 def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: Path) -> None:
     from qcraft_world_model.eval.recorded import evaluate_recorded
+    from qcraft_world_model.ros.process import start_predictor, stop
     from qcraft_world_model.ros.replay import replay_bag
     from qcraft_world_model.train.model_card import default_model
     from qcraft_world_model.train.trainer import load_model
@@ -45,12 +33,12 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     scene = tmp_path / "scene"
     write_scene_bag(scene, SceneBagConfig(map="berlin_adlershof", seed=100_321, seconds=8.0))
     domain = 101 + os.getpid() % 100
-    node = start_predictor(tmp_path, domain)
+    (tmp_path / "params.yaml").write_text(PARAMS.format(topic=camera_topic("front")))
+    node = start_predictor(tmp_path / "params.yaml", domain, tmp_path)
     try:
         result = replay_bag(scene, tmp_path / "replay", wait_for_subscriber_s=90, domain_id=domain, progress=False)
     finally:
-        node.terminate()
-        log, _ = node.communicate(timeout=20)
+        log = stop(node)
     assert result.published > 80 * 2, "every camera frame and ground-truth message is replayed"
     # How many of the ~65 full windows the node predicts depends on how busy the machine is (it drops
     # stale windows rather than queue them); that it answers, and what, does not.
@@ -59,7 +47,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     assert set(result.not_played) <= {"/tf", "/tf_static"}  # tf2_msgs has no PyPI wheel; a ROS install has it
 
     model = load_model(default_model("lite"))
-    scored = evaluate_recorded(model, tmp_path / "replay", offline=model)
+    scored, _, _ = evaluate_recorded(model, tmp_path / "replay", offline=model)
     coverage, live, offline = scored["coverage"], scored["live"]["model"], scored["offline"]["model"]
     assert coverage["windows"] == 4 and coverage["predicted_live"] >= 1
     assert coverage["backends"] == ["torch-cpu/fp32"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from qcraft_world_model.data.rosbag_io import BagError, read_messages
-from qcraft_world_model.eval.evaluate import Predictions, evaluate_clips
+from qcraft_world_model.eval.evaluate import Examples, Predictions, evaluate_clips
 from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.train.batches import Batch, ClipTensors
@@ -87,11 +87,12 @@ def _agents(message: Any) -> tuple[np.ndarray, np.ndarray]:
     return positions, paths
 
 
-def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None
-                      ) -> dict[str, Any]:
+def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None, examples: int = 0
+                      ) -> tuple[dict[str, Any], Examples, ClipTensors]:
     """Score the live predictions recorded in ``bag`` and, with ``offline``, that model on the same clips.
 
     ``model`` gives the configuration (image size, horizons, path steps) the node ran.
+    Returns the result, ``examples`` live examples for pictures, and the clips (with their cameras).
     """
     config = model.config
     data = ClipTensors.load(bag, config)
@@ -102,8 +103,8 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     if not covered:
         raise BagError(f"bag {bag}: none of its {len(data)} evaluation windows has a recorded prediction "
                        f"(stamps of {AGENTS_TOPIC} must equal camera frame stamps)")
-    live, _ = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=0)
+    live, kept = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=examples)
     result = {"coverage": coverage, "live": live}
     if offline is not None:
         result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0)
-    return result
+    return result, kept, data

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from qcraft_world_model.eval.drawing import draw_bev, label_strip
+from qcraft_world_model.eval.drawing import draw_bev, draw_ground_paths, label_strip
 from qcraft_world_model.eval.evaluate import Examples
 
 
@@ -71,6 +71,27 @@ def bev_picture(examples: Examples, t0: int = 15, pixels: int = 320) -> np.ndarr
     picture = np.hstack(tiles)
     caption = "ground truth (colour: boxes at t0, lines: next 3 s) vs predicted agents (white circles) and " \
               "paths (white: most likely, grey: others), within 30 m and in view"
+    return np.vstack([label_strip(caption, picture.shape[1]), picture])
+
+
+def camera_paths_picture(examples: Examples, camera, t0: int = 15, scale: int = 3) -> np.ndarray:  # noqa: ANN001
+    """Per example: the newest camera frame with the real next 3 s of each scored agent (green) and the
+    most likely predicted path of each reported agent (orange), drawn on the ground plane."""
+    tiles = []
+    for window, item in zip(examples.windows, examples.bev):
+        frame = window[0, -1].transpose(1, 2, 0)
+        canvas = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        agents, valid = item["agents"], item["valid"]
+        real = [agents[t0:, a, :2][valid[t0:, a]] for a in item["truth"]]
+        draw_ground_paths(canvas, camera, real, (80, 230, 80), scale, 2)
+        predicted = [np.vstack([position, paths[0]]) for position, paths in zip(item["pred_position"],
+                                                                                item["pred_paths"])]
+        draw_ground_paths(canvas, camera, predicted, (255, 150, 30), scale, 2)
+        tiles.append(canvas)
+    if not tiles:
+        return np.zeros((10, 10, 3), np.uint8)
+    picture = np.hstack(tiles)
+    caption = "newest frame; green: real next 3 s of agents in view, orange: most likely predicted path"
     return np.vstack([label_strip(caption, picture.shape[1]), picture])
 
 

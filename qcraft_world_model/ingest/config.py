@@ -8,7 +8,7 @@ read here without ROS. Per-camera parameters are keyed by the camera's name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -106,7 +106,7 @@ class IngestConfig:
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> IngestConfig:
         """Build from flat dotted parameters; unknown keys are ignored (other subsystems')."""
-        values = {spec.name: _checked(spec, params.get(spec.name, spec.default), spec.name)
+        values = {spec.name: checked(spec, params.get(spec.name, spec.default), spec.name)
                   for spec in PARAMETERS}
         names = values["cameras.names"]
         if not names or not all(isinstance(n, str) and n for n in names):
@@ -115,7 +115,7 @@ class IngestConfig:
             raise ConfigError(f"cameras.names has duplicates: {names!r}")
         cameras = []
         for name in names:
-            cam = {spec.name: _checked(spec, params.get(f"cameras.{name}.{spec.name}", spec.default),
+            cam = {spec.name: checked(spec, params.get(f"cameras.{name}.{spec.name}", spec.default),
                                        f"cameras.{name}.{spec.name}")
                    for spec in CAMERA_PARAMETERS}
             if not cam["topic"]:
@@ -173,7 +173,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _checked(spec: ParamSpec, value: Any, name: str) -> Any:
+def checked(spec: ParamSpec, value: Any, name: str) -> Any:
     """``value`` converted to the spec's type, or a ConfigError naming the parameter."""
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -195,18 +195,23 @@ _ROS_TYPE_NAMES = {list: "string[]", str: "string", int: "integer", float: "doub
 
 def parameter_table_markdown() -> str:
     """The README's parameter table, generated from the schema (a test keeps them equal)."""
-    rows = ["| parameter | type | default | unit | range | meaning |", "|---|---|---|---|---|---|"]
     specs = [*PARAMETERS[:1], *(ParamSpec(f"cameras.<name>.{s.name}", s.type, s.default, s.description,
                                           s.unit, s.minimum, s.maximum, s.choices)
                                 for s in CAMERA_PARAMETERS), *PARAMETERS[1:]]
+    return spec_table_markdown(specs)
+
+
+def spec_table_markdown(specs: Iterable[ParamSpec]) -> str:
+    """A Markdown table of parameter specs: name, type, default, unit, range or choices, meaning."""
+    rows = ["| parameter | type | default | unit | range | meaning |", "|---|---|---|---|---|---|"]
     for spec in specs:
         if spec.choices:
-            allowed = " \\| ".join(spec.choices)
+            allowed = " \\| ".join(c or '`""`' for c in spec.choices)
         elif spec.minimum is not None:
             allowed = f"{spec.minimum:g} – {spec.maximum:g}"
         else:
             allowed = ""
-        default = f"`{spec.default!r}`".replace("'", '"')
+        default = f"`{str(spec.default).lower() if spec.type is bool else repr(spec.default)}`".replace("'", '"')
         rows.append(f"| `{spec.name}` | {_ROS_TYPE_NAMES[spec.type]} | {default} | {spec.unit} | {allowed} | "
                     f"{spec.description} |")
     return "\n".join(rows)

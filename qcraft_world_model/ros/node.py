@@ -41,17 +41,7 @@ from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.convert import agents_message, frames_message, markers_message
-
-#: Node parameters beyond the ingest ones (name, default, description).
-NODE_PARAMETERS = (
-    ("model.path", "", "Model folder (model.safetensors + config.json); empty: the shipped lite model"),
-    ("model.backend", "auto", "auto, torch, onnxruntime or tensorrt"),
-    ("model.precision", "", "fp32, bf16, fp16 or mixed-int8; empty: the backend's choice"),
-    ("output.frame_id", "base_link", "Frame of PredictedAgents (the ego frame)"),
-    ("output.existence_threshold", 0.5, "Agents less likely than this are not published"),
-    ("output.publish_frames", True, "Publish PredictedFrames per camera"),
-)
-
+from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
 
 @dataclass
 class _Job:
@@ -83,6 +73,8 @@ class _CameraState:
     ingest_ms: deque = None  # type: ignore[assignment]
     #: The last complete window a job used: what the model reads while the camera is stale.
     held: list | None = None
+    #: The camera went stale and has not delivered a complete window since.
+    recovering: bool = False
 
     def __post_init__(self) -> None:
         self.ingest_ms = deque(maxlen=100)
@@ -91,7 +83,7 @@ class _CameraState:
 class PredictorNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("predictor", **kwargs)
-        self.declare_parameter("autostart", True)
+        self.declare_parameter("autostart", True)  # read before configure; checked with the rest there
         self.backend = None
         self.config: IngestConfig | None = None
         self._camera_subscriptions: list = []
@@ -176,8 +168,9 @@ class PredictorNode(LifecycleNode):
         for name in values["cameras.names"]:
             for spec in CAMERA_PARAMETERS:
                 values[f"cameras.{name}.{spec.name}"] = self._declare(f"cameras.{name}.{spec.name}", spec.default)
-        for name, default, _ in NODE_PARAMETERS:
-            values[name] = self._declare(name, default)
+        for spec in NODE_PARAMETERS:
+            values[spec.name] = self._declare(spec.name, spec.default)
+        node_values(values)  # type, range and choices: a clear ConfigError instead of a late surprise
         return values
 
     def _declare(self, name: str, default: Any) -> Any:
@@ -235,10 +228,13 @@ class PredictorNode(LifecycleNode):
     def _job_if_ready(self, stamp_ns: int, received: float) -> _Job | None:
         """A job when every camera holds a complete window ending near ``stamp_ns``.
 
-        A camera whose newest frame is older than ``stale_after_s`` (capture time), or
-        that is refilling its window after a long gap, does not hold the others up:
-        its last complete window is read again and the job names it stale. Until a
-        camera has filled its window once, predictions wait for it.
+        A camera whose newest frame is older than ``stale_after_s`` (capture time) does
+        not hold the others up: its last complete window is read again and the job
+        names it stale, until it has a complete window again (also while it refills
+        after coming back). A live camera whose window has a gap (frames lost on the
+        way) is waited for, as before: holding it would add predictions from old
+        images exactly when the machine is short of time. Until a camera has filled
+        its window once, predictions wait for it.
         """
         tolerance = self.config.alignment_tolerance_ms * 1e6
         stale_after = self.config.stale_after_s * 1e9
@@ -248,10 +244,11 @@ class PredictorNode(LifecycleNode):
             window = state.window
             newest = window.newest_stamp_ns
             if window.is_complete and abs(newest - stamp_ns) <= tolerance:
-                state.held = window.items()
+                state.held, state.recovering = window.items(), False
                 windows.append(state.held)
-            elif state.held is not None and (newest is None or stamp_ns - newest > stale_after
-                                             or not window.is_complete):
+            elif state.held is not None and (state.recovering or (newest is not None
+                                                                  and stamp_ns - newest > stale_after)):
+                state.recovering = True
                 windows.append(state.held)
                 stale.append(camera.name)
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,16 @@ class _Recorder:
 
 def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tuple[str, ...] = (OUTPUT_PREFIX,
                "/diagnostics"), wait_for_subscriber_s: float = 120.0, settle_s: float = 2.0,
-               overwrite: bool = False, progress: bool = True, domain_id: int | None = None) -> ReplayResult:
+               overwrite: bool = False, progress: bool = True, domain_id: int | None = None,
+               predictor_failed: Callable[[], str | None] | None = None) -> ReplayResult:
     """Play ``bag`` into DDS, record the predictor's outputs (topics starting with ``record``) into ``out``.
 
     Waits up to ``wait_for_subscriber_s`` for a subscriber on the bag's camera
     topics, then plays; after the last message it keeps recording for
     ``settle_s`` (the last windows are still being predicted). ``domain_id``:
-    default ROS_DOMAIN_ID. Runs in its own rclpy context.
+    default ROS_DOMAIN_ID. Runs in its own rclpy context. ``predictor_failed``: when
+    the caller started the predictor, a check that returns why it died (None while it
+    runs), so waiting for it ends with that reason instead of a timeout.
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
@@ -116,11 +120,15 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
             try:
                 publishers[topic] = node.create_publisher(message_class(kind), topic,
                                                           latched if topic == "/tf_static" else reliable)
-            except RuntimeError as err:  # e.g. tf2_msgs on a machine without it: play the rest
+            except RuntimeError:  # e.g. tf2_msgs on a machine without it: play the rest
                 if topic in cameras:
                     raise
                 result.not_played[topic] = kind
-                node.get_logger().warn(f"not playing {topic}: {err}")
+        if result.not_played:
+            node.get_logger().warn(
+                f"not playing {', '.join(sorted(result.not_played))}: no Python bindings for "
+                f"{', '.join(sorted(set(result.not_played.values())))} here (source a workspace that has them); "
+                "they are still copied into the output bag")
         clock = node.create_publisher(Clock, CLOCK_TOPIC, 10)
         bag_now = {"ns": 0}
         recorder = _Recorder(node, record, lambda: bag_now["ns"])
@@ -136,7 +144,7 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
         spinner = threading.Thread(target=spin, name="replay-spin", daemon=True)
         spinner.start()
         try:
-            _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s)
+            _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s, predictor_failed)
             inputs = _play(bag, publishers, clock, Clock, bag_now, recorder, rate, result, progress)
             end = time.monotonic() + settle_s
             while time.monotonic() < end:
@@ -153,9 +161,13 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
     return result
 
 
-def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Recorder, seconds: float) -> None:
+def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Recorder, seconds: float,
+                         predictor_failed: Callable[[], str | None] | None) -> None:
     deadline = time.monotonic() + seconds
     while not all(publishers[t].get_subscription_count() for t in cameras):
+        failure = predictor_failed() if predictor_failed else None
+        if failure:
+            raise RuntimeError(f"the predictor failed before subscribing: {failure}")
         if time.monotonic() > deadline:
             silent = [t for t in cameras if not publishers[t].get_subscription_count()]
             raise TimeoutError(f"nobody subscribed to {', '.join(silent)} within {seconds:g} s: is the predictor "
@@ -175,7 +187,7 @@ def _play(bag: str | Path, publishers: dict, clock, clock_type, bag_now: dict, r
     first = messages[0][1]
     start = time.monotonic()
     bar = tqdm(total=(messages[-1][1] - first) / 1e9, unit="s", desc="replay", disable=not progress,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} bag s")
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} bag s", mininterval=1.0)
     last_discover = 0.0
     for topic, log_time, raw in messages:
         due = start + (log_time - first) / 1e9 / rate
@@ -188,8 +200,7 @@ def _play(bag: str | Path, publishers: dict, clock, clock_type, bag_now: dict, r
         if publisher is not None:
             publisher.publish(raw)  # serialized bytes: republished exactly as recorded
             result.published += 1
-        bar.n = (log_time - first) / 1e9
-        bar.refresh()
+        bar.update((log_time - first) / 1e9 - bar.n)  # tqdm redraws at most every mininterval
         if time.monotonic() - last_discover > 1.0:
             recorder.discover()  # outputs whose publishers appear late (e.g. per camera)
             last_discover = time.monotonic()

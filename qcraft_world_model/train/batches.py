@@ -58,6 +58,8 @@ class ClipTensors:
         #: (N,) capture time of each clip's t0 frame, ns, where the clips were cut from a bag (else None):
         #: how live predictions recorded from that bag are found again.
         self.stamps_ns = arrays["stamps_ns"].tolist() if "stamps_ns" in arrays else None
+        #: The cameras (PinholeCamera, model order) where the clips were cut from a bag: for drawing.
+        self.cameras: tuple = ()
 
     @classmethod
     def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None) -> ClipTensors:
@@ -69,6 +71,9 @@ class ClipTensors:
 
             clips = clips_from_bag(source, config.image_size)
             arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns")}
+            loaded = cls(arrays, config, str(source))
+            loaded.cameras = clips.cameras
+            return loaded
         else:
             dataset = ClipDataset(source)
             count = len(dataset) if max_clips is None else min(max_clips, len(dataset))

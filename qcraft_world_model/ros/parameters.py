@@ -1,0 +1,37 @@
+"""The predictor node's own parameters (besides the camera ingest ones in ``ingest/config.py``).
+
+Kept free of rclpy, like the ingest schema, so documentation and checks can
+read it anywhere; the node declares and validates from it at configure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qcraft_world_model.ingest.config import ParamSpec, checked, spec_table_markdown
+
+#: Every node parameter that is not a camera ingest parameter.
+NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", bool, True,
+              "Configure and activate on start instead of waiting for a lifecycle manager"),
+    ParamSpec("model.path", str, "", "Model folder (model.safetensors + config.json); empty: the shipped lite model"),
+    ParamSpec("model.backend", str, "auto", "Inference backend; auto picks the fastest available and logs why",
+              choices=("auto", "torch", "onnxruntime", "tensorrt")),
+    ParamSpec("model.precision", str, "", "Precision plan; empty: the backend's choice",
+              choices=("", "fp32", "bf16", "fp16", "mixed-int8")),
+    ParamSpec("output.frame_id", str, "base_link", "Frame of PredictedAgents (the ego frame)"),
+    ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
+              "probability", 0.0, 1.0),
+    ParamSpec("output.publish_frames", bool, True, "Publish PredictedFrames per camera on ~/predicted_frames/<camera>"),
+)
+
+
+def node_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The node parameters from ``values`` (defaults where absent), type- and range-checked (ConfigError)."""
+    return {spec.name: checked(spec, values.get(spec.name, spec.default), spec.name) for spec in NODE_PARAMETERS}
+
+
+def node_parameter_table_markdown() -> str:
+    """The README's table of the node's own parameters (a test keeps it equal to the schema)."""
+    return spec_table_markdown(NODE_PARAMETERS)
