@@ -152,7 +152,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         training = json.loads((args.model / "config.json").read_text())["training"]["config"]
         command = (f"qcraft-wm train --preset {training['preset']} --data {training['data']} --out {training['out']} "
                    f"--steps {training['steps']} --batch {training['batch']} --lr {training['lr']} "
-                   f"--seed {training['seed']}")
+                   f"--warmup {training['warmup']} --seed {training['seed']}")
+        if training.get("init_from"):
+            command += f" --init-from {training['init_from']}" + (" --qat" if training.get("qat") else "")
         card = write_model_card(args.model, result, command, KNOWN_LIMITS.get(model.config.preset, []))
         print(f"model card: {card}")
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]

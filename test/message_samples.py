@@ -71,7 +71,8 @@ def samples() -> dict[str, Any]:
         msgtype("PredictedAgents"): _t(msgtype("PredictedAgents"))(
             header=_header(1_700_000_000, "base_link"),
             agents=[agent_trajectory(i) for i in range(4)],
-            model_id="lite@0123abcd", backend="torch-cpu/fp32", inference_time_ms=12.75),
+            model_id="lite@0123abcd", backend="torch-cpu/fp32", inference_time_ms=12.75,
+            stale_cameras=["front_left"]),
         msgtype("PredictedFrames"): _t(msgtype("PredictedFrames"))(
             header=_header(1_700_000_001, "camera_front_optical"), camera_name="front",
             time_step=_t("builtin_interfaces/msg/Duration")(sec=0, nanosec=100_000_000),
