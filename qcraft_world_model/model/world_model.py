@@ -44,10 +44,15 @@ class WorldModel(nn.Module):
                        ) -> WorldModelOutput:
         """stem_tokens (B, C, T, N, stem_dim) of the window; the newest and the previous frames
         (B, C, 3, H, W) uint8."""
-        b, c = stem_tokens.shape[:2]
         latent = self.temporal(stem_tokens)  # (B, C*N, dim)
         tokens, anchors = self.transformer(latent)
-        per_camera = tokens.view(b * c, self.config.tokens_per_camera, -1)
+        return self.heads(tokens, anchors, newest, previous)
+
+    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
+              ) -> WorldModelOutput:
+        """The frame decoder and the agent head on the transformer's output; newest/previous (B, C, 3, H, W)."""
+        b, c = newest.shape[:2]
+        per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
         frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
                                     previous.reshape(b * c, *previous.shape[2:]))
         return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=self.agent_head(anchors))

@@ -51,9 +51,14 @@ class PlannedWorldModel(nn.Module):
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
                        ) -> WorldModelOutput:
-        b, c = stem_tokens.shape[:2]
         latent = self.temporal(stem_tokens.to(self.plan.dtype("temporal")))
         tokens, anchors = self.transformer(latent.to(self.plan.dtype("transformer")))
+        return self.heads(tokens, anchors, newest, previous)
+
+    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
+              ) -> WorldModelOutput:
+        """Frame decoder and agent head in their planned dtypes; outputs in fp32."""
+        b, c = newest.shape[:2]
         per_camera = tokens.to(self.plan.dtype("frame_decoder")).reshape(b * c, self.config.tokens_per_camera, -1)
         frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
                                     previous.reshape(b * c, *previous.shape[2:]))
