@@ -243,6 +243,22 @@ def test_inference_slower_than_the_camera_drops_windows_and_serves_the_newest(ro
         node.close()
 
 
+def test_predicted_frames_are_rate_limited_by_capture_time(ros, drive: list, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    params = PARAMS.format(topic=camera_topic("front")) + "    output:\n      frames_max_rate_hz: 2.0\n"
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params)
+    try:
+        node.wait_subscribed()
+        node.publish_at_10hz(as_rclpy(drive))
+        node.spin(1.0)
+        frames = [stamp_of(m) for m in node.frames]
+        assert len(node.agents) >= 4 and 1 <= len(frames) < len(node.agents)
+        assert all(b - a >= 0.45e9 for a, b in zip(frames, frames[1:])), "frames closer than 1 / 2 Hz"
+        assert set(frames) <= {stamp_of(m) for m in node.agents}, "frames belong to published predictions"
+    finally:
+        node.close()
+
+
 def test_missing_or_corrupt_model_fails_configure_with_a_clear_message(ros, tmp_path: Path) -> None:
     rclpy, msgs = ros
     corrupt = tmp_path / "model"

@@ -41,6 +41,7 @@ from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.convert import agents_message, frames_message, markers_message
+from qcraft_world_model.ros.health import HealthThresholds, arrival_rate_hz, camera_health, inference_health
 from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
 
 @dataclass
@@ -71,6 +72,8 @@ class _CameraState:
     last_frame: float | None = None
     #: Recent decode + stem times of this camera's callback, ms.
     ingest_ms: deque = None  # type: ignore[assignment]
+    #: Monotonic arrival times of recent frames (for the rate in diagnostics; >= 2 s at 500 Hz).
+    arrivals: deque = None  # type: ignore[assignment]
     #: The last complete window a job used: what the model reads while the camera is stale.
     held: list | None = None
     #: The camera went stale and has not delivered a complete window since.
@@ -78,6 +81,7 @@ class _CameraState:
 
     def __post_init__(self) -> None:
         self.ingest_ms = deque(maxlen=100)
+        self.arrivals = deque(maxlen=1000)
 
 
 class PredictorNode(LifecycleNode):
@@ -97,12 +101,20 @@ class PredictorNode(LifecycleNode):
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
         self._last_published = -1
         self._stale_reported: list[str] = []
+        self._last_frames_stamp = -(1 << 62)
 
     # -- lifecycle -------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.config = IngestConfig.from_parameters(self._read_parameters())
+            values = self._read_parameters()
+            self.config = IngestConfig.from_parameters(values)
+            self.params = node_values(values)  # type, range and choices: a clear error, not a late surprise
+            self._limits = HealthThresholds(
+                stale_after_s=self.config.stale_after_s, expected_rate_hz=values["window.rate_hz"],
+                rate_warn_ratio=self.params["diagnostics.rate_warn_ratio"],
+                latency_warn_ms=self.params["diagnostics.latency_warn_ms"],
+                latency_error_ms=self.params["diagnostics.latency_error_ms"])
             self._load_backend()
         except Exception as err:  # noqa: BLE001 - configure is the boundary: say why, then refuse
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
@@ -170,7 +182,6 @@ class PredictorNode(LifecycleNode):
                 values[f"cameras.{name}.{spec.name}"] = self._declare(f"cameras.{name}.{spec.name}", spec.default)
         for spec in NODE_PARAMETERS:
             values[spec.name] = self._declare(spec.name, spec.default)
-        node_values(values)  # type, range and choices: a clear ConfigError instead of a late surprise
         return values
 
     def _declare(self, name: str, default: Any) -> Any:
@@ -203,6 +214,7 @@ class PredictorNode(LifecycleNode):
         state = self._cameras[camera]
         state.received += 1
         state.last_frame = received
+        state.arrivals.append(received)
         try:
             rgb = decode_any(msg, self.config.image)
         except ImageDecodeError as err:
@@ -279,10 +291,9 @@ class PredictorNode(LifecycleNode):
         inference_ms = (time.monotonic() - start) * 1e3
         model = self.backend.config
         path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
-        frame_id = self.get_parameter("output.frame_id").value
-        agents = agents_message(output, job.stamp_ns, frame_id, path_step,
-                                self.get_parameter("output.existence_threshold").value, self.model_id,
-                                self.backend.name, inference_ms)
+        frame_id = self.params["output.frame_id"]
+        agents = agents_message(output, job.stamp_ns, frame_id, path_step, self.params["output.existence_threshold"],
+                                self.model_id, self.backend.name, inference_ms)
         agents.stale_cameras = job.stale
         if job.stale != self._stale_reported:
             if job.stale:
@@ -296,7 +307,7 @@ class PredictorNode(LifecycleNode):
         if self.pub_autoware is not None:
             self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
-        if self.get_parameter("output.publish_frames").value:
+        if self._frames_due(job.stamp_ns):
             steps = [k / model.rate_hz for k in model.future_frames]
             for index, camera in enumerate(self.config.cameras):
                 if camera.name in job.stale:
@@ -309,6 +320,17 @@ class PredictorNode(LifecycleNode):
         self._latencies.append(latency_ms)
         self.pub_processing.publish(Float64(data=inference_ms))
         self.pub_pipeline.publish(Float64(data=latency_ms))
+
+    def _frames_due(self, stamp_ns: int) -> bool:
+        """PredictedFrames are large: publish them at most ``output.frames_max_rate_hz`` (by capture time,
+        so a replay at any speed thins them the same way), with 10 % slack for stamp jitter."""
+        if not self.params["output.publish_frames"]:
+            return False
+        rate = self.params["output.frames_max_rate_hz"]
+        if rate > 0 and 0 <= stamp_ns - self._last_frames_stamp < 0.9e9 / rate:
+            return False  # (a stamp behind the last one is a looping bag: publish and start over)
+        self._last_frames_stamp = stamp_ns
+        return True
 
     def _stop_worker(self) -> None:
         with self._lock:
@@ -323,32 +345,31 @@ class PredictorNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         statuses = []
         now = time.monotonic()
+        limits = self._limits
         for name, state in self._cameras.items():
             stats = state.window.stats
             silent = None if state.last_frame is None else now - state.last_frame
-            level = DiagnosticStatus.WARN if state.decode_errors or stats.gaps else DiagnosticStatus.OK
-            message = "ok" if level == DiagnosticStatus.OK else "degraded"
-            if state.last_frame is None or silent > self.config.stale_after_s:
-                # An error even though predictions go on: they read this camera's held window
-                # (PredictedAgents.stale_cameras), or wait for it if it never filled one.
-                level = DiagnosticStatus.ERROR
-                message = "no frame yet" if silent is None else f"stale: no frame for {silent:.1f} s"
-            values = {"received": state.received, "decode_errors": state.decode_errors, "gaps": stats.gaps,
-                      "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames, "duplicates": stats.duplicates,
-                      "out_of_order": stats.out_of_order, "window_complete": state.window.is_complete,
+            rate = arrival_rate_hz(list(state.arrivals), now)
+            level, message = camera_health(silent, rate, state.decode_errors, stats.gaps, limits)
+            values = {"received": state.received, "rate_hz": "-" if rate is None else f"{rate:.1f}",
+                      "decode_errors": state.decode_errors, "gaps": stats.gaps,
+                      "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames,
+                      "duplicates": stats.duplicates, "out_of_order": stats.out_of_order,
+                      "window_complete": state.window.is_complete,
                       "ingest_ms_p50": f"{statistics.median(state.ingest_ms):.1f}" if state.ingest_ms else "-",
                       "last_error": state.last_error}
-            statuses.append(DiagnosticStatus(level=level, name=f"qcraft_world_model: camera {name}", message=message,
+            statuses.append(DiagnosticStatus(level=bytes([level]), name=f"qcraft_world_model: camera {name}",
+                                             message=message,
                                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
         latency = sorted(self._latencies)
+        p95 = latency[int(0.95 * (len(latency) - 1))] if latency else None
         values = {**self._counts, "backend": self.backend.name if self.backend else "-",
                   "latency_ms_p50": f"{statistics.median(latency):.1f}" if latency else "-",
-                  "latency_ms_p95": f"{latency[int(0.95 * (len(latency) - 1))]:.1f}" if latency else "-"}
-        values["stale_cameras"] = ",".join(self._stale_reported)
-        level, message = DiagnosticStatus.OK, "ok"
-        if self._stale_reported:
-            level, message = DiagnosticStatus.WARN, f"predicting from held frames of {', '.join(self._stale_reported)}"
-        statuses.append(DiagnosticStatus(level=level, name="qcraft_world_model: inference", message=message,
+                  "latency_ms_p95": "-" if p95 is None else f"{p95:.1f}",
+                  "stale_cameras": ",".join(self._stale_reported)}
+        level, message = inference_health(p95, self._stale_reported, self._counts["inference_errors"], limits)
+        statuses.append(DiagnosticStatus(level=bytes([level]), name="qcraft_world_model: inference",
+                                         message=message,
                                          values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
         self.pub_diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                                      status=statuses))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from qcraft_world_model.ingest.config import ParamSpec, checked, spec_table_markdown
+from qcraft_world_model.ingest.config import ConfigError, ParamSpec, checked, spec_table_markdown
 
 #: Every node parameter that is not a camera ingest parameter.
 NODE_PARAMETERS: tuple[ParamSpec, ...] = (
@@ -24,12 +24,25 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
               "probability", 0.0, 1.0),
     ParamSpec("output.publish_frames", bool, True, "Publish PredictedFrames per camera on ~/predicted_frames/<camera>"),
+    ParamSpec("output.frames_max_rate_hz", float, 10.0,
+              "Publish PredictedFrames at most this often (they are large); 0: with every prediction", "Hz",
+              0.0, 1000.0),
+    ParamSpec("diagnostics.rate_warn_ratio", float, 0.8,
+              "A camera arriving slower than this share of window.rate_hz is reported WARN", "", 0.0, 1.0),
+    ParamSpec("diagnostics.latency_warn_ms", float, 150.0,
+              "Inference is reported WARN when p95 frame receipt → publish exceeds this", "ms", 1.0, 60000.0),
+    ParamSpec("diagnostics.latency_error_ms", float, 500.0,
+              "... and ERROR when it exceeds this", "ms", 1.0, 60000.0),
 )
 
 
 def node_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The node parameters from ``values`` (defaults where absent), type- and range-checked (ConfigError)."""
-    return {spec.name: checked(spec, values.get(spec.name, spec.default), spec.name) for spec in NODE_PARAMETERS}
+    checked_values = {spec.name: checked(spec, values.get(spec.name, spec.default), spec.name)
+                      for spec in NODE_PARAMETERS}
+    if checked_values["diagnostics.latency_error_ms"] < checked_values["diagnostics.latency_warn_ms"]:
+        raise ConfigError("parameter diagnostics.latency_error_ms must not be below diagnostics.latency_warn_ms")
+    return checked_values
 
 
 def node_parameter_table_markdown() -> str:
