@@ -191,8 +191,12 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
 def _cmd_replay(args: argparse.Namespace) -> int:
     from qcraft_world_model.ros.replay import replay_bag
 
-    result = replay_bag(args.bag, args.out, rate=args.rate, wait_for_subscriber_s=args.wait, settle_s=args.settle,
-                        overwrite=args.overwrite)
+    try:
+        result = replay_bag(args.bag, args.out, rate=args.rate, wait_for_subscriber_s=args.wait,
+                            settle_s=args.settle, overwrite=args.overwrite)
+    except (TimeoutError, LookupError, ValueError) as err:  # no predictor, no bindings, a bad --rate
+        print(f"qcraft-wm replay: error: {err}", file=sys.stderr)
+        return 2
     recorded = ", ".join(f"{topic} {count}" for topic, count in sorted(result.recorded.items())) or "nothing"
     print(f"replayed {result.published} messages of {args.bag} in {result.seconds:.1f} s (rate {args.rate:g}); "
           f"recorded {recorded} into {args.out}")

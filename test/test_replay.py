@@ -71,3 +71,18 @@ def test_replay_without_a_predictor_says_so(ros, tmp_path: Path) -> None:
         replay_bag(scene, tmp_path / "replay", wait_for_subscriber_s=1.0, domain_id=201 + os.getpid() % 20,
                    progress=False)
     assert not (tmp_path / "replay").exists()
+
+
+def test_replay_command_without_a_predictor_is_one_clear_line(ros, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    scene = tmp_path / "scene"
+    write_scene_bag(scene, SceneBagConfig(map="braunschweig", seed=4, seconds=1.0))
+    env = {**os.environ, "ROS_DOMAIN_ID": str(221 + os.getpid() % 20), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "replay", str(scene), "--out",
+                           str(tmp_path / "out"), "--wait", "1"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("qcraft-wm replay: error: nobody subscribed to")
+    assert "Traceback" not in done.stderr

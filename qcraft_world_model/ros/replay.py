@@ -27,7 +27,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from qcraft_world_model.data.rosbag_io import BagWriter, bag_topics, read_raw
+from qcraft_world_model.data.rosbag_io import BagError, BagWriter, bag_topics, read_raw
 
 #: The predictor's topics recorded by default (under its namespace), besides /diagnostics.
 OUTPUT_PREFIX = "/predictor/"
@@ -57,7 +57,7 @@ def message_class(msgtype: str) -> Any:
     try:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError) as err:
-        raise RuntimeError(f"cannot publish {msgtype}: its Python bindings are not importable ({err}); "
+        raise LookupError(f"cannot publish {msgtype}: its Python bindings are not importable ({err}); "
                            "source the workspace that provides it") from err
 
 
@@ -104,7 +104,7 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
     topics = bag_topics(bag)
     cameras = [t for t, kind in topics.items() if kind in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")]
     if not cameras:
-        raise RuntimeError(f"bag {bag} has no camera topics to play")
+        raise BagError(f"bag {bag} has no camera topics to play")
     result = ReplayResult(bag=str(bag), out=str(out), rate=rate)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
@@ -120,7 +120,7 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
             try:
                 publishers[topic] = node.create_publisher(message_class(kind), topic,
                                                           latched if topic == "/tf_static" else reliable)
-            except RuntimeError:  # e.g. tf2_msgs on a machine without it: play the rest
+            except LookupError:  # e.g. tf2_msgs on a machine without it: play the rest
                 if topic in cameras:
                     raise
                 result.not_played[topic] = kind
@@ -167,7 +167,7 @@ def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Record
     while not all(publishers[t].get_subscription_count() for t in cameras):
         failure = predictor_failed() if predictor_failed else None
         if failure:
-            raise RuntimeError(f"the predictor failed before subscribing: {failure}")
+            raise ChildProcessError(f"the predictor failed before subscribing: {failure}")
         if time.monotonic() > deadline:
             silent = [t for t in cameras if not publishers[t].get_subscription_count()]
             raise TimeoutError(f"nobody subscribed to {', '.join(silent)} within {seconds:g} s: is the predictor "
