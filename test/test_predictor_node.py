@@ -275,6 +275,21 @@ def test_missing_or_corrupt_model_fails_configure_with_a_clear_message(ros, tmp_
     assert "configure failed" in log and "model.safetensors" in log
 
 
+@pytest.mark.parametrize(("setting", "named"), [
+    ("    output:\n      existence_threshold: 1.5\n", "output.existence_threshold = 1.5 is above its maximum"),
+    ("    window:\n      size: 0\n", "window.size = 0 is below its minimum"),
+])
+def test_invalid_parameters_fail_configure_naming_the_parameter(ros, tmp_path: Path, setting: str,
+                                                                named: str) -> None:
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")) + setting)
+    try:
+        code = node.process.wait(timeout=60)
+    finally:
+        log = node.close()
+    assert code == 1 and "configure failed" in log and named in log
+
+
 def test_a_camera_that_stops_is_reported_stale(ros, drive: list, tmp_path: Path) -> None:
     rclpy, msgs = ros
     node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))

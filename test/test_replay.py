@@ -79,7 +79,7 @@ def test_replay_command_without_a_predictor_is_one_clear_line(ros, tmp_path: Pat
 
     scene = tmp_path / "scene"
     write_scene_bag(scene, SceneBagConfig(map="braunschweig", seed=4, seconds=1.0))
-    env = {**os.environ, "ROS_DOMAIN_ID": str(221 + os.getpid() % 20), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = {**os.environ, "ROS_DOMAIN_ID": str(40 + os.getpid() % 20), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "replay", str(scene), "--out",
                            str(tmp_path / "out"), "--wait", "1"], env=env, capture_output=True, text=True,
                           timeout=120)

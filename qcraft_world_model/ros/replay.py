@@ -77,13 +77,23 @@ class _Recorder:
             if topic in self.types or not topic.startswith(self.prefixes) or not types:
                 continue
             self.types[topic] = types[0]
+            try:
+                kind = message_class(types[0])
+            except LookupError as err:  # an output type without bindings here: say so, record the rest
+                self.node.get_logger().warn(f"not recording {topic}: {err}")
+                continue
             reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
             self._subscriptions.append(self.node.create_subscription(
-                message_class(types[0]), topic, lambda data, t=topic: self._keep(t, data), reliable, raw=True))
+                kind, topic, lambda data, t=topic: self._keep(t, data), reliable, raw=True))
 
     def _keep(self, topic: str, data: bytes) -> None:
         with self._lock:
             self.messages.append((topic, self.clock_ns(), data))
+
+    def recorded(self) -> list[tuple[str, int, bytes]]:
+        """(topic, bag time ns, CDR bytes) of everything received so far."""
+        with self._lock:
+            return list(self.messages)
 
 
 def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tuple[str, ...] = (OUTPUT_PREFIX,
@@ -211,8 +221,7 @@ def _play(bag: str | Path, publishers: dict, clock, clock_type, bag_now: dict, r
 
 def _write(out: str | Path, topics: dict[str, str], inputs: list, recorder: _Recorder, result: ReplayResult,
            overwrite: bool) -> None:
-    with recorder._lock:
-        recorded = list(recorder.messages)
+    recorded = recorder.recorded()
     merged = [(log_time, topic, topics[topic], raw) for topic, log_time, raw in inputs]
     merged += [(log_time, topic, recorder.types[topic], raw) for topic, log_time, raw in recorded]
     merged.sort(key=lambda item: item[0])
