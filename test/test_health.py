@@ -51,3 +51,11 @@ def test_latency_error_below_warn_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="latency_error_ms must not be below"):
         node_values({"diagnostics.latency_warn_ms": 300.0, "diagnostics.latency_error_ms": 200.0})
+
+
+def test_no_prediction_for_too_long_and_a_camera_held_too_long_are_errors() -> None:
+    assert inference_health(None, [], 0, LIMITS, silent_s=1.0) == (OK, "ok")  # a window is still filling
+    level, message = inference_health(None, [], 0, LIMITS, silent_s=3.5)
+    assert level == ERROR and message == "no prediction for 3.5 s"
+    level, message = inference_health(60.0, ["left"], 0, LIMITS, silent_s=6.0, held_too_long="left")
+    assert level == ERROR and message.startswith("not predicting: camera left stale longer than the hold limit")

@@ -158,9 +158,11 @@ def test_bad_frames_and_a_looping_stream_do_not_stop_the_node(ros, drive: list, 
         after_bad = [stamp_of(m) for m in node.agents if stamp_of(m) > first[22]]
         assert after_bad, "predictions continue after the malformed frames"
         # The bag loops: time jumps 3 s back; the window resets and refills, predictions resume.
+        before_loop = len(node.agents)
         looped = node.publish_at_10hz(as_rclpy(drive))
         node.spin(1.0)
-        assert any(stamp_of(m) in looped for m in node.agents), "no prediction after the stream looped"
+        # Counted from the loop on: the second pass repeats the first one's stamps.
+        assert any(stamp_of(m) in looped for m in node.agents[before_loop:]), "no prediction after the stream looped"
         deadline = time.monotonic() + 5
         camera = None
         while camera is None and time.monotonic() < deadline:
@@ -325,21 +327,25 @@ decoder_dim: 16
 """
 
 
-def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_path: Path) -> None:
-    rclpy, msgs = ros
-    save_random_model(tmp_path, TWO_CAMERA_MODEL)
-    params = f"""/**:
+TWO_CAMERA_PARAMS = """/**:
   ros__parameters:
     cameras:
       names: [front, left]
       front:
-        topic: {camera_topic("front")}
+        topic: /sensing/camera/front/image_raw
       left:
-        topic: {camera_topic("left")}
+        topic: /sensing/camera/left/image_raw
     image: {{width: 32, height: 32}}
-    model: {{path: {tmp_path / "model"}, backend: torch, precision: fp32}}
+    alignment: {{max_hold_s: {max_hold_s}}}
+    model: {{path: {tmp_path}/model, backend: torch, precision: fp32}}
 """
-    node = NodeUnderTest(rclpy, msgs, tmp_path, params, cameras=("front", "left"))
+
+
+def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    save_random_model(tmp_path, TWO_CAMERA_MODEL)
+    node = NodeUnderTest(rclpy, msgs, tmp_path, TWO_CAMERA_PARAMS.format(tmp_path=tmp_path, max_hold_s=30.0),
+                         cameras=("front", "left"))
     try:
         node.wait_subscribed()
         images = as_rclpy(drive)
@@ -367,5 +373,26 @@ def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_pat
         inference = [s for s in statuses if s.name.endswith("inference")][-1]
         assert left.level == left.ERROR and left.message.startswith("stale")
         assert inference.level == inference.WARN and "left" in inference.message
+    finally:
+        node.close()
+
+
+def test_a_camera_held_longer_than_max_hold_stops_predictions_with_an_error(ros, drive: list,
+                                                                           tmp_path: Path) -> None:
+    rclpy, msgs = ros
+    save_random_model(tmp_path, TWO_CAMERA_MODEL)
+    node = NodeUnderTest(rclpy, msgs, tmp_path, TWO_CAMERA_PARAMS.format(tmp_path=tmp_path, max_hold_s=1.0),
+                         cameras=("front", "left"))
+    try:
+        node.wait_subscribed()
+        images = as_rclpy(drive)
+        node.publish_at_10hz(images[:18])
+        front_only = node.publish_at_10hz(images[18:], cameras=("front",))  # 1.2 s without the left camera
+        node.spin(1.5)
+        held = [stamp_of(m) for m in node.agents if m.stale_cameras]
+        assert held, "held for up to max_hold_s first"
+        assert max(held) < front_only[-1], "still predicting from a camera silent longer than max_hold_s"
+        inference = [s for array in node.diagnostics for s in array.status if s.name.endswith("inference")][-1]
+        assert inference.level == inference.ERROR and "not predicting: camera left" in inference.message
     finally:
         node.close()

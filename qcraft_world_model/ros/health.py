@@ -23,6 +23,9 @@ class HealthThresholds:
     rate_warn_ratio: float  # diagnostics.rate_warn_ratio: below this share of the expected rate → WARN
     latency_warn_ms: float  # diagnostics.latency_warn_ms: p95 frame receipt → publish above this → WARN
     latency_error_ms: float  # diagnostics.latency_error_ms: ... above this → ERROR
+    #: No prediction for this long → ERROR (stale_after_s plus the time a window takes to fill,
+    #: so the first fill after activation is not an error).
+    no_prediction_after_s: float = 2.0
 
 
 def arrival_rate_hz(arrivals: Sequence[float], now: float, span_s: float = 2.0) -> float | None:
@@ -56,14 +59,22 @@ def camera_health(silent_s: float | None, rate_hz: float | None, decode_errors: 
 
 
 def inference_health(latency_p95_ms: float | None, stale_cameras: Sequence[str], errors: int,
-                     limits: HealthThresholds) -> tuple[int, str]:
-    """(level, message) of the inference worker."""
+                     limits: HealthThresholds, silent_s: float = 0.0, held_too_long: str | None = None
+                     ) -> tuple[int, str]:
+    """(level, message) of the inference worker; ``silent_s``: seconds since the last prediction (or
+    activation); ``held_too_long``: a camera stale beyond alignment.max_hold_s, which stops predictions."""
     level, reasons = OK, []
+    if held_too_long:
+        level = ERROR
+        reasons.append(f"not predicting: camera {held_too_long} stale longer than the hold limit")
+    elif silent_s > limits.no_prediction_after_s:
+        level = ERROR
+        reasons.append(f"no prediction for {silent_s:.1f} s")
     if latency_p95_ms is not None and latency_p95_ms > limits.latency_error_ms:
         level = ERROR
         reasons.append(f"latency p95 {latency_p95_ms:.0f} ms > {limits.latency_error_ms:g} ms")
     elif latency_p95_ms is not None and latency_p95_ms > limits.latency_warn_ms:
-        level = WARN
+        level = max(level, WARN)
         reasons.append(f"latency p95 {latency_p95_ms:.0f} ms > {limits.latency_warn_ms:g} ms")
     if stale_cameras:
         level = max(level, WARN)

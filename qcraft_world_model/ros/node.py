@@ -101,6 +101,10 @@ class PredictorNode(LifecycleNode):
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
         self._last_published = -1
         self._stale_reported: list[str] = []
+        #: A camera held longer than alignment.max_hold_s, which stops predictions (None: none).
+        self._held_too_long: str | None = None
+        #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
+        self._last_publish_time = time.monotonic()
         self._last_frames_stamp = -(1 << 62)
 
     # -- lifecycle -------------------------------------------------------------
@@ -114,7 +118,8 @@ class PredictorNode(LifecycleNode):
                 stale_after_s=self.config.stale_after_s, expected_rate_hz=values["window.rate_hz"],
                 rate_warn_ratio=self.params["diagnostics.rate_warn_ratio"],
                 latency_warn_ms=self.params["diagnostics.latency_warn_ms"],
-                latency_error_ms=self.params["diagnostics.latency_error_ms"])
+                latency_error_ms=self.params["diagnostics.latency_error_ms"],
+                no_prediction_after_s=self.config.stale_after_s + self.config.window_size / values["window.rate_hz"])
             self._load_backend()
         except Exception as err:  # noqa: BLE001 - configure is the boundary: say why, then refuse
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
@@ -144,6 +149,11 @@ class PredictorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Nothing from before a deactivation is held over: windows refill from live frames.
+        self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
+        self._last_published, self._last_frames_stamp = -1, -(1 << 62)
+        self._stale_reported, self._held_too_long = [], None
+        self._last_publish_time = time.monotonic()
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
             # A callback group per camera: one camera's decode + stem never waits for another's.
@@ -250,6 +260,7 @@ class PredictorNode(LifecycleNode):
         """
         tolerance = self.config.alignment_tolerance_ms * 1e6
         stale_after = self.config.stale_after_s * 1e9
+        max_hold = self.params["alignment.max_hold_s"]
         windows, stale = [], []
         for camera in self.config.cameras:
             state = self._cameras[camera.name]
@@ -258,13 +269,20 @@ class PredictorNode(LifecycleNode):
             if window.is_complete and abs(newest - stamp_ns) <= tolerance:
                 state.held, state.recovering = window.items(), False
                 windows.append(state.held)
-            elif state.held is not None and (state.recovering or (newest is not None
-                                                                  and stamp_ns - newest > stale_after)):
-                state.recovering = True
-                windows.append(state.held)
-                stale.append(camera.name)
-            else:
+                continue
+            # Silent by capture time (either way: after a bag loops, a dead camera's newest frame
+            # lies in the future) or by arrival time.
+            silent = (newest is not None and abs(stamp_ns - newest) > stale_after) or (
+                state.last_frame is not None and received - state.last_frame > self.config.stale_after_s)
+            if state.held is None or not (state.recovering or silent):
                 return None  # not there yet: its frame for this instant may still be on the way
+            if max_hold > 0 and state.last_frame is not None and received - state.last_frame > max_hold:
+                self._held_too_long = camera.name
+                return None  # frozen images for this long are no longer a prediction: stop, say so
+            state.recovering = True
+            windows.append(state.held)
+            stale.append(camera.name)
+        self._held_too_long = None
         return _Job(stamp_ns, received, windows, stale)
 
     # -- inference ---------------------------------------------------------------
@@ -277,8 +295,9 @@ class PredictorNode(LifecycleNode):
                 if not self._running:
                     return
                 job, self._pending = self._pending, None
-            if job.stamp_ns <= self._last_published:
-                continue
+            behind = self._last_published - job.stamp_ns
+            if 0 <= behind < self.config.reset_after_backward_s * 1e9:
+                continue  # overtaken by a newer window already out (a bigger jump back is a looping bag)
             try:
                 self._predict(job)
             except Exception as err:  # noqa: BLE001 - one bad window must not kill the worker
@@ -316,6 +335,7 @@ class PredictorNode(LifecycleNode):
                     output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
                     steps, self.model_id))
         self._last_published = job.stamp_ns
+        self._last_publish_time = time.monotonic()
         self._counts["published"] += 1
         self._latencies.append(latency_ms)
         self.pub_processing.publish(Float64(data=inference_ms))
@@ -365,9 +385,11 @@ class PredictorNode(LifecycleNode):
         p95 = latency[int(0.95 * (len(latency) - 1))] if latency else None
         values = {**self._counts, "backend": self.backend.name if self.backend else "-",
                   "latency_ms_p50": f"{statistics.median(latency):.1f}" if latency else "-",
-                  "latency_ms_p95": "-" if p95 is None else f"{p95:.1f}",
-                  "stale_cameras": ",".join(self._stale_reported)}
-        level, message = inference_health(p95, self._stale_reported, self._counts["inference_errors"], limits)
+                  "latency_ms_p95": "-" if p95 is None else f"{p95:.1f}"}
+        stale_cameras = list(self._stale_reported)  # one copy: the worker may replace it meanwhile
+        values["stale_cameras"] = ",".join(stale_cameras)
+        level, message = inference_health(p95, stale_cameras, self._counts["inference_errors"], limits,
+                                          silent_s=now - self._last_publish_time, held_too_long=self._held_too_long)
         statuses.append(DiagnosticStatus(level=bytes([level]), name="qcraft_world_model: inference",
                                          message=message,
                                          values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))

@@ -20,6 +20,9 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               choices=("auto", "torch", "onnxruntime", "tensorrt")),
     ParamSpec("model.precision", str, "", "Precision plan; empty: the backend's choice",
               choices=("", "fp32", "bf16", "fp16", "mixed-int8")),
+    ParamSpec("alignment.max_hold_s", float, 5.0,
+              "A stale camera's last window is read again for at most this long, then predictions stop "
+              "(ERROR); 0: no limit", "s", 0.0, 3600.0),
     ParamSpec("output.frame_id", str, "base_link", "Frame of PredictedAgents (the ego frame)"),
     ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
               "probability", 0.0, 1.0),
