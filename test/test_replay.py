@@ -86,3 +86,14 @@ def test_replay_command_without_a_predictor_is_one_clear_line(ros, tmp_path: Pat
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("qcraft-wm replay: error: nobody subscribed to")
     assert "Traceback" not in done.stderr
+
+
+def test_replay_refuses_an_existing_output_before_playing(ros, tmp_path: Path) -> None:
+    from qcraft_world_model.data.rosbag_io import BagError
+    from qcraft_world_model.ros.replay import replay_bag
+
+    scene = tmp_path / "scene"
+    write_scene_bag(scene, SceneBagConfig(map="braunschweig", seed=4, seconds=1.0))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(BagError, match="already exists"):
+        replay_bag(scene, tmp_path / "out", wait_for_subscriber_s=60.0, progress=False)  # fails at once

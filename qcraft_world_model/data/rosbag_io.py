@@ -100,6 +100,16 @@ def read_raw(bag: str | Path, topics: Iterable[str] | None = None) -> Iterator[t
         raise BagError(f"cannot read bag {path}: {err}") from err
 
 
+def bag_time_span(bag: str | Path) -> tuple[int, int, int]:
+    """(first log time ns, last log time ns, message count) of a bag, from its index."""
+    path = Path(bag)
+    try:
+        with AnyReader([path], default_typestore=make_typestore()) as reader:
+            return reader.start_time, reader.end_time, reader.message_count
+    except (AnyReaderError, ReaderError, OSError, sqlite3.DatabaseError) as err:
+        raise BagError(f"cannot read bag {path}: {err}") from err
+
+
 def bag_topics(bag: str | Path) -> dict[str, str]:
     """topic → message type of every connection in the bag."""
     path = Path(bag)

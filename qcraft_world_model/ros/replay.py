@@ -27,7 +27,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from qcraft_world_model.data.rosbag_io import BagError, BagWriter, bag_topics, read_raw
+from qcraft_world_model.data.rosbag_io import BagError, BagWriter, bag_time_span, bag_topics, read_raw
 
 #: The predictor's topics recorded by default (under its namespace), besides /diagnostics.
 OUTPUT_PREFIX = "/predictor/"
@@ -90,10 +90,11 @@ class _Recorder:
         with self._lock:
             self.messages.append((topic, self.clock_ns(), data))
 
-    def recorded(self) -> list[tuple[str, int, bytes]]:
-        """(topic, bag time ns, CDR bytes) of everything received so far."""
+    def take(self) -> list[tuple[str, int, bytes]]:
+        """(topic, bag time ns, CDR bytes) of what arrived since the last call, oldest first."""
         with self._lock:
-            return list(self.messages)
+            taken, self.messages = self.messages, []
+        return taken
 
 
 def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tuple[str, ...] = (OUTPUT_PREFIX,
@@ -112,63 +113,74 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
     topics = bag_topics(bag)
-    cameras = [t for t, kind in topics.items() if kind in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")]
+    # Outputs of an earlier replay (and its /clock) are neither played nor copied: the new bag would
+    # otherwise hold two predictors' answers.
+    played = {t: k for t, k in topics.items() if not (t.startswith(record) or t == CLOCK_TOPIC)}
+    cameras = [t for t, kind in played.items() if kind in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")]
     if not cameras:
         raise BagError(f"bag {bag} has no camera topics to play")
+    if bag_time_span(bag)[2] == 0:
+        raise BagError(f"bag {bag} holds no messages")
+    writer = BagWriter(out, overwrite=overwrite)  # refuses an existing output before anything is played
     result = ReplayResult(bag=str(bag), out=str(out), rate=rate)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    node = rclpy.create_node("qcraft_wm_replay", context=context)
     try:
-        from rosgraph_msgs.msg import Clock
-
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        publishers = {}
-        for topic, kind in topics.items():
-            try:
-                publishers[topic] = node.create_publisher(message_class(kind), topic,
-                                                          latched if topic == "/tf_static" else reliable)
-            except LookupError:  # e.g. tf2_msgs on a machine without it: play the rest
-                if topic in cameras:
-                    raise
-                result.not_played[topic] = kind
-        if result.not_played:
-            node.get_logger().warn(
-                f"not playing {', '.join(sorted(result.not_played))}: no Python bindings for "
-                f"{', '.join(sorted(set(result.not_played.values())))} here (source a workspace that has them); "
-                "they are still copied into the output bag")
-        clock = node.create_publisher(Clock, CLOCK_TOPIC, 10)
-        bag_now = {"ns": 0}
-        recorder = _Recorder(node, record, lambda: bag_now["ns"])
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinning = threading.Event()
-        spinning.set()
-
-        def spin() -> None:
-            while spinning.is_set():
-                executor.spin_once(timeout_sec=0.02)
-
-        spinner = threading.Thread(target=spin, name="replay-spin", daemon=True)
-        spinner.start()
+        node = rclpy.create_node("qcraft_wm_replay", context=context)
         try:
-            _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s, predictor_failed)
-            inputs = _play(bag, publishers, clock, Clock, bag_now, recorder, rate, result, progress)
-            end = time.monotonic() + settle_s
-            while time.monotonic() < end:
-                recorder.discover()
-                time.sleep(0.05)
+            publishers = _publishers(node, played, cameras, result)
+            bag_now = {"ns": 0}
+            recorder = _Recorder(node, record, lambda: bag_now["ns"])
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            spinning = threading.Event()
+            spinning.set()
+
+            def spin() -> None:
+                while spinning.is_set():
+                    executor.spin_once(timeout_sec=0.02)
+
+            spinner = threading.Thread(target=spin, name="replay-spin", daemon=True)
+            spinner.start()
+            with writer:
+                try:
+                    _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s, predictor_failed)
+                    _play(bag, list(played), publishers, node, bag_now, recorder, writer, rate, result, progress)
+                    end = time.monotonic() + settle_s
+                    while time.monotonic() < end:
+                        recorder.discover()
+                        time.sleep(0.05)
+                finally:
+                    spinning.clear()  # stop spinning before the context goes, also when waiting failed
+                    spinner.join(timeout=5)
+                    executor.shutdown()
+                _write_recorded(recorder, writer, result)
         finally:
-            spinning.clear()  # stop spinning before the context goes, also when waiting failed
-            spinner.join(timeout=5)
-            executor.shutdown()
-        _write(out, topics, inputs, recorder, result, overwrite)
+            node.destroy_node()
     finally:
-        node.destroy_node()
         rclpy.try_shutdown(context=context)
     return result
+
+
+def _publishers(node: rclpy.node.Node, played: dict[str, str], cameras: list[str], result: ReplayResult) -> dict:
+    """A publisher per played topic whose type has Python bindings here (cameras must have them)."""
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    publishers = {}
+    for topic, kind in played.items():
+        try:
+            publishers[topic] = node.create_publisher(message_class(kind), topic,
+                                                      latched if topic == "/tf_static" else reliable)
+        except LookupError:  # e.g. tf2_msgs on a machine without it: play the rest
+            if topic in cameras:
+                raise
+            result.not_played[topic] = kind
+    if result.not_played:
+        node.get_logger().warn(
+            f"not playing {', '.join(sorted(result.not_played))}: no Python bindings for "
+            f"{', '.join(sorted(set(result.not_played.values())))} here (source a workspace that has them); "
+            "they are still copied into the output bag")
+    return publishers
 
 
 def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Recorder, seconds: float,
@@ -187,51 +199,49 @@ def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Record
     recorder.discover()
 
 
-def _play(bag: str | Path, publishers: dict, clock, clock_type, bag_now: dict, recorder: _Recorder,  # noqa: ANN001
-          rate: float, result: ReplayResult, progress: bool) -> list[tuple[str, int, bytes]]:
-    """Publish every message at its (scaled) time; returns them for the output bag."""
+def _play(bag: str | Path, topics: list[str], publishers: dict, node: rclpy.node.Node, bag_now: dict,
+          recorder: _Recorder, writer: BagWriter, rate: float, result: ReplayResult, progress: bool) -> None:
+    """Publish every message at its (scaled) time, streaming from the bag, and write it and what the
+    predictor answered so far to the output bag, in bag-time order."""
     from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
     from tqdm import tqdm
 
-    messages = [(topic, log_time, bytes(raw)) for topic, _, log_time, raw in read_raw(bag)]
-    first = messages[0][1]
+    clock = node.create_publisher(Clock, CLOCK_TOPIC, 10)
+    first, last, _ = bag_time_span(bag)
     start = time.monotonic()
-    bar = tqdm(total=(messages[-1][1] - first) / 1e9, unit="s", desc="replay", disable=not progress,
+    bar = tqdm(total=(last - first) / 1e9, unit="s", desc="replay", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} bag s", mininterval=1.0)
     last_discover = 0.0
-    for topic, log_time, raw in messages:
+    for topic, kind, log_time, raw in read_raw(bag, topics=topics):
         due = start + (log_time - first) / 1e9 / rate
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        _write_recorded(recorder, writer, result)  # answers so far: stamped at or before this message
         bag_now["ns"] = log_time
-        clock.publish(clock_type(clock=Time(sec=log_time // 1_000_000_000, nanosec=log_time % 1_000_000_000)))
+        clock.publish(Clock(clock=Time(sec=log_time // 1_000_000_000, nanosec=log_time % 1_000_000_000)))
+        data = bytes(raw)
         publisher = publishers.get(topic)  # None: no bindings here (ReplayResult.not_played), still copied
         if publisher is not None:
-            publisher.publish(raw)  # serialized bytes: republished exactly as recorded
+            publisher.publish(data)  # serialized bytes: republished exactly as recorded
             result.published += 1
+        writer.write_raw(topic, kind, data, log_time)
         bar.update((log_time - first) / 1e9 - bar.n)  # tqdm redraws at most every mininterval
         if time.monotonic() - last_discover > 1.0:
             recorder.discover()  # outputs whose publishers appear late (e.g. per camera)
             last_discover = time.monotonic()
     bar.close()
     result.seconds = time.monotonic() - start
-    return messages
 
 
-def _write(out: str | Path, topics: dict[str, str], inputs: list, recorder: _Recorder, result: ReplayResult,
-           overwrite: bool) -> None:
-    recorded = recorder.recorded()
-    merged = [(log_time, topic, topics[topic], raw) for topic, log_time, raw in inputs]
-    merged += [(log_time, topic, recorder.types[topic], raw) for topic, log_time, raw in recorded]
-    merged.sort(key=lambda item: item[0])
-    with BagWriter(out, overwrite=overwrite) as writer:
-        known = writer.typestore.fielddefs
-        for log_time, topic, kind, raw in merged:
-            if kind not in known:  # e.g. Autoware's types on an Autoware install: no definition to store
-                result.skipped[topic] = kind
-                continue
-            writer.write_raw(topic, kind, raw, log_time)
-    for topic, _, _ in recorded:
-        if topic not in result.skipped:
-            result.recorded[topic] = result.recorded.get(topic, 0) + 1
+def _write_recorded(recorder: _Recorder, writer: BagWriter, result: ReplayResult) -> None:
+    """Append what the predictor published since the last call to the output bag."""
+    known = writer.typestore.fielddefs
+    for topic, log_time, data in recorder.take():
+        kind = recorder.types[topic]
+        if kind not in known:  # e.g. Autoware's types on an Autoware install: no definition to store
+            result.skipped[topic] = kind
+            continue
+        writer.write_raw(topic, kind, data, log_time)
+        result.recorded[topic] = result.recorded.get(topic, 0) + 1
