@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +63,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import rclpy
-    from ament_index_python.packages import get_package_prefix
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
@@ -75,6 +72,7 @@ def main() -> None:
     from qcraft_world_model.data.rosbag_io import read_messages
     from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
     from qcraft_world_model.msg import PredictedAgents
+    from qcraft_world_model.ros.process import start_predictor
 
     work = Path(tempfile.mkdtemp(prefix="bench_node_"))
     write_scene_bag(work / "drive", SceneBagConfig(map="braunschweig", seed=3, seconds=5.0))
@@ -89,12 +87,7 @@ def main() -> None:
                "    output:", f"      publish_frames: {str(not args.no_frames).lower()}"]
     (work / "params.yaml").write_text("\n".join(params) + "\n")
     domain = 90 + os.getpid() % 9
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
-           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    executable = Path(get_package_prefix("qcraft_world_model")) / "lib" / "qcraft_world_model" / "predictor"
-    log = (work / "node.log").open("w")  # a file, not a pipe nobody reads: a full pipe would stall the node
-    node = subprocess.Popen([sys.executable, str(executable), "--ros-args", "--params-file", str(work / "params.yaml")],
-                            env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, text=True)
+    node = start_predictor(work / "params.yaml", domain, work, log=work / "node.log")
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     client = rclpy.create_node("bench_cameras", context=context)

@@ -81,7 +81,7 @@ class NodeUnderTest:
         """The node subscribes once configured (model loaded, warmed up) and active."""
         deadline = time.monotonic() + seconds
         while any(p.get_subscription_count() == 0 for p in self.publishers.values()):
-            assert self.process.poll() is None, f"node exited: {self.process.stdout.read()}"
+            assert self.process.poll() is None, f"node exited: {self.process.log_path.read_text()}"
             assert time.monotonic() < deadline, "the node never subscribed to the camera"
             self.executor.spin_once(timeout_sec=0.1)
 

@@ -107,7 +107,7 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
             newest, previous = window[:, :, -1], window[:, :, -2]
             latent = (reference.temporal(reference.stem(window))).to(
                 torch.bfloat16 if precision == "bf16" else torch.float32)
-            half = torch.bfloat16 if precision in ("bf16", "mixed-int8") else torch.float32
+            half = model.plan.dtype("temporal") if hasattr(model, "plan") else torch.float32
             tokens, anchors = model.transformer(latent)
             parts = {
                 "stem": _time(lambda: model.stem(window[:, :, -1:]), repeats),
@@ -120,7 +120,7 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
         if precision == "mixed-int8":
             ab += [{"preset": config.preset, "weights": model_dir,
                    **transformer_int8_vs_fp32(reference.transformer, transformer, latent, 8 * repeats)}]
-            ab += [_random_weight_transformer_ab(preset, repeats) for preset in ab_presets]
+            ab += [_random_weight_transformer_ab(preset, 2 * repeats) for preset in ab_presets]
             graph = getattr(transformer, "_orig_mod", transformer)
             int8, floating = int8_weight_bytes(graph)
             transformer_bytes = int8 + floating
@@ -135,7 +135,7 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
     by = {(r["precision"], r["part"]): r.get("median_ms") for r in results}
     speedups = {p: {part: by[("fp32", part)] / by[(p, part)] for part in ("stem", "temporal", "transformer", "heads",
                                                                         "window")
-                    if by.get((p, part))}
+                    if by.get((p, part)) and by.get(("fp32", part))}
                 for p in precisions if p != "fp32"}
     return {"bench": "model", "model": model_dir, "preset": config.preset, "results": results,
             "speedup_vs_fp32_eager": speedups, "transformer_int8_vs_fp32_interleaved": ab, "device": describe_device("cpu"), "threads": torch.get_num_threads(),

@@ -17,7 +17,9 @@ TOLERANCE = 0.005
 def _row(metric: str, fp32: float | None, planned: float | None, tolerance: float) -> dict[str, Any]:
     if fp32 is None or planned is None:
         return {"metric": metric, "fp32": fp32, "planned": planned, "relative": None, "within": None}
-    relative = (planned - fp32) / abs(fp32) if fp32 else 0.0
+    if not fp32:  # no relative difference to a zero: equal or not
+        return {"metric": metric, "fp32": fp32, "planned": planned, "relative": None, "within": planned == fp32}
+    relative = (planned - fp32) / abs(fp32)
     return {"metric": metric, "fp32": fp32, "planned": planned, "relative": relative,
             "within": abs(relative) <= tolerance}
 

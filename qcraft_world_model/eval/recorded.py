@@ -3,9 +3,11 @@
 A replay bag holds the scene (cameras, ground truth, odometry) and the
 predictor's ``PredictedAgents`` / ``PredictedFrames``, each stamped with the
 capture time of the newest frame it read. A clip cut from the bag at t0 is
-scored with the messages stamped t0; clips the node did not predict (windows it
-dropped, or before its first full window) are counted, not scored, and offline
-evaluation runs on exactly the clips that were, so the two compare like with like.
+scored with the messages stamped t0. Clips without both (windows the node
+dropped; frames thinned by ``output.frames_max_rate_hz`` or withheld for a
+stale camera) are counted by reason, not scored, and offline evaluation runs on
+exactly the clips that were, so the two compare like with like. Replay with
+``frames_max_rate_hz: 0`` when the cameras run faster than it.
 """
 
 from __future__ import annotations
@@ -59,18 +61,20 @@ class RecordedPredictions:
             raise BagError(f"bag {bag} holds no {AGENTS_TOPIC}: record one with `qcraft-wm replay`")
         return recorded
 
-    def covers(self, stamp_ns: int, cameras: int) -> bool:
-        """True when the node published agents and every camera's frames for this instant."""
-        return stamp_ns in self.agents and len(self.frames.get(stamp_ns, {})) == cameras
+    def missing(self, stamp_ns: int, cameras: list[str]) -> str | None:
+        """Why this instant cannot be scored (None: agents and every camera's frames were recorded)."""
+        if stamp_ns not in self.agents:
+            return "no PredictedAgents"
+        if any(name not in self.frames.get(stamp_ns, {}) for name in cameras):
+            return "no PredictedFrames for every camera"
+        return None
 
     def predict(self, data: ClipTensors, index: list[int], sample: Batch) -> Predictions:
-        """The recorded messages of clips ``index`` in the shape evaluation scores."""
+        """The recorded messages of clips ``index`` in the shape evaluation scores (cameras in the
+        clips' order, matched by name)."""
         stamps = [data.stamps_ns[i] for i in index]
-        frames = []
-        for stamp in stamps:
-            per_camera = self.frames[stamp]
-            # Cameras in sorted-name order: the order clips_from_bag stacks them in.
-            frames.append(np.stack([per_camera[name] for name in sorted(per_camera)]))
+        names = [camera.name for camera in data.cameras]
+        frames = [np.stack([self.frames[stamp][name] for name in names]) for stamp in stamps]
         frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 2, 5, 3, 4).float() / 255.0
         return Predictions(frames=frames_t, positions=[self.agents[s][0] for s in stamps],
                            paths=[self.agents[s][1] for s in stamps])
@@ -97,9 +101,19 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     config = model.config
     data = ClipTensors.load(bag, config)
     recorded = RecordedPredictions.from_bag(bag, config.image_size)
-    covered = [i for i, stamp in enumerate(data.stamps_ns) if recorded.covers(stamp, config.cameras)]
-    coverage = {"windows": len(data), "predicted_live": len(covered), "backends": sorted(recorded.backends),
-                "models": sorted(recorded.models)}
+    names = [camera.name for camera in data.cameras]
+    published = {name for per_camera in recorded.frames.values() for name in per_camera}
+    if published and not published <= set(names):
+        raise BagError(f"bag {bag}: PredictedFrames name camera(s) {', '.join(sorted(published - set(names)))}, "
+                       f"the bag's cameras are {', '.join(names)}: give the node's cameras the bag's names")
+    reasons = {i: recorded.missing(stamp, names) for i, stamp in enumerate(data.stamps_ns)}
+    covered = [i for i, reason in reasons.items() if reason is None]
+    skipped: dict[str, int] = {}
+    for reason in reasons.values():
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+    coverage = {"windows": len(data), "predicted_live": len(covered), "not_scored": skipped,
+                "backends": sorted(recorded.backends), "models": sorted(recorded.models)}
     if not covered:
         raise BagError(f"bag {bag}: none of its {len(data)} evaluation windows has a recorded prediction "
                        f"(stamps of {AGENTS_TOPIC} must equal camera frame stamps)")

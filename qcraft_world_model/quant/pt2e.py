@@ -16,20 +16,31 @@ import torch
 from torch import nn
 
 
+def x86_quantizer(only: str | None = None):  # noqa: ANN201 - torchao's X86InductorQuantizer
+    """The X86 Inductor quantizer with its default config (per-channel symmetric weights, per-tensor
+    affine activations) on every linear, or only on the module named ``only``."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+
+    quantizer = x86.X86InductorQuantizer()
+    config = x86.get_default_x86_inductor_quantization_config()
+    if only is None:
+        quantizer.set_global(config)
+    else:
+        quantizer.set_module_name_qconfig(only, config)
+    return quantizer
+
+
 def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor], quantizer=None) -> torch.fx.GraphModule:  # noqa: ANN001
     """A statically INT8-quantized copy of ``module`` calibrated on ``calibration`` inputs (fp32).
 
-    ``quantizer``: an ``X86InductorQuantizer`` set up by the caller; default: every linear.
+    ``quantizer``: from ``x86_quantizer``; default: every linear.
     """
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     samples = list(calibration)
     if not samples:
         raise ValueError("INT8 calibration needs at least one input")
-    if quantizer is None:
-        quantizer = x86.X86InductorQuantizer()
-        quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    quantizer = quantizer if quantizer is not None else x86_quantizer()
     exported = torch.export.export(module.eval(), (samples[0],)).module()
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():

@@ -41,17 +41,9 @@ class EvalWindow:
 def quantize_linears(transformer: nn.Module, latents: Sequence[torch.Tensor],
                      only: str | None = None) -> torch.fx.GraphModule:
     """PT2E INT8 of ``transformer``: every linear, or only the module named ``only``."""
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+    from qcraft_world_model.quant.pt2e import quantize_pt2e, x86_quantizer
 
-    from qcraft_world_model.quant.pt2e import quantize_pt2e
-
-    quantizer = x86.X86InductorQuantizer()
-    config = x86.get_default_x86_inductor_quantization_config()
-    if only is None:
-        quantizer.set_global(config)
-    else:
-        quantizer.set_module_name_qconfig(only, config)
-    return quantize_pt2e(transformer, latents, quantizer)
+    return quantize_pt2e(transformer, latents, x86_quantizer(only))
 
 
 def linear_names(transformer: nn.Module) -> list[str]:
@@ -87,14 +79,14 @@ def layer_sensitivity(model: nn.Module, calibration: Sequence[torch.Tensor], win
         latents = [reference.temporal(w.stem_tokens) for w in windows]
     exact_tokens = _transformer_outputs(reference.transformer, latents)
     exact = _outputs(reference, windows)
-    exact_psnr = torch.stack([psnr(o.frames, w.future)[0, 0] for o, w in zip(exact, windows)]).mean(0)
+    exact_psnr = torch.stack([psnr(o.frames, w.future)[0].mean(0) for o, w in zip(exact, windows)]).mean(0)
     rows = []
     for name in [*(layers if layers is not None else linear_names(reference.transformer)), None]:
         candidate = PlannedWorldModel(model, PrecisionPlan())
         candidate.transformer = quantize_linears(candidate.transformer, calibration, only=name)
         tokens = _transformer_outputs(candidate.transformer, latents)
         outputs = _outputs(candidate, windows)
-        quant_psnr = torch.stack([psnr(o.frames, w.future)[0, 0] for o, w in zip(outputs, windows)]).mean(0)
+        quant_psnr = torch.stack([psnr(o.frames, w.future)[0].mean(0) for o, w in zip(outputs, windows)]).mean(0)
         shifts = []
         for fp, q in zip(exact, outputs):
             fp_exist, fp_end = _path_endpoints(fp)

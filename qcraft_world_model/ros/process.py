@@ -28,26 +28,33 @@ def start_predictor(params_file: str | Path, domain_id: int, cwd: str | Path, lo
                     ) -> subprocess.Popen:
     """The predictor with ``params_file`` on ``domain_id``, discovery limited to this machine.
 
-    Output goes to ``log`` (a file) or is captured (``process.stdout``). Fast DDS's
-    LARGE_DATA builtin transport carries camera images over shared memory/TCP
-    instead of fragmenting them over UDP, as the launch file sets up too.
+    Its output goes to ``log`` (default: a file in ``cwd``), never to a pipe
+    nobody reads while it runs (a full pipe would block the node); ``stop``
+    returns it. Fast DDS's LARGE_DATA builtin transport carries camera images
+    over shared memory/TCP instead of fragmenting them over UDP, as the launch
+    file sets up too.
     """
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
-    output = subprocess.PIPE if log is None else log.open("w")
-    return subprocess.Popen([sys.executable, str(predictor_executable()), "--ros-args", "--params-file",
-                             str(Path(params_file).resolve())], env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, text=True)
+    log = Path(log) if log is not None else Path(cwd) / "predictor.log"
+    with log.open("w") as output:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, str(predictor_executable()), "--ros-args", "--params-file",
+                                    str(Path(params_file).resolve())], env=env, cwd=cwd, stdout=output,
+                                   stderr=subprocess.STDOUT, text=True)
+    process.log_path = log  # type: ignore[attr-defined]
+    return process
 
 
 def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> str:
-    """Terminate (SIGTERM, then SIGKILL) and return what it printed when it was captured."""
+    """Terminate (SIGTERM, then SIGKILL) and return what it printed."""
     process.terminate()
     try:
-        out, _ = process.communicate(timeout=timeout_s)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, _ = process.communicate()
-    return out or ""
+        process.wait()
+    log = getattr(process, "log_path", None)
+    return log.read_text(errors="replace") if log is not None and log.is_file() else ""
 
 
 def exit_reason(process: subprocess.Popen, log: Path | None = None) -> str | None:

@@ -92,9 +92,11 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         previous = state["train_config"]
-        if any(previous.get(key) != getattr(config, key) for key in ("preset", "data", "init_from", "qat")):
-            raise ValueError(f"{checkpoint} belongs to another run ({state['train_config']['preset']} on "
-                             f"{state['train_config']['data']}); use another --out")
+        defaults = TrainConfig()  # checkpoints from before a field existed hold its default
+        keys = ("preset", "data", "init_from", "qat")
+        if any(previous.get(key, getattr(defaults, key)) != getattr(config, key) for key in keys):
+            described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
+            raise ValueError(f"{checkpoint} belongs to another run ({described}); use another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
