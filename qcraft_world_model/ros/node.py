@@ -27,8 +27,7 @@ from typing import Any
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -37,6 +36,7 @@ from std_msgs.msg import Float64, Header
 from visualization_msgs.msg import MarkerArray
 
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
+from qcraft_world_model.ingest.ring_window import PushOutcome
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
@@ -156,10 +156,9 @@ class PredictorNode(LifecycleNode):
         self._last_publish_time = time.monotonic()
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
-            # A callback group per camera: one camera's decode + stem never waits for another's.
             self._camera_subscriptions.append(self.create_subscription(
                 message_type, camera.topic, lambda msg, name=camera.name: self._on_frame(name, msg),
-                qos_profile_sensor_data, callback_group=MutuallyExclusiveCallbackGroup()))
+                qos_profile_sensor_data))
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -238,8 +237,14 @@ class PredictorNode(LifecycleNode):
         tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
         state.ingest_ms.append((time.monotonic() - received) * 1e3)
         with self._lock:
-            if not state.window.push(stamp_ns, (tokens, frame[0, 0])).accepted:
+            outcome = state.window.push(stamp_ns, (tokens, frame[0, 0]))
+            if not outcome.accepted:
                 return
+            if outcome is PushOutcome.ACCEPTED_AFTER_RESET and stamp_ns < self._last_published:
+                # The stream went back in time (a bag looping): what was published before no longer
+                # bounds what comes next. Only a real reset does this: treating every late window as
+                # a loop would feed old windows to the worker when the machine is already behind.
+                self._last_published, self._last_frames_stamp = -1, -(1 << 62)
             job = self._job_if_ready(stamp_ns, received)
             if job is not None:
                 if self._pending is not None:
@@ -295,9 +300,8 @@ class PredictorNode(LifecycleNode):
                 if not self._running:
                     return
                 job, self._pending = self._pending, None
-            behind = self._last_published - job.stamp_ns
-            if 0 <= behind < self.config.reset_after_backward_s * 1e9:
-                continue  # overtaken by a newer window already out (a bigger jump back is a looping bag)
+            if job.stamp_ns <= self._last_published:
+                continue  # overtaken by a newer window already out
             try:
                 self._predict(job)
             except Exception as err:  # noqa: BLE001 - one bad window must not kill the worker
@@ -401,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     """``ros2 run qcraft_world_model predictor`` (or run directly with ``--ros-args --params-file ...``)."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = PredictorNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    # One executor thread: the callbacks (decode + stem, a few ms per frame) run one after another,
+    # inference runs in its own worker thread. rclpy's MultiThreadedExecutor busy-waits while a ready
+    # subscription's callback group is busy, holding the GIL; with three cameras that starved the
+    # callbacks until most frames were lost (py-spy: MainThread active in wait_for_ready_callbacks).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     if node.get_parameter("autostart").value:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
