@@ -12,16 +12,7 @@ from qcraft_world_model.data.rosbag_io import read_messages
 from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
 from qcraft_world_model.ros.process import start_predictor, stop
 
-PARAMS = """/**:
-  ros__parameters:
-    cameras:
-      names: [front]
-      front:
-        topic: {topic}
-    model:
-      backend: torch
-      precision: fp32
-"""
+from predictor_params import ONE_CAMERA_FP32 as PARAMS
 
 
 @pytest.fixture(scope="module")

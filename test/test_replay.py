@@ -11,16 +11,7 @@ import pytest
 
 from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
 
-PARAMS = """/**:
-  ros__parameters:
-    cameras:
-      names: [front]
-      front:
-        topic: {topic}
-    model:
-      backend: torch
-      precision: fp32
-"""
+from predictor_params import ONE_CAMERA_FP32 as PARAMS
 
 
 def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: Path) -> None:
