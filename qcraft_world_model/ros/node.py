@@ -7,10 +7,11 @@ A lifecycle node (``autostart`` runs configure + activate itself):
 - deactivate / cleanup: unsubscribe, stop the worker, release the backend.
 
 Each incoming frame is decoded and run through the stem in the subscription
-callback (about a millisecond for lite) and cached in its camera's ring window.
-When every camera holds a complete window, a job is handed to the single
-inference worker through a latest-only slot: a job not yet started when a newer
-one arrives is dropped and counted, never queued.
+callback (a few milliseconds for lite; one executor thread runs the callbacks in
+turn) and cached in its camera's ring window. When every camera holds a complete
+window (a stale camera's last one is held, see ``_job_if_ready``), a job is
+handed to the single inference worker through a latest-only slot: a job not yet
+started when a newer one arrives is dropped and counted, never queued.
 """
 
 from __future__ import annotations
