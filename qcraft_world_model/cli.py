@@ -206,11 +206,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> dict:  # noqa: ANN001
     """FP32 on the same data next to the planned model; the per-layer sensitivity table when it misses."""
-    import torch
-
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
-
     from qcraft_world_model.train.trainer import load_model
 
     # A QAT model is judged against the FP32 model it was fine-tuned from (--reference), not its own weights.
@@ -220,19 +217,11 @@ def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> di
     table = gate_markdown(gate, args.precision)
     print(table)
     if (not gate["passed"] or args.sensitivity) and "int8" in args.precision:
-        from qcraft_world_model.quant.sensitivity import EvalWindow, layer_sensitivity, sensitivity_markdown
-        from qcraft_world_model.train.batches import ClipTensors
+        from qcraft_world_model.quant.pt2e import transformer_latents
+        from qcraft_world_model.quant.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
 
-        calibration_data = ClipTensors.load(args.calibration, model.config, max_clips=32)
-        eval_data = ClipTensors.load(args.data, model.config, max_clips=args.sensitivity_windows)
-        with torch.no_grad():
-            calibration = [model.temporal(model.stem(calibration_data.batch(torch.tensor([i])).window))
-                           for i in range(len(calibration_data))]
-            windows = []
-            for i in range(len(eval_data)):
-                sample = eval_data.batch(torch.tensor([i]))
-                windows.append(EvalWindow(model.stem(sample.window), sample.window[:, :, -1], sample.window[:, :, -2],
-                                          sample.future))
+        calibration = transformer_latents(model, args.calibration)
+        windows = eval_windows(model, args.data, args.sensitivity_windows)
         rows = layer_sensitivity(model, calibration, windows)
         gate["sensitivity"] = rows
         sensitivity = sensitivity_markdown(rows, reference["data"]["future_frames_s"])
@@ -277,14 +266,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
     ok = worst < 1e-3
     if args.int8_transformer:
-        import torch
+        from qcraft_world_model.quant.pt2e import export_qdq_onnx, quantize_pt2e, transformer_latents
 
-        from qcraft_world_model.quant.pt2e import export_qdq_onnx, quantize_pt2e
-        from qcraft_world_model.train.batches import ClipTensors
-
-        data = ClipTensors.load(args.calibration, model.config, max_clips=32)
-        with torch.no_grad():
-            latents = [model.temporal(model.stem(data.batch(torch.tensor([i])).window)) for i in range(len(data))]
+        latents = transformer_latents(model, args.calibration)
         quantized = quantize_pt2e(model.transformer, latents)
         error = export_qdq_onnx(quantized, latents[0], str(args.out / "transformer_int8_qdq.onnx"))
         manifest["transformer_int8_qdq_relative_l2_vs_fake_quant"] = error
@@ -295,14 +279,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if (Path(folder) / QUANTIZERS_FILE).is_file():
         # A QAT folder: its ModelOpt quantizers give the symmetric-int8 Q/DQ graph TensorRT builds engines from.
-        import torch
-
-        from qcraft_world_model.train.batches import ClipTensors
+        from qcraft_world_model.quant.pt2e import transformer_latents
 
         fake_quant = load_quantizers(load_model(folder), folder)
-        window = ClipTensors.load(args.calibration, model.config, max_clips=1).batch(torch.tensor([0])).window
-        with torch.no_grad():
-            latent = model.temporal(model.stem(window))  # a real latent: the ranges were calibrated on such
+        latent = transformer_latents(model, args.calibration, windows=1)[0]  # real: the ranges were set on such
         path = args.out / "transformer_qat_int8_qdq.onnx"
         error = export_transformer_qdq(fake_quant, latent, path)
         manifest["transformer_qat_int8_qdq_relative_l2_vs_fake_quant"] = error

@@ -84,5 +84,9 @@ def test_every_message_round_trips_between_two_processes(ros, domain_id: int) ->
             assert as_plain(echoed) == as_plain(message), typename
     finally:
         echo.terminate()
-        echo.wait(timeout=10)
+        try:
+            echo.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded machine can miss SIGTERM's grace: not the test's subject
+            echo.kill()
+            echo.wait()
         rclpy.shutdown(context=context)

@@ -332,11 +332,16 @@ TWO_CAMERA_PARAMS = """/**:
 """
 
 
+def two_camera_node(rclpy, msgs, tmp_path: Path, max_hold_s: float) -> NodeUnderTest:  # noqa: ANN001
+    """The predictor with a random-weight two-camera model (front, left)."""
+    save_random_model(tmp_path, TWO_CAMERA_MODEL)
+    params = TWO_CAMERA_PARAMS.format(tmp_path=tmp_path, max_hold_s=max_hold_s)
+    return NodeUnderTest(rclpy, msgs, tmp_path, params, cameras=("front", "left"))
+
+
 def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_path: Path) -> None:
     rclpy, msgs = ros
-    save_random_model(tmp_path, TWO_CAMERA_MODEL)
-    node = NodeUnderTest(rclpy, msgs, tmp_path, TWO_CAMERA_PARAMS.format(tmp_path=tmp_path, max_hold_s=30.0),
-                         cameras=("front", "left"))
+    node = two_camera_node(rclpy, msgs, tmp_path, max_hold_s=30.0)
     try:
         node.wait_subscribed()
         images = as_rclpy(drive)
@@ -371,9 +376,7 @@ def test_predictions_go_on_without_a_camera_that_stops(ros, drive: list, tmp_pat
 def test_a_camera_held_longer_than_max_hold_stops_predictions_with_an_error(ros, drive: list,
                                                                            tmp_path: Path) -> None:
     rclpy, msgs = ros
-    save_random_model(tmp_path, TWO_CAMERA_MODEL)
-    node = NodeUnderTest(rclpy, msgs, tmp_path, TWO_CAMERA_PARAMS.format(tmp_path=tmp_path, max_hold_s=1.0),
-                         cameras=("front", "left"))
+    node = two_camera_node(rclpy, msgs, tmp_path, max_hold_s=1.0)
     try:
         node.wait_subscribed()
         images = as_rclpy(drive)

@@ -12,7 +12,7 @@ exactly the clips that were, so the two compare like with like. Replay with
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,16 +36,16 @@ class RecordedPredictions:
 
     #: stamp → (positions (D, 2), paths (D, K, P, 2)).
     agents: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    #: stamp → camera name → (horizons, H, W, 3) uint8.
-    frames: dict[int, dict[str, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
+    #: stamp → camera name → the PredictedFrames images, decoded only for the windows scored.
+    frames: dict[int, dict[str, list]] = field(default_factory=lambda: defaultdict(dict))
+    image_size: int = 0
     #: Values of PredictedAgents.backend / model_id seen (what produced them).
     backends: set[str] = field(default_factory=set)
     models: set[str] = field(default_factory=set)
 
     @classmethod
     def from_bag(cls, bag: str | Path, image_size: int) -> RecordedPredictions:
-        recorded = cls()
-        size = TargetSize(image_size, image_size)
+        recorded = cls(image_size=image_size)
         for record in read_messages(bag):
             message = record.message
             if message is None:
@@ -55,8 +55,7 @@ class RecordedPredictions:
                 recorded.backends.add(message.backend)
                 recorded.models.add(message.model_id)
             elif record.topic.startswith(FRAMES_PREFIX):
-                recorded.frames[record.stamp_ns][message.camera_name] = np.stack(
-                    [decode_any(image, size) for image in message.frames])
+                recorded.frames[record.stamp_ns][message.camera_name] = message.frames
         if not recorded.agents:
             raise BagError(f"bag {bag} holds no {AGENTS_TOPIC}: record one with `qcraft-wm replay`")
         return recorded
@@ -74,7 +73,9 @@ class RecordedPredictions:
         clips' order, matched by name)."""
         stamps = [data.stamps_ns[i] for i in index]
         names = [camera.name for camera in data.cameras]
-        frames = [np.stack([self.frames[stamp][name] for name in names]) for stamp in stamps]
+        size = TargetSize(self.image_size, self.image_size)
+        frames = [np.stack([np.stack([decode_any(image, size) for image in self.frames[stamp][name]])
+                            for name in names]) for stamp in stamps]
         frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 2, 5, 3, 4).float() / 255.0
         return Predictions(frames=frames_t, positions=[self.agents[s][0] for s in stamps],
                            paths=[self.agents[s][1] for s in stamps])
@@ -108,11 +109,8 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
                        f"the bag's cameras are {', '.join(names)}: give the node's cameras the bag's names")
     reasons = {i: recorded.missing(stamp, names) for i, stamp in enumerate(data.stamps_ns)}
     covered = [i for i, reason in reasons.items() if reason is None]
-    skipped: dict[str, int] = {}
-    for reason in reasons.values():
-        if reason is not None:
-            skipped[reason] = skipped.get(reason, 0) + 1
-    coverage = {"windows": len(data), "predicted_live": len(covered), "not_scored": skipped,
+    skipped = Counter(reason for reason in reasons.values() if reason is not None)
+    coverage = {"windows": len(data), "predicted_live": len(covered), "not_scored": dict(skipped),
                 "backends": sorted(recorded.backends), "models": sorted(recorded.models)}
     if not covered:
         raise BagError(f"bag {bag}: none of its {len(data)} evaluation windows has a recorded prediction "

@@ -38,6 +38,20 @@ class EvalWindow:
     future: torch.Tensor  # (1, C, horizons, 3, H, W) in [0, 1]
 
 
+def eval_windows(model: nn.Module, source: str, count: int) -> list[EvalWindow]:
+    """The first ``count`` held-out clips of a dataset or bag, with the FP32 stem tokens computed once."""
+    from qcraft_world_model.train.batches import ClipTensors
+
+    data = ClipTensors.load(source, model.config, max_clips=count)
+    windows = []
+    with torch.no_grad():
+        for i in range(len(data)):
+            sample = data.batch(torch.tensor([i]))
+            windows.append(EvalWindow(model.stem(sample.window), sample.window[:, :, -1], sample.window[:, :, -2],
+                                      sample.future))
+    return windows
+
+
 def quantize_linears(transformer: nn.Module, latents: Sequence[torch.Tensor],
                      only: str | None = None) -> torch.fx.GraphModule:
     """PT2E INT8 of ``transformer``: every linear, or only the module named ``only``."""

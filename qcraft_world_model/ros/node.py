@@ -100,13 +100,17 @@ class PredictorNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._latencies: deque[float] = deque(maxlen=200)
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
-        self._last_published = -1
+        self._reset_stream_state()
+
+    def _reset_stream_state(self) -> None:
+        """What the stream so far decided: published stamps, stale cameras (fresh at every activation)."""
+        #: Capture time of the last published window, and of the last published PredictedFrames.
+        self._last_published, self._last_frames_stamp = -1, -(1 << 62)
         self._stale_reported: list[str] = []
         #: A camera held longer than alignment.max_hold_s, which stops predictions (None: none).
         self._held_too_long: str | None = None
         #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
         self._last_publish_time = time.monotonic()
-        self._last_frames_stamp = -(1 << 62)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -152,9 +156,7 @@ class PredictorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         # Nothing from before a deactivation is held over: windows refill from live frames.
         self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
-        self._last_published, self._last_frames_stamp = -1, -(1 << 62)
-        self._stale_reported, self._held_too_long = [], None
-        self._last_publish_time = time.monotonic()
+        self._reset_stream_state()
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
             self._camera_subscriptions.append(self.create_subscription(
@@ -208,12 +210,11 @@ class PredictorNode(LifecycleNode):
         from qcraft_world_model.train.model_card import default_model
         from qcraft_world_model.train.trainer import load_model
 
-        folder = self.get_parameter("model.path").value or str(default_model("lite"))
+        folder = self.params["model.path"] or str(default_model("lite"))
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"model.path {folder} is not a folder")
         model = load_model(folder)
-        self.backend = create_backend(model, self.get_parameter("model.backend").value,
-                                      self.get_parameter("model.precision").value)
+        self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"])
         self.backend.warm_up()
         self.model_id = f"{model.config.preset}@{Path(folder).name}"
 
