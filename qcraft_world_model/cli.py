@@ -55,7 +55,8 @@ def _progress_bar(description: str, unit: str):  # noqa: ANN202 - a progress cal
 def _cmd_generate_clips(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.generate import DatasetPlan, describe, generate_dataset
 
-    overrides = {"clips_per_episode": args.clips_per_episode, "rig": args.rig, "image_size": args.image_size}
+    overrides = {"clips_per_episode": args.clips_per_episode, "rig": args.rig, "image_size": args.image_size,
+                 "mount": args.mount}
     if args.seed is not None:
         overrides["seed_base"] = args.seed
     plan = DatasetPlan.for_split(args.split, args.clips, **overrides)
@@ -119,7 +120,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(preset=args.preset, data=str(args.data), out=str(args.out), steps=args.steps,
                          batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                          max_clips=args.max_clips, time_budget_s=args.time_budget,
-                         init_from=None if args.init_from is None else str(args.init_from), qat=args.qat)
+                         init_from=None if args.init_from is None else str(args.init_from), qat=args.qat,
+                         freeze=tuple(p for p in (args.freeze or "").split(",") if p))
     summary = train(config)
     state = "finished" if summary["finished"] else "paused (rerun the same command to resume)"
     print(f"{args.out}: step {summary['step']}/{summary['steps']} {state}, {summary['seconds']:.0f} s of training")
@@ -331,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--clips-per-episode", type=int, default=25)
     clips.add_argument("--rig", default="front", help="camera rig: front or front3")
     clips.add_argument("--image-size", type=int, default=128)
+    clips.add_argument("--mount", choices=("standard", "wide", "moved"),
+                       help="camera mount variation (default: wide for train, standard for eval); "
+                            "moved: 0.7 m further forward, 5 deg more pitch, 100 deg lens")
     clips.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     clips.add_argument("--json", type=Path, help="also write the generation report as JSON here")
     clips.set_defaults(func=_cmd_generate_clips)
@@ -361,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--qat", action="store_true",
                        help="quantization-aware training: INT8 fake quantizers in the transformer (NVIDIA ModelOpt); "
                             "use with --init-from and a small --lr")
+    train.add_argument("--freeze", help="comma-separated parts kept at their --init-from weights, e.g. stem,temporal")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-clips", type=int, help="use only the first N clips")
     train.add_argument("--time-budget", type=float, help="pause (resumably) after this many seconds")

@@ -18,7 +18,7 @@ from qcraft_world_model.runtime.backends import (
 )
 
 SMALL = WorldModelConfig(image_size=64, patch=8, dim=64, heads=2, depth=1, stem_dim=16, anchors=4,
-                         attention_window=16, decoder_dim=16, anchor_homes=True)
+                         attention_window=16, decoder_dim=16)
 
 
 def model(seed: int = 0) -> WorldModel:

@@ -11,7 +11,7 @@ from qcraft_world_model.quant.pt2e import int8_weight_bytes, quantize_pt2e
 from qcraft_world_model.runtime.mixed import PlannedWorldModel
 
 SMALL = WorldModelConfig(image_size=64, patch=8, dim=64, heads=2, depth=2, stem_dim=16, anchors=4,
-                         attention_window=16, decoder_dim=16, anchor_homes=True)
+                         attention_window=16, decoder_dim=16)
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def camera_from_messages(name: str, info, transform, size: int) -> PinholeCamera
 
 
 def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_frames: int = 10,
-                   future_steps: int = 30, stride: int = 10, max_agents: int = 48) -> BagClips:
+                   future_steps: int = 30, stride: int = 10, max_agents: int = 128) -> BagClips:
     """Cut every ``stride``-th possible window of the bag into a clip."""
     frames: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
     infos, mounts = {}, {}

@@ -8,9 +8,11 @@ convention (z forward, x right, y down). Pitch is positive looking down.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
+
+from qcraft_world_model.model.geometry import CameraGeometry, rotation_ego_from_camera_body
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,12 @@ class PinholeCamera:
 
     def rotation_ego_from_camera_body(self) -> np.ndarray:
         """Rotation taking camera-body vectors (x fwd, y left, z up) into the ego frame."""
-        yaw, pitch = math.radians(self.yaw_deg), math.radians(self.pitch_down_deg)
-        rz = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
-        ry = np.array([[math.cos(pitch), 0, math.sin(pitch)], [0, 1, 0], [-math.sin(pitch), 0, math.cos(pitch)]])
-        return rz @ ry
+        return rotation_ego_from_camera_body(self.yaw_deg, self.pitch_down_deg)
+
+    def geometry(self) -> CameraGeometry:
+        """This camera as the model's decoder sees it (intrinsics + mount)."""
+        return CameraGeometry.from_mount(self.width, self.height, self.fx, self.fy, self.cx, self.cy, self.x,
+                                         self.y, self.z, self.yaw_deg, self.pitch_down_deg)
 
     def ego_to_optical(self, points_ego: np.ndarray) -> np.ndarray:
         """Ego-frame (N, 3) points → optical frame (z forward, x right, y down)."""
@@ -86,6 +90,12 @@ class PinholeCamera:
                 "K": self.intrinsics().tolist()}
 
 
+def camera_from_dict(data: dict) -> PinholeCamera:
+    """A camera from ``PinholeCamera.to_dict()`` (manifests); derived fields (fx, K, ...) are ignored."""
+    names = {f.name for f in fields(PinholeCamera)}
+    return PinholeCamera(**{k: v for k, v in data.items() if k in names})
+
+
 #: Camera rigs by name: the default single front camera and a three-camera front rig.
 RIGS: dict[str, tuple[PinholeCamera, ...]] = {
     "front": (PinholeCamera("front"),),
@@ -102,8 +112,30 @@ def get_rig(name: str, width: int = 128, height: int = 128) -> tuple[PinholeCame
     return tuple(replace(camera, width=width, height=height) for camera in RIGS[name])
 
 
-def with_mount_jitter(rig: tuple[PinholeCamera, ...], rng: np.random.Generator) -> tuple[PinholeCamera, ...]:
-    """The rig on a different vehicle: camera height and pitch varied per scene."""
+#: Camera mounts a dataset can be rendered with (``EpisodeConfig.mount``):
+#: ``standard``: the rig on a vehicle of a similar kind, height and pitch varied a little per scene;
+#: ``wide``: the rig on all sorts of vehicles (training): position along the car, height, pitch and
+#: field of view varied, so that another vehicle's camera is not a new domain for the model;
+#: ``moved``: a fixed different mount (0.7 m further forward, 5 degrees more pitch, 100 degree lens)
+#: on top of ``standard``, for the moved-camera evaluation.
+MOUNTS = ("standard", "wide", "moved")
+
+
+def with_mount_jitter(rig: tuple[PinholeCamera, ...], rng: np.random.Generator,
+                      mount: str = "standard") -> tuple[PinholeCamera, ...]:
+    """The rig on a different vehicle: camera height and pitch varied per scene (more with ``wide``)."""
+    if mount not in MOUNTS:
+        raise ValueError(f"unknown camera mount {mount!r}; known mounts: {', '.join(MOUNTS)}")
+    # The first two draws are the same for every mount, so a 'standard' scene keeps its look and egos.
     dz = float(rng.uniform(-0.25, 0.3))
     dpitch = float(rng.uniform(-2.0, 2.0))
-    return tuple(replace(c, z=c.z + dz, pitch_down_deg=c.pitch_down_deg + dpitch) for c in rig)
+    dx, dfov = 0.0, 0.0
+    if mount == "wide":
+        dz = float(rng.uniform(-0.45, 0.6))
+        dpitch = float(rng.uniform(-3.0, 7.0))
+        dx = float(rng.uniform(-0.9, 1.0))
+        dfov = float(rng.uniform(-20.0, 20.0))
+    elif mount == "moved":
+        dx, dpitch = 0.7, dpitch + 5.0
+    return tuple(replace(c, x=c.x + dx, z=c.z + dz, pitch_down_deg=c.pitch_down_deg + dpitch,
+                         hfov_deg=100.0 if mount == "moved" else c.hfov_deg + dfov) for c in rig)

@@ -21,6 +21,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from qcraft_world_model.data.camera_rig import PinholeCamera, camera_from_dict
 from qcraft_world_model.data.episode import AGENT_FEATURES, Clip
 
 FORMAT = "qcraft-wm-clips/1"
@@ -97,6 +98,7 @@ class ClipDataset:
                 raise DatasetError(f"{self.root}: shard {shard['file']} listed in the manifest is missing")
             self._index += [(path, i) for i in range(shard["clips"])]
         self._handles: dict[Path, Any] = {}
+        self._provenance: dict[Path, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._index)
@@ -110,8 +112,14 @@ class ClipDataset:
 
     def provenance(self, index: int) -> dict[str, Any]:
         path, _ = self._index[index]
-        with safe_open(str(path), framework="np") as handle:
-            return json.loads(handle.metadata()[METADATA_KEY])["provenance"]
+        if path not in self._provenance:
+            with safe_open(str(path), framework="np") as handle:
+                self._provenance[path] = json.loads(handle.metadata()[METADATA_KEY])["provenance"]
+        return self._provenance[path]
+
+    def cameras(self, index: int) -> tuple[PinholeCamera, ...]:
+        """The cameras clip ``index`` was rendered with (one mount per episode), in rig order."""
+        return tuple(camera_from_dict(c) for c in self.provenance(index)["cameras"])
 
 
 def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path

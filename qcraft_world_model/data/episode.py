@@ -46,7 +46,11 @@ class EpisodeConfig:
     warmup_s: float = 120.0
     #: Agents within this distance of the ego at t0 are the clip's agents.
     agent_radius_m: float = 50.0
-    max_agents: int = 48
+    #: Width of the clip's agent arrays. Large enough that no agent within ``agent_radius_m`` is left
+    #: out in the densest scene of these maps; any that still are get counted in ``meta["agents_dropped"]``.
+    max_agents: int = 128
+    #: Camera mount variation (camera_rig.MOUNTS): ``wide`` for training, ``standard`` for evaluation.
+    mount: str = "standard"
     #: Clips whose ego travels less than this are mostly dropped (queues at red lights).
     min_ego_travel_m: float = 3.0
     keep_stationary: float = 0.2
@@ -119,18 +123,18 @@ class SceneSetup:
     geometry: SceneGeometry
 
 
-def set_up_scene(map_name: str, seed: int, rig: str, image_size: int) -> SceneSetup:
+def set_up_scene(map_name: str, seed: int, rig: str, image_size: int, mount: str = "standard") -> SceneSetup:
     """Prepare a scene; the order of random draws is part of reproducibility, so it lives here once."""
     rng = np.random.default_rng(seed)
     files = prepare_scenario(map_name, seed)
-    cameras = with_mount_jitter(get_rig(rig, image_size, image_size), rng)
+    cameras = with_mount_jitter(get_rig(rig, image_size, image_size), rng, mount)
     style = SceneStyle.random(rng)
     return SceneSetup(rng, files, cameras, style, build_scene_geometry(files.net, seed=seed))
 
 
 def run_episode(config: EpisodeConfig) -> Iterator[Clip]:
     """Simulate, render and yield up to ``config.clips`` clips."""
-    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size)
+    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size, config.mount)
     rng, files, cameras, style, geometry = scene.rng, scene.files, scene.cameras, scene.style, scene.geometry
     step_s = 1.0 / config.rate_hz
     made = 0
@@ -190,8 +194,9 @@ def _make_clip(history: _History, start: int, config: EpisodeConfig, cameras: tu
     pose = Pose2D(ego0.x, ego0.y, ego0.heading)
 
     # The clip's agents: those near the ego at t0, nearest first.
-    near = sorted((a for a in reference.agents if math.hypot(a.x - ego0.x, a.y - ego0.y) <= config.agent_radius_m),
-                  key=lambda a: math.hypot(a.x - ego0.x, a.y - ego0.y))[: config.max_agents]
+    within = sorted((a for a in reference.agents if math.hypot(a.x - ego0.x, a.y - ego0.y) <= config.agent_radius_m),
+                    key=lambda a: math.hypot(a.x - ego0.x, a.y - ego0.y))
+    near = within[: config.max_agents]
     index = {agent.sumo_id: i for i, agent in enumerate(near)}
     steps = config.window_steps
     agents = np.zeros((steps, config.max_agents, len(AGENT_FEATURES)), np.float32)
@@ -223,7 +228,8 @@ def _make_clip(history: _History, start: int, config: EpisodeConfig, cameras: tu
     frames = np.stack([_frames_at(history, start + s, renderer, cameras) for s in range(config.frame_steps)])
     return Clip(frames=frames, ego=ego, agents=agents, agent_valid=valid, agent_size=size, agent_label=label,
                 agent_id=ids, agent_in_view=in_view, ego_pose_map=np.array([ego0.x, ego0.y, ego0.heading]),
-                time_s=reference.time, meta={"map": files.map.name, "seed": files.seed, "ego": ego0.sumo_id})
+                time_s=reference.time, meta={"map": files.map.name, "seed": files.seed, "ego": ego0.sumo_id,
+                                             "agents_dropped": len(within) - len(near)})
 
 
 def _frames_at(history: _History, step: int, renderer: SceneRenderer,

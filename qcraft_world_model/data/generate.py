@@ -38,6 +38,8 @@ class DatasetPlan:
     seed_base: int = 1
     rig: str = "front"
     image_size: int = 128
+    #: Camera mount variation (camera_rig.MOUNTS); None: ``wide`` for training, ``standard`` for evaluation.
+    mount: str | None = None
 
     @classmethod
     def for_split(cls, split: str, clips: int, **overrides: Any) -> DatasetPlan:
@@ -56,7 +58,8 @@ class DatasetPlan:
         for i in range(count):
             clips = min(self.clips_per_episode, self.clips - i * self.clips_per_episode)
             episodes.append(EpisodeConfig(map=self.maps[i % len(self.maps)], seed=self.seed_base + i, clips=clips,
-                                          rig=self.rig, image_size=self.image_size))
+                                          rig=self.rig, image_size=self.image_size,
+                                          mount=self.mount or ("wide" if self.split == "train" else "standard")))
         return episodes
 
 
@@ -90,6 +93,7 @@ def run_job(config: EpisodeConfig, out: Path) -> dict[str, Any]:
         "seed": config.seed, "episode": asdict(config),
         "cameras": clips[0].meta["cameras"], "style": clips[0].meta["style"],
         "egos": sorted({clip.meta["ego"] for clip in clips}),
+        "agents_dropped": sum(clip.meta["agents_dropped"] for clip in clips),
         "versions": {"qcraft_world_model": __version__, "sumo": libsumo.getVersion()[1],
                      "panda3d": PandaSystem.getVersionString()},
     }

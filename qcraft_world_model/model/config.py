@@ -39,8 +39,10 @@ class WorldModelConfig:
     path_steps: tuple[int, ...] = (5, 10, 15, 20, 25, 30)
     classes: int = 8
     decoder_dim: int = 64
-    #: Anchors predict offsets from fixed home points spread over the view (heads.reference_points).
-    anchor_homes: bool = False
+    #: The agent head's output grid is 1/detection_stride of the image (detection.py).
+    detection_stride: int = 4
+    #: Channels of the agent head.
+    head_dim: int = 96
     #: Frame rate the steps above count in, Hz.
     rate_hz: float = 10.0
 
@@ -53,6 +55,9 @@ class WorldModelConfig:
             raise ModelConfigError(f"attention_window must be an even number >= 2, got {self.attention_window}")
         if (self.image_size // self.patch) % 2:
             raise ModelConfigError("the latent grid side must be even for the frame decoder")
+        if self.image_size % self.detection_stride or (self.image_size // self.detection_stride) % self.grid:
+            raise ModelConfigError(f"image_size / detection_stride ({self.image_size} / {self.detection_stride}) "
+                                   f"must be a multiple of the latent grid side {self.grid}")
 
     @property
     def grid(self) -> int:

@@ -1,8 +1,6 @@
-"""Heads: future camera frames from the latent tokens, agents from the anchor tokens."""
+"""The frame head: future camera frames from the latent tokens (the agent head: detection.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -60,68 +58,3 @@ class FrameDecoder(nn.Module):
                                mode="bilinear", padding_mode="border", align_corners=True)
         frames = warped.view(b, self.horizons, 3, self.image_size, self.image_size) + 0.2 * residual
         return frames.clamp(0.0, 1.0)
-
-
-@dataclass
-class AgentPrediction:
-    """Per anchor slot, in the ego frame at t0 (metres, radians)."""
-
-    existence_logit: torch.Tensor  # (B, A)
-    class_logits: torch.Tensor  # (B, A, classes)
-    position: torch.Tensor  # (B, A, 2) box centre x, y
-    heading: torch.Tensor  # (B, A, 2) cos, sin (unnormalised)
-    log_size: torch.Tensor  # (B, A, 3) log length, width, height
-    paths: torch.Tensor  # (B, A, modes, steps, 2) future box centres
-    mode_logits: torch.Tensor  # (B, A, modes)
-
-
-def reference_points(anchors: int, hfov_deg: float = 90.0, near: float = 6.0, far: float = 45.0) -> torch.Tensor:
-    """(A, 2) ego-frame points spread over the front camera's view: each anchor's home.
-
-    Predicting an offset from a fixed home (as anchor-point DETR variants do)
-    gives every anchor a region of the scene to own, which makes the Hungarian
-    matching stable early in training instead of every anchor chasing every agent.
-    """
-    rows = max(1, round(anchors ** 0.5))
-    cols = -(-anchors // rows)
-    distances = torch.linspace(near, far, rows)
-    half = torch.tan(torch.deg2rad(torch.tensor(hfov_deg / 2))) * 0.8
-    points = [(d, d * s) for d in distances for s in torch.linspace(-half, half, cols)]
-    return torch.tensor(points[:anchors], dtype=torch.float32)
-
-
-class AgentHead(nn.Module):
-    """Anchor tokens (B, A, dim) → one agent hypothesis each, with K future paths."""
-
-    # Network outputs are scaled to metres: positions span tens of metres.
-    POSITION_SCALE = 20.0
-    PATH_SCALE = 10.0
-
-    def __init__(self, dim: int, classes: int, modes: int, steps: int, anchors: int, homes: bool = True) -> None:
-        super().__init__()
-        self.classes, self.modes, self.steps = classes, modes, steps
-        # Derived from the config, so not saved with the weights.
-        home = reference_points(anchors) if homes else torch.zeros(anchors, 2)
-        self.register_buffer("home", home, persistent=False)
-        self.trunk = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU())
-        self.existence = nn.Linear(dim, 1)
-        self.cls = nn.Linear(dim, classes)
-        self.box = nn.Linear(dim, 2 + 2 + 3)
-        self.paths = nn.Linear(dim, modes * steps * 2)
-        self.mode = nn.Linear(dim, modes)
-
-    def forward(self, anchors: torch.Tensor) -> AgentPrediction:
-        h = self.trunk(anchors)
-        b, a, _ = h.shape
-        box = self.box(h)
-        position = self.home + box[..., :2] * self.POSITION_SCALE
-        offsets = self.paths(h).view(b, a, self.modes, self.steps, 2) * self.PATH_SCALE
-        return AgentPrediction(
-            existence_logit=self.existence(h).squeeze(-1),
-            class_logits=self.cls(h),
-            position=position,
-            heading=box[..., 2:4],
-            log_size=box[..., 4:7],
-            paths=position.unsqueeze(2).unsqueeze(3) + offsets,
-            mode_logits=self.mode(h),
-        )

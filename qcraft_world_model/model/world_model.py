@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from qcraft_world_model.model.config import WorldModelConfig
-from qcraft_world_model.model.heads import AgentHead, AgentPrediction, FrameDecoder
+from qcraft_world_model.model.detection import AgentPrediction, DenseAgentHead
+from qcraft_world_model.model.heads import FrameDecoder
 from qcraft_world_model.model.stem import PatchStem
 from qcraft_world_model.model.temporal import TemporalBottleneck
 from qcraft_world_model.model.transformer import SparseTransformer
@@ -37,8 +38,8 @@ class WorldModel(nn.Module):
                                              config.attention_window, config.anchors, config.tokens)
         self.frame_decoder = FrameDecoder(config.dim, config.grid, config.image_size, len(config.future_frames),
                                           config.decoder_dim)
-        self.agent_head = AgentHead(config.dim, config.classes, config.modes, len(config.path_steps), config.anchors,
-                                    homes=config.anchor_homes)
+        self.agent_head = DenseAgentHead(config.dim, config.grid, config.image_size, config.detection_stride,
+                                         config.head_dim, config.classes, config.modes, len(config.path_steps))
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
                        ) -> WorldModelOutput:
@@ -50,12 +51,17 @@ class WorldModel(nn.Module):
 
     def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
               ) -> WorldModelOutput:
-        """The frame decoder and the agent head on the transformer's output; newest/previous (B, C, 3, H, W)."""
+        """The frame decoder and the agent head on the transformer's output; newest/previous (B, C, 3, H, W).
+
+        The anchors are the transformer's global tokens: every latent token has attended
+        to them, so their context reaches both heads through the tokens.
+        """
         b, c = newest.shape[:2]
         per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
-        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
-                                    previous.reshape(b * c, *previous.shape[2:]))
-        return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=self.agent_head(anchors))
+        newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
+        frames = self.frame_decoder(per_camera, newest, previous)
+        agents = self.agent_head(per_camera, newest, previous, c)
+        return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=agents)
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         """window (B, C, T, 3, H, W) uint8 frames, oldest first: stem + window in one call (training)."""

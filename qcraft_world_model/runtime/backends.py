@@ -215,7 +215,7 @@ class _EngineRunner:
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
                        ) -> WorldModelOutput:
-        from qcraft_world_model.model.heads import AgentPrediction
+        from qcraft_world_model.model.detection import AgentPrediction
         from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS
 
         frames, *agents = self.modules["window"](stem_tokens, newest, previous)

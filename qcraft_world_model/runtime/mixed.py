@@ -59,10 +59,10 @@ class PlannedWorldModel(nn.Module):
               ) -> WorldModelOutput:
         """Frame decoder and agent head in their planned dtypes; outputs in fp32."""
         b, c = newest.shape[:2]
-        per_camera = tokens.to(self.plan.dtype("frame_decoder")).reshape(b * c, self.config.tokens_per_camera, -1)
-        frames = self.frame_decoder(per_camera, newest.reshape(b * c, *newest.shape[2:]),
-                                    previous.reshape(b * c, *previous.shape[2:]))
-        agents = self.agent_head(anchors.to(self.plan.dtype("agent_head")))
+        per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
+        newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
+        frames = self.frame_decoder(per_camera.to(self.plan.dtype("frame_decoder")), newest, previous)
+        agents = self.agent_head(per_camera.to(self.plan.dtype("agent_head")), newest, previous, c)
         for name, value in vars(agents).items():
             setattr(agents, name, value.float())
         return WorldModelOutput(frames=frames.float().view(b, c, *frames.shape[1:]), agents=agents)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from qcraft_world_model.model.heads import AgentPrediction
+from qcraft_world_model.model.detection import AgentPrediction
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 
-AGENT_OUTPUTS = ("existence_logit", "class_logits", "position", "heading", "log_size", "paths", "mode_logits")
+AGENT_OUTPUTS = tuple(f.name for f in fields(AgentPrediction))
 
 
 class WindowAsTuple(nn.Module):

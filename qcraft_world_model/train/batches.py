@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qcraft_world_model.data.camera_rig import PinholeCamera
 from qcraft_world_model.data.clip_dataset import ClipDataset, DatasetError
 from qcraft_world_model.model.config import WorldModelConfig
+from qcraft_world_model.model.geometry import CameraGeometry
 from qcraft_world_model.model.losses import AgentTargets
+from qcraft_world_model.train.agent_targets import dense_targets
 
 #: Agents the model is asked to find: visible in a camera at t0 and this close.
 TARGET_RADIUS_M = 50.0
@@ -20,30 +23,36 @@ TARGET_RADIUS_M = 50.0
 class Batch:
     window: torch.Tensor  # (B, C, T, 3, H, W) uint8
     future: torch.Tensor  # (B, C, horizons, 3, H, W) float in [0, 1]
-    targets: AgentTargets
+    #: Targets of the dense agent head (None when not asked for: evaluation scores the raw ground truth).
+    targets: AgentTargets | None
+    #: Per clip, per camera: the camera the frames were seen with (mirrored where the clip is flipped).
+    cameras: list[list[CameraGeometry]]
 
 
 class ClipTensors:
     """All clips of a dataset (or cut from a scene bag) as tensors (1000 clips ~ 1.3 GB)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], config: WorldModelConfig, source: str) -> None:
-        """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3)."""
+    def __init__(self, arrays: dict[str, np.ndarray], config: WorldModelConfig, source: str,
+                 cameras: list[tuple[PinholeCamera, ...]]) -> None:
+        """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3); ``cameras``: per clip, its rig."""
         self.past = 16  # frames before and at t0 in every clip (EpisodeConfig.past_frames)
-        count, t, cameras, height, width, _ = arrays["frames"].shape
+        count, t, camera_count, height, width, _ = arrays["frames"].shape
         steps = arrays["agents"].shape[1]
         problems = []
         if count == 0:
             problems.append("it holds no clips")
         if (height, width) != (config.image_size, config.image_size):
             problems.append(f"frames are {width}x{height}, the model reads {config.image_size}x{config.image_size}")
-        if cameras != config.cameras:
-            problems.append(f"clips have {cameras} camera(s), the model expects {config.cameras}")
+        if camera_count != config.cameras:
+            problems.append(f"clips have {camera_count} camera(s), the model expects {config.cameras}")
         if config.window > self.past:
             problems.append(f"the model's window of {config.window} frames exceeds the {self.past} past frames")
         if max(config.future_frames) > t - self.past:
             problems.append(f"the model predicts frame +{max(config.future_frames)}, clips hold {t - self.past}")
         if max(config.path_steps) > steps - self.past:
             problems.append(f"paths reach step +{max(config.path_steps)}, clips hold {steps - self.past} future steps")
+        if len(cameras) != count or any(len(rig) != config.cameras for rig in cameras):
+            problems.append("the clips' camera descriptions do not match their frames")
         if problems:
             raise DatasetError(f"dataset {source} does not fit model preset {config.preset!r}: " + "; ".join(problems))
         self.config = config
@@ -58,8 +67,9 @@ class ClipTensors:
         #: (N,) capture time of each clip's t0 frame, ns, where the clips were cut from a bag (else None):
         #: how live predictions recorded from that bag are found again.
         self.stamps_ns = arrays["stamps_ns"].tolist() if "stamps_ns" in arrays else None
-        #: The cameras (PinholeCamera, model order) where the clips were cut from a bag: for drawing.
-        self.cameras: tuple = ()
+        #: Per clip, the cameras (PinholeCamera, model order) its frames were rendered or recorded with.
+        self.cameras = cameras
+        self.geometry = [[camera.geometry() for camera in rig] for rig in cameras]
 
     @classmethod
     def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None) -> ClipTensors:
@@ -71,17 +81,14 @@ class ClipTensors:
 
             clips = clips_from_bag(source, config.image_size)
             arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns")}
-            loaded = cls(arrays, config, str(source))
-            loaded.cameras = clips.cameras
-            return loaded
-        else:
-            dataset = ClipDataset(source)
-            count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
-            samples = [dataset[i] for i in range(count)]
-            if not samples:
-                raise DatasetError(f"dataset {source} holds no clips")
-            arrays = {name: np.stack([sample[name] for sample in samples]) for name in fields}
-        return cls(arrays, config, str(source))
+            return cls(arrays, config, str(source), [clips.cameras] * len(arrays["frames"]))
+        dataset = ClipDataset(source)
+        count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
+        samples = [dataset[i] for i in range(count)]
+        if not samples:
+            raise DatasetError(f"dataset {source} holds no clips")
+        arrays = {name: np.stack([sample[name] for sample in samples]) for name in fields}
+        return cls(arrays, config, str(source), [dataset.cameras(i) for i in range(count)])
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -92,8 +99,9 @@ class ClipTensors:
         position = self.agents[index, t0, :, :2]
         return self.valid[index, t0] & self.in_view[index].any(-1) & (position.norm(dim=-1) <= TARGET_RADIUS_M)
 
-    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None) -> Batch:
-        """Clips ``index`` as a batch; ``flip`` (B,) bool mirrors left/right (single camera only)."""
+    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None, targets: bool = True) -> Batch:
+        """Clips ``index`` as a batch; ``flip`` (B,) bool mirrors left/right (single camera only);
+        ``targets``: build the agent head's targets (training)."""
         cfg, t0 = self.config, self.past - 1
         frames = self.frames[index]  # (B, C, T, 3, H, W)
         window = frames[:, :, self.past - cfg.window: self.past]
@@ -107,9 +115,19 @@ class ClipTensors:
             agents[..., 1] *= sign  # y
             agents[..., 2] *= sign  # heading
             agents[..., 4] *= sign  # vy
+        cameras = [list(self.geometry[i]) for i in index.tolist()]
+        if flip is not None and cfg.cameras == 1:
+            cameras = [[c.mirrored() for c in rig] if f else rig for rig, f in zip(cameras, flip.tolist())]
+        if not targets:
+            return Batch(window=window, future=future, targets=None, cameras=cameras)
+        # Every agent within TARGET_RADIUS_M is offered; the target builder keeps those whose
+        # ground-contact point the camera sees.
+        t0_agents = agents[:, t0].numpy().astype(np.float64)
+        position = t0_agents[..., :2]
+        within = self.valid[index, t0].numpy() & (np.linalg.norm(position, axis=-1) <= TARGET_RADIUS_M)
         steps = [t0 + s for s in cfg.path_steps]
-        targets = AgentTargets(
-            mask=mask, label=self.label[index], position=agents[:, t0, :, :2], heading=agents[:, t0, :, 2],
-            size=self.size[index], future=agents[:, steps, :, :2].permute(0, 2, 1, 3),
-            future_valid=self.valid[index][:, steps].permute(0, 2, 1))
-        return Batch(window=window, future=future, targets=targets)
+        built = dense_targets(position, t0_agents[..., 2], t0_agents[..., 3:5], self.size[index].numpy(),
+                              self.label[index].numpy(), within,
+                              agents[:, steps, :, :2].permute(0, 2, 1, 3).numpy().astype(np.float64),
+                              self.valid[index][:, steps].permute(0, 2, 1).numpy(), cameras, cfg.detection_stride)
+        return Batch(window=window, future=future, targets=built, cameras=cameras)

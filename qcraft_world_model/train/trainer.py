@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from qcraft_world_model.model.config import WorldModelConfig
-from qcraft_world_model.model.losses import LossWeights, total_loss
+from qcraft_world_model.model.losses import AGENT_LOSSES, LossWeights, total_loss
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.train.batches import ClipTensors
 
-LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", "existence", "classes", "position", "heading", "size",
-              "paths", "modes")
+LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", *AGENT_LOSSES)
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,16 @@ class TrainConfig:
     max_clips: int | None = None
     #: Stop (resumably) after this many seconds of this run; None: run to ``steps``.
     time_budget_s: float | None = None
-    #: Start from this trained model folder instead of random weights (fine-tuning, QAT).
+    #: Start from this trained model folder instead of random weights (fine-tuning, QAT). A model of
+    #: another head layout gives its trunk (stem, temporal bottleneck, transformer, frame decoder).
     init_from: str | None = None
     #: Quantization-aware training: fake INT8 quantizers in the transformer (ModelOpt), calibrated on
     #: the first ``calibration_clips`` clips, trained through; writes quantizers.safetensors too.
     qat: bool = False
     calibration_clips: int = 32
+    #: Parts (WorldModel attribute names, e.g. "stem", "temporal") kept at their ``init_from`` weights:
+    #: fine-tuning a new head on a trained trunk without paying for the trunk's backward pass.
+    freeze: tuple[str, ...] = ()
 
 
 def _distributed() -> tuple[int, int]:
@@ -61,6 +64,11 @@ def _distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     return int(os.environ.get("RANK", "0")), world
+
+
+def _same(value: Any) -> Any:
+    """Checkpoint values compare equal to the config's whatever JSON/pickle made of tuples."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -85,7 +93,12 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
 
     torch.manual_seed(config.seed)
     model = _initial_model(config, model_config, data).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for part in config.freeze:
+        if not isinstance(getattr(model, part, None), torch.nn.Module):
+            raise ValueError(f"--freeze {part}: the model has no part of that name")
+        getattr(model, part).requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
@@ -93,8 +106,8 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         previous = state["train_config"]
         defaults = TrainConfig()  # checkpoints from before a field existed hold its default
-        keys = ("preset", "data", "init_from", "qat")
-        if any(previous.get(key, getattr(defaults, key)) != getattr(config, key) for key in keys):
+        keys = ("preset", "data", "init_from", "qat", "freeze")
+        if any(_same(previous.get(key, getattr(defaults, key))) != _same(getattr(config, key)) for key in keys):
             described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
             raise ValueError(f"{checkpoint} belongs to another run ({described}); use another --out")
         model.load_state_dict(state["model"])
@@ -127,8 +140,7 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
         index = torch.randint(len(data), (config.batch,), generator=generator)
         flip = torch.rand(config.batch, generator=generator) < 0.5
         batch = data.batch(index, flip)
-        targets = batch.targets
-        targets = type(targets)(**{k: v.to(device) for k, v in vars(targets).items()})
+        targets = batch.targets.to(device)
         output = trainable(batch.window.to(device))
         loss, parts = total_loss(output.frames, batch.future.to(device), output.agents, targets, weights)
         optimizer.zero_grad(set_to_none=True)
@@ -169,17 +181,37 @@ def _initial_model(config: TrainConfig, model_config: WorldModelConfig, data: Cl
     """Random weights, or ``init_from``'s; with the QAT quantizers inserted and calibrated when asked."""
     model = WorldModel(model_config)
     if config.init_from:
-        start = load_model(config.init_from)
-        if start.config.to_dict() != model_config.to_dict():
-            raise ValueError(f"--init-from {config.init_from} is a {start.config.preset} model with another "
-                             f"configuration than preset {config.preset!r}")
-        model.load_state_dict(start.state_dict())
+        load_trunk(model, config.init_from)
     if config.qat:
         from qcraft_world_model.quant.modelopt_qat import quantize_transformer
 
         count = min(config.calibration_clips, len(data))
         quantize_transformer(model, (data.batch(torch.tensor([i])).window for i in range(count)))
     return model
+
+
+#: The parts of the model a differently-headed model can hand over.
+TRUNK = ("stem.", "temporal.", "transformer.", "frame_decoder.")
+
+
+def load_trunk(model: WorldModel, folder: str | Path) -> list[str]:
+    """Load ``folder``'s weights into ``model``: all of them when the layouts agree, else every trunk
+    weight (which must all fit); returns the names left at their initial values."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from {folder}: no model.safetensors there")
+    source = load_file(str(path))
+    own = model.state_dict()
+    fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    trunk = [k for k in own if k.startswith(TRUNK)]
+    missing = [k for k in trunk if k not in fits]
+    if missing:
+        raise ValueError(f"--init-from {folder}: its trunk does not fit preset {model.config.preset!r} "
+                         f"({len(missing)} weights differ, e.g. {missing[0]})")
+    model.load_state_dict(fits, strict=False)
+    return [k for k in own if k not in fits]
 
 
 def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optimizer, generator: torch.Generator,
@@ -235,8 +267,8 @@ def plot_curves(log_path: Path, png: Path) -> None:
         return
     steps = np.array([float(r["step"]) for r in rows])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, names, title in ((axes[0], ("total",), "total loss"), (axes[1], ("frames",), "frame L1"),
-                             (axes[2], ("existence", "classes", "position", "paths"), "agent losses")):
+    for ax, names, title in ((axes[0], ("total",), "total loss"), (axes[1], ("frames",), "frame MSE"),
+                             (axes[2], ("heatmap", "offset", "depth", "velocity", "paths"), "agent losses")):
         for name in names:
             ax.plot(steps, [float(r[name]) for r in rows], label=name)
         ax.set_title(title)
