@@ -157,14 +157,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                    f"--warmup {training['warmup']} --seed {training['seed']}")
         if training.get("init_from"):
             command += f" --init-from {training['init_from']}" + (" --qat" if training.get("qat") else "")
+        if training.get("freeze"):
+            command += f" --freeze {','.join(training['freeze'])}"
         card = write_model_card(args.model, result, command, KNOWN_LIMITS.get(model.config.preset, []))
         print(f"model card: {card}")
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     agents = result["model"]["agents"]
     print(f"report: {report}")
     print("PSNR model / copy-last per step: " + ", ".join(f"{m:.2f}/{c:.2f}" for m, c in zip(frames, copy)))
-    print(f"agents: recall@2m {agents['recall_2m']}, minFDE_1@3s {agents['minFDE_1']['3s']}, "
-          f"CV minFDE@3s {result['baselines']['constant_velocity']['agents']['minFDE_1']['3s']}")
+    cars = agents["targets"]["car_30m"]
+    cv = result["baselines"]["constant_velocity_instantaneous"]["same_agents"]
+    print(f"agents: cars within 30 m LET recall {cars['let_recall']} at precision {cars['let_precision']}, "
+          f"AP@2m {cars['ap_2m']}; mAP {agents['map']}; EPA {agents['epa']}; minFDE_1/K@3s "
+          f"{agents['minFDE_1']['3s']}/{agents['minFDE_K']['3s']} vs CV (oracle) {cv['minFDE_1']['3s']}")
     if args.precision != "fp32":
         result["gate"] = _precision_gate(args, model, result)
     _write_json(args.json, result)

@@ -167,7 +167,7 @@ def _live_part(out: Path) -> dict | None:
     seconds = result["live"]["data"]["future_frames_s"]
     cv2.imwrite(str(live_dir / "frames.png"), cv2.cvtColor(frames_picture(examples, seconds, scale=2),
                                                            cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(live_dir / "paths.png"), cv2.cvtColor(camera_paths_picture(examples, data.cameras[0]),
+    cv2.imwrite(str(live_dir / "paths.png"), cv2.cvtColor(camera_paths_picture(examples),
                                                           cv2.COLOR_RGB2BGR))
     print(f"  pictures of the live predictions: {live_dir / 'paths.png'} (camera frame with predicted paths), "
           f"{live_dir / 'frames.png'} (predicted vs real future frames)")

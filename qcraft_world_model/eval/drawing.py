@@ -103,7 +103,8 @@ def label_strip(text: str, width: int, height: int = 18) -> np.ndarray:
 
 
 def draw_ground_paths(canvas: np.ndarray, camera: PinholeCamera, paths: Sequence[np.ndarray],
-                      color: tuple[int, int, int], scale: int = 1, thickness: int = 1) -> np.ndarray:
+                      color: tuple[int, int, int], scale: int = 1, thickness: int = 1,
+                      endpoint: bool = True) -> np.ndarray:
     """Draw ground-plane polylines ((P, 2) x, y in the ego frame) into an already scaled camera image."""
     for path in paths:
         points = np.c_[path, np.zeros(len(path))]
@@ -113,5 +114,6 @@ def draw_ground_paths(canvas: np.ndarray, camera: PinholeCamera, paths: Sequence
             continue
         polyline = np.round(pixels[keep] * scale).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(canvas, [polyline], False, color, thickness, cv2.LINE_AA)
-        cv2.circle(canvas, tuple(int(v) for v in polyline[-1, 0]), max(2, thickness + 1), color, -1, cv2.LINE_AA)
+        if endpoint:
+            cv2.circle(canvas, tuple(int(v) for v in polyline[-1, 0]), max(2, thickness + 1), color, -1, cv2.LINE_AA)
     return canvas

@@ -1,9 +1,12 @@
 """``qcraft-wm evaluate`` on a clip set: the model against copy-last-frame and constant velocity.
 
-Agents scored: present at t0, inside a camera's view, within 30 m of the ego.
-The constant-velocity baseline extrapolates the ground-truth past (oracle
-perception) and is scored on exactly the agents the model matched, so the
-path errors compare like with like; it is also reported on all agents.
+Agents are scored with the field's metrics (``agent_metrics.py``): every agent present at t0
+within EVAL_RADIUS_M, in scope when visible (rendered visible share ≥ MIN_VISIBILITY where the
+data has it, else its box centre in a camera's view), the rest ignored, none capped. Baselines on
+the same agents: constant velocity from the ground-truth past with the simulator's instantaneous
+velocity and with a finite difference (oracle perception), and constant velocity on the model's
+own detections (position and velocity as the model saw them: what a user could run without an
+oracle).
 """
 
 from __future__ import annotations
@@ -17,12 +20,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from qcraft_world_model.eval.agent_metrics import WindowAgents, baseline_scores, score_windows
 from qcraft_world_model.eval.baselines import constant_velocity, copy_last_frame
-from qcraft_world_model.eval.metrics import AgentSample, AgentScores, psnr, ssim
+from qcraft_world_model.eval.metrics import psnr, ssim
+from qcraft_world_model.model.agent_decode import DecodedAgents, decode_agents
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.train.batches import Batch, ClipTensors
 
-EVAL_RADIUS_M = 30.0
+#: Agents farther than this at t0 are not scored (the by-range tables go up to it).
+EVAL_RADIUS_M = 50.0
+#: Agents present just beyond the radius are ignored, not counted as false positives when found.
+IGNORE_MARGIN_M = 5.0
+#: An agent is in scope when at least this share of it is visible (nuScenes' 40 % bin edge).
+MIN_VISIBILITY = 0.4
+#: Peaks below this are not decoded at all (AP needs the low-score ones too).
+DECODE_THRESHOLD = 0.05
+#: The operating point recall/precision/forecasting are reported at: the node's default existence threshold.
 EXISTENCE_THRESHOLD = 0.5
 
 
@@ -49,7 +62,8 @@ class Examples:
     windows: list[np.ndarray] = field(default_factory=list)
     true_frames: list[np.ndarray] = field(default_factory=list)
     pred_frames: list[np.ndarray] = field(default_factory=list)
-    bev: list[dict[str, np.ndarray]] = field(default_factory=list)
+    bev: list[dict[str, Any]] = field(default_factory=list)
+    cameras: list[tuple] = field(default_factory=list)
 
 
 @dataclass
@@ -57,24 +71,55 @@ class Predictions:
     """What is scored for a batch of clips: predicted frames and the agents reported."""
 
     frames: torch.Tensor  # (B, C, horizons, 3, H, W) in [0, 1]
-    positions: list[np.ndarray]  # per clip: (D, 2) agents above the existence threshold
-    paths: list[np.ndarray]  # per clip: (D, K, P, 2), most likely path first
+    agents: list[DecodedAgents]  # per clip, most likely first
 
 
 #: Predictions for clips ``index`` of ``data`` (their ``sample``): the model, or recorded messages.
 Predictor = Callable[[ClipTensors, list[int], Batch], Predictions]
 
 
-def model_predictions(model: WorldModel, window: torch.Tensor) -> Predictions:
-    """Run the model on a batch of windows; agents above EXISTENCE_THRESHOLD, paths by mode probability."""
-    output = model(window)
-    pred = output.agents
-    exist = pred.existence_logit.sigmoid().numpy()
-    order = pred.mode_logits.argsort(dim=-1, descending=True)
-    paths = torch.gather(pred.paths, 2, order[..., None, None].expand_as(pred.paths)).numpy()
-    detected = [np.flatnonzero(row > EXISTENCE_THRESHOLD) for row in exist]
-    return Predictions(frames=output.frames, positions=[pred.position[i, d].numpy() for i, d in enumerate(detected)],
-                       paths=[paths[i, d] for i, d in enumerate(detected)])
+def model_predictions(model: WorldModel, sample: Batch, threshold: float = DECODE_THRESHOLD) -> Predictions:
+    """Run the model on a batch and decode its agents with each clip's cameras."""
+    output = model(sample.window)
+    config = model.config
+    steps_s = tuple(s / config.rate_hz for s in config.path_steps)
+    return Predictions(frames=output.frames, agents=decode_agents(output.agents, sample.cameras,
+                                                                  config.detection_stride, steps_s, threshold))
+
+
+def window_agents(data: ClipTensors, clip: int, agents: DecodedAgents, steps: list[int], steps_s: np.ndarray,
+                  camera_xy: np.ndarray) -> WindowAgents:
+    """Ground truth of one clip (every agent it holds) next to the agents predicted for it."""
+    t0 = data.past - 1
+    state, valid = data.agents[clip].numpy().astype(np.float64), data.valid[clip].numpy()
+    present = valid[t0]
+    distance = np.linalg.norm(state[t0, :, :2], axis=1)
+    visibility = data.visibility[clip].max(-1) if data.visibility is not None else np.full(len(present), np.nan)
+    seen = visibility >= MIN_VISIBILITY if data.visibility is not None else data.in_view[clip].numpy().any(-1)
+    in_scope = present & (distance <= EVAL_RADIUS_M) & seen
+    ignore = present & ~in_scope & (distance <= EVAL_RADIUS_M + IGNORE_MARGIN_M)
+    instantaneous = state[t0, :, None, :2] + state[t0, :, None, 3:5] * steps_s[None, :, None]
+    finite = np.full_like(instantaneous, np.nan)
+    for g in np.flatnonzero(present):
+        path = constant_velocity(state[: t0 + 1, g, :2], valid[: t0 + 1, g], steps_s)
+        if path is not None:
+            finite[g] = path
+    return WindowAgents(
+        true_position=state[t0, :, :2], true_heading=state[t0, :, 2], true_size=data.size[clip].numpy(),
+        true_velocity=state[t0, :, 3:5], true_label=data.label[clip].numpy(),
+        true_future=state[steps][:, :, :2].transpose(1, 0, 2), true_future_valid=valid[steps].T,
+        true_visibility=visibility, in_scope=in_scope, ignore=ignore,
+        score=agents.score, label=agents.label, position=agents.position, heading=agents.heading, size=agents.size,
+        velocity=agents.velocity, paths=agents.paths, sensor_xy=camera_xy,
+        baselines={"constant_velocity_instantaneous": instantaneous[:, None],
+                   "constant_velocity_finite_difference": finite[:, None]})
+
+
+def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAgents:
+    """The same detections with their paths replaced by constant velocity from the model's own position
+    and velocity estimate (the non-oracle baseline)."""
+    paths = window.position[:, None, None] + window.velocity[:, None, None] * steps_s[None, None, :, None]
+    return WindowAgents(**{**vars(window), "paths": paths})
 
 
 def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
@@ -91,14 +136,13 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     data = data_root if isinstance(data_root, ClipTensors) else ClipTensors.load(data_root, config, max_clips)
     if predict is None:
         def predict(_: ClipTensors, __: list[int], sample: Batch) -> Predictions:
-            return model_predictions(model, sample.window)
+            return model_predictions(model, sample)
     chosen = list(range(len(data))) if clips is None else list(clips)
     steps_s = np.array(config.path_steps) / config.rate_hz
     t0 = data.past - 1
+    steps = [t0 + int(s) for s in config.path_steps]
     model_frames, copy_frames = FrameScores(len(config.future_frames)), FrameScores(len(config.future_frames))
-    model_agents = AgentScores(tuple(steps_s.tolist()))
-    cv_same = AgentScores(tuple(steps_s.tolist()))
-    cv_all = AgentScores(tuple(steps_s.tolist()))
+    windows: list[WindowAgents] = []
     kept = Examples()
     start = time.perf_counter()
     pick = ({chosen[i] for i in np.linspace(0, len(chosen) - 1, examples).round().astype(int).tolist()}
@@ -106,51 +150,47 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     with torch.inference_mode():
         for first in range(0, len(chosen), batch):
             index = torch.tensor(chosen[first:first + batch])
-            sample = data.batch(index)
+            sample = data.batch(index, targets=False)
             prediction = predict(data, index.tolist(), sample)
             model_frames.add(prediction.frames, sample.future)
             copy_frames.add(copy_last_frame(sample.window, len(config.future_frames)), sample.future)
             for row, clip in enumerate(index.tolist()):
-                agents = data.agents[clip].numpy()
-                valid = data.valid[clip].numpy()
-                visible = data.target_mask(torch.tensor([clip]))[0].numpy()
-                near = visible & (np.linalg.norm(agents[t0, :, :2], axis=-1) <= EVAL_RADIUS_M)
-                future_steps = [t0 + int(s) for s in config.path_steps]
-                truth = np.flatnonzero(near)
-                pairs = model_agents.add(AgentSample(
-                    true_position=agents[t0, truth, :2], true_future=agents[future_steps][:, truth, :2].transpose(1, 0, 2),
-                    true_valid=valid[future_steps][:, truth].T, pred_position=prediction.positions[row],
-                    pred_paths=prediction.paths[row]))
-                matched_truth = {truth[t] for _, t in pairs}
-                for slot in truth:
-                    cv = constant_velocity(agents[: t0 + 1, slot, :2], valid[: t0 + 1, slot], steps_s)
-                    if cv is None:
-                        continue
-                    future, fvalid = agents[future_steps, slot, :2], valid[future_steps, slot]
-                    cv_all.true_agents += 1
-                    cv_all.add_paths(cv[None], future, fvalid)
-                    if slot in matched_truth:
-                        cv_same.add_paths(cv[None], future, fvalid)
+                camera_xy = sample.cameras[row][0].translation[:2]
+                windows.append(window_agents(data, clip, prediction.agents[row], steps, steps_s, camera_xy))
                 if clip in pick:
+                    w = windows[-1]
                     kept.windows.append(sample.window[row].numpy())
                     kept.true_frames.append(sample.future[row].numpy())
                     kept.pred_frames.append(prediction.frames[row].numpy())
-                    kept.bev.append({"agents": agents, "valid": valid, "size": data.size[clip].numpy(),
-                                     "label": data.label[clip].numpy(), "truth": truth,
-                                     "pred_position": prediction.positions[row], "pred_paths": prediction.paths[row]})
+                    kept.cameras.append(data.cameras[clip])
+                    kept.bev.append({"agents": data.agents[clip].numpy(), "valid": data.valid[clip].numpy(),
+                                     "size": data.size[clip].numpy(), "label": data.label[clip].numpy(),
+                                     "truth": np.flatnonzero(w.in_scope),
+                                     "pred": prediction.agents[row].take(prediction.agents[row].score
+                                                                         >= EXISTENCE_THRESHOLD)})
     seconds = time.perf_counter() - start
-    cv_same_summary = cv_same.summary()
-    cv_all_summary = cv_all.summary()
+    modes = config.modes
+    own_cv = [own_constant_velocity(w, steps_s) for w in windows]
+    visibility_note = (f"rendered visible share >= {MIN_VISIBILITY:g}" if data.visibility is not None
+                       else "box centre in a camera's view (this data has no rendered visibility)")
     result = {
         "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(chosen),
                  "split": None if isinstance(data_root, ClipTensors) else data_split(data_root),
-                 "agents": f"visible at t0 within {EVAL_RADIUS_M:g} m", "path_steps_s": steps_s.tolist(),
+                 "agents": f"present at t0 within {EVAL_RADIUS_M:g} m and {visibility_note}",
+                 "path_steps_s": steps_s.tolist(),
                  "future_frames_s": (np.array(config.future_frames) / config.rate_hz).tolist()},
-        "model": {"preset": config.preset, "frames": model_frames.summary(), "agents": model_agents.summary()},
+        "model": {"preset": config.preset, "frames": model_frames.summary(),
+                  "agents": {**score_windows(windows, EXISTENCE_THRESHOLD, steps_s, modes),
+                             "filter": f"in scope: {visibility_note}, within {EVAL_RADIUS_M:g} m; other agents "
+                                       f"present within {EVAL_RADIUS_M + IGNORE_MARGIN_M:g} m are ignored; "
+                                       f"operating point: existence >= {EXISTENCE_THRESHOLD:g}"}},
         "baselines": {
             "copy_last_frame": {"frames": copy_frames.summary()},
-            "constant_velocity": {"agents": {**cv_same_summary, "note": "on the agents the model matched"}},
-            "constant_velocity_all_agents": {"agents": {**cv_all_summary, "note": "on every visible agent"}},
+            **baseline_scores(windows, EXISTENCE_THRESHOLD, steps_s),
+            "constant_velocity_own_detections": {
+                "agents": {k: v for k, v in score_windows(own_cv, EXISTENCE_THRESHOLD, steps_s, 1).items()
+                           if k not in ("by_visibility",)},
+                "note": "the model's own detections, paths from its position and velocity at constant velocity"},
         },
         "seconds": seconds,
     }

@@ -1,9 +1,10 @@
 """The accuracy gate of a precision plan: its metrics next to FP32's, each within a relative tolerance.
 
-Frame PSNR per horizon and the agents' minFDE at 3 s are compared as issue 5
-asks. minFDE is computed on whichever agents each model matched, so a model
-that finds one agent more or less moves it by more than any rounding; the
-same-agent comparison is the sensitivity table's path shift (quant/sensitivity.py).
+Frame PSNR per horizon, the detection metrics (car LET recall/precision and AP@2m within
+30 m, mAP), EPA and the agents' minFDE at 3 s are compared. minFDE is computed on whichever
+agents each model matched, so a model that finds one agent more or less moves it by more
+than any rounding; the same-agent comparison is the sensitivity table's path shift
+(quant/sensitivity.py), taken on the FP32 model's agents.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ def precision_gate(fp32: dict[str, Any], planned: dict[str, Any], tolerance: flo
     """Compare two ``evaluate`` results (same data); ``passed`` when every comparable metric is within."""
     rows = [_row(f"PSNR +{t:g}s", a, b, tolerance) for t, a, b in
             zip(fp32["data"]["future_frames_s"], fp32["model"]["frames"]["psnr"], planned["model"]["frames"]["psnr"])]
-    for k in (1, 3):
-        rows.append(_row(f"minFDE_{k} @3s", fp32["model"]["agents"][f"minFDE_{k}"]["3s"],
-                         planned["model"]["agents"][f"minFDE_{k}"]["3s"], tolerance))
+    a, b = fp32["model"]["agents"], planned["model"]["agents"]
+    for key in ("let_recall", "let_precision", "ap_2m"):
+        rows.append(_row(f"cars 30 m {key}", a["targets"]["car_30m"][key], b["targets"]["car_30m"][key], tolerance))
+    rows.append(_row("mAP", a["map"], b["map"], tolerance))
+    rows.append(_row("EPA", a["epa"], b["epa"], tolerance))
+    for key in ("minFDE_1", "minFDE_K"):
+        rows.append(_row(f"{key} @3s", a[key]["3s"], b[key]["3s"], tolerance))
     matched = (fp32["model"]["agents"]["matched"], planned["model"]["agents"]["matched"])
     return {"tolerance": tolerance, "rows": rows, "matched_agents": {"fp32": matched[0], "planned": matched[1]},
             "passed": all(row["within"] is not False for row in rows)}

@@ -22,6 +22,7 @@ import torch
 
 from qcraft_world_model.data.rosbag_io import BagError, read_messages
 from qcraft_world_model.eval.evaluate import Examples, Predictions, evaluate_clips
+from qcraft_world_model.model.agent_decode import DecodedAgents
 from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.train.batches import Batch, ClipTensors
@@ -34,8 +35,8 @@ FRAMES_PREFIX = "/predictor/predicted_frames/"
 class RecordedPredictions:
     """PredictedAgents and PredictedFrames of a bag, by header stamp."""
 
-    #: stamp → (positions (D, 2), paths (D, K, P, 2)).
-    agents: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: stamp → the agents of that PredictedAgents message.
+    agents: dict[int, DecodedAgents] = field(default_factory=dict)
     #: stamp → camera name → the PredictedFrames images, decoded only for the windows scored.
     frames: dict[int, dict[str, list]] = field(default_factory=lambda: defaultdict(dict))
     image_size: int = 0
@@ -72,24 +73,35 @@ class RecordedPredictions:
         """The recorded messages of clips ``index`` in the shape evaluation scores (cameras in the
         clips' order, matched by name)."""
         stamps = [data.stamps_ns[i] for i in index]
-        names = [camera.name for camera in data.cameras]
+        names = [camera.name for camera in data.cameras[0]]
         size = TargetSize(self.image_size, self.image_size)
         frames = [np.stack([np.stack([decode_any(image, size) for image in self.frames[stamp][name]])
                             for name in names]) for stamp in stamps]
         frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 2, 5, 3, 4).float() / 255.0
-        return Predictions(frames=frames_t, positions=[self.agents[s][0] for s in stamps],
-                           paths=[self.agents[s][1] for s in stamps])
+        return Predictions(frames=frames_t, agents=[self.agents[s] for s in stamps])
 
 
-def _agents(message: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(positions (D, 2), paths (D, K, P, 2)) of a PredictedAgents message; paths arrive most likely first."""
-    positions = np.array([[a.pose.position.x, a.pose.position.y] for a in message.agents],
-                         np.float32).reshape(-1, 2)
-    paths = np.array([[[[p.position.x, p.position.y] for p in path.poses] for path in a.paths]
-                      for a in message.agents], np.float32)
-    if not message.agents:
-        paths = np.zeros((0, 1, 1, 2), np.float32)
-    return positions, paths
+def _agents(message: Any) -> DecodedAgents:
+    """The agents of a PredictedAgents message (existence as the score; paths arrive most likely first)."""
+    agents = message.agents
+    if not agents:
+        return DecodedAgents.empty(1, 1)
+
+    def array(values: list, shape: tuple) -> np.ndarray:
+        return np.array(values, np.float64).reshape(len(agents), *shape)
+
+    return DecodedAgents(
+        score=array([a.existence_probability for a in agents], ()),
+        label=np.array([a.label for a in agents], np.int64), label_prob=array([a.label_probability for a in agents], ()),
+        position=array([[a.pose.position.x, a.pose.position.y] for a in agents], (2,)),
+        heading=array([2 * np.arctan2(a.pose.orientation.z, a.pose.orientation.w) for a in agents], ()),
+        size=array([[a.dimensions.x, a.dimensions.y, a.dimensions.z] for a in agents], (3,)),
+        velocity=array([[a.twist.linear.x, a.twist.linear.y] for a in agents], (2,)),
+        paths=np.array([[[[p.position.x, p.position.y] for p in path.poses] for path in a.paths] for a in agents]),
+        mode_prob=np.array([[path.confidence for path in a.paths] for a in agents]),
+        position_cov=array([np.reshape(a.pose_covariance, (6, 6))[:2, :2] for a in agents], (2, 2)),
+        velocity_cov=array([np.reshape(a.twist_covariance, (6, 6))[:2, :2] for a in agents], (2, 2)),
+        camera=np.zeros(len(agents), np.int64), pixel=np.full((len(agents), 2), np.nan))
 
 
 def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None, examples: int = 0
@@ -102,7 +114,7 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     config = model.config
     data = ClipTensors.load(bag, config)
     recorded = RecordedPredictions.from_bag(bag, config.image_size)
-    names = [camera.name for camera in data.cameras]
+    names = [camera.name for camera in data.cameras[0]]
     published = {name for per_camera in recorded.frames.values() for name in per_camera}
     if published and not published <= set(names):
         raise BagError(f"bag {bag}: PredictedFrames name camera(s) {', '.join(sorted(published - set(names)))}, "

@@ -64,6 +64,15 @@ CAMERA_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("transport", str, "raw", "Message type on the topic: sensor_msgs/Image (raw) or "
               "sensor_msgs/CompressedImage (compressed)", choices=("raw", "compressed")),
     ParamSpec("frame_id", str, "", "Optical frame of the camera; empty: taken from the messages"),
+    ParamSpec("camera_info_topic", str, "",
+              "sensor_msgs/CameraInfo topic: the camera's intrinsics; empty: from hfov_deg"),
+    ParamSpec("hfov_deg", float, 90.0, "Horizontal field of view, used until (or without) CameraInfo", "deg",
+              10.0, 179.0),
+    ParamSpec("mount.x", float, 1.2, "Camera position in the ego frame (base_link), forward", "m", -20.0, 20.0),
+    ParamSpec("mount.y", float, 0.0, "... to the left", "m", -20.0, 20.0),
+    ParamSpec("mount.z", float, 1.6, "... above the ground", "m", 0.1, 10.0),
+    ParamSpec("mount.yaw_deg", float, 0.0, "Camera yaw in the ego frame, left positive", "deg", -180.0, 180.0),
+    ParamSpec("mount.pitch_down_deg", float, 4.0, "Camera pitch, down positive", "deg", -45.0, 45.0),
 )
 
 
@@ -77,6 +86,15 @@ class CameraConfig:
     topic: str
     transport: Transport = "raw"
     frame_id: str = ""
+    #: Where the intrinsics come from (CameraInfo), else the field of view below.
+    camera_info_topic: str = ""
+    hfov_deg: float = 90.0
+    #: The mount in the ego frame (metres, degrees): where agents are placed from (ros/camera_geometry.py).
+    mount_x: float = 1.2
+    mount_y: float = 0.0
+    mount_z: float = 1.6
+    mount_yaw_deg: float = 0.0
+    mount_pitch_down_deg: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,7 @@ class IngestConfig:
                    for spec in CAMERA_PARAMETERS}
             if not cam["topic"]:
                 raise ConfigError(f"cameras.{name}.topic is required (the camera's image topic)")
-            cameras.append(CameraConfig(name=name, **cam))
+            cameras.append(CameraConfig(name=name, **{key.replace(".", "_"): value for key, value in cam.items()}))
         topics = [c.topic for c in cameras]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"two cameras share one topic: {topics!r}")

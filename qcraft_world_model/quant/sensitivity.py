@@ -76,10 +76,17 @@ def _transformer_outputs(transformer: nn.Module, latents: Sequence[torch.Tensor]
 
 
 def _path_endpoints(output) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - WorldModelOutput
-    """(existence (A,), endpoint of the most likely path (A, 2)) of batch item 0."""
+    """Per cell of batch item 0's agent grid: (heat-map probability (N,), endpoint displacement of the
+    most likely path (N, 2)); comparing them cell by cell compares the same agents."""
     agents = output.agents
-    best = agents.mode_logits[0].argmax(-1)
-    return agents.existence_logit[0].sigmoid(), agents.paths[0, torch.arange(best.numel()), best, -1]
+    heat = agents.heatmap[0].float().sigmoid().amax(1).flatten()  # (C*h*w,)
+    modes = agents.mode_logits.shape[2]
+    paths = agents.paths[0].float()  # (C, K*P*2, h, w)
+    cams, _, h, w = paths.shape
+    paths = paths.view(cams, modes, -1, 2, h, w)[:, :, -1]  # (C, K, 2, h, w): the last point
+    best = agents.mode_logits[0].argmax(1)  # (C, h, w)
+    end = torch.gather(paths, 1, best[:, None, None].expand(-1, 1, 2, -1, -1))[:, 0]  # (C, 2, h, w)
+    return heat, end.permute(0, 2, 3, 1).reshape(-1, 2)
 
 
 def layer_sensitivity(model: nn.Module, calibration: Sequence[torch.Tensor], windows: Sequence[EvalWindow],

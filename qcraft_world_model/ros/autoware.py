@@ -15,7 +15,7 @@ from unique_identifier_msgs.msg import UUID
 
 from qcraft_world_model.msg import PredictedAgents
 
-#: Marks the second half of every object UUID: ids are the model's anchor slots, not track ids.
+#: Marks the second half of every object UUID (the first half is the node's track id).
 UUID_SUFFIX = b"qcraftwm"
 
 
@@ -33,14 +33,21 @@ def object_uuid(object_id: int) -> UUID:
 
 
 def to_predicted_objects(agents: PredictedAgents, autoware: ModuleType) -> object:
-    """The same predictions in Autoware's message (labels share Autoware's numbering already)."""
+    """The same predictions in Autoware's message (labels share Autoware's numbering already).
+
+    Autoware reads ``PredictedPath.path[i]`` as the pose at ``i * time_step`` from the header
+    stamp, ``path[0]`` being the object now (its ``predicted_path_utils`` interpolate so);
+    our ``AgentPath.poses[0]`` is one step ahead, so the current pose is put first.
+    """
     objects = []
     for agent in agents.agents:
-        paths = [autoware.PredictedPath(path=list(path.poses), time_step=agent.time_step,
+        paths = [autoware.PredictedPath(path=[agent.pose, *path.poses], time_step=agent.time_step,
                                         confidence=path.confidence) for path in agent.paths]
         kinematics = autoware.PredictedObjectKinematics(
-            initial_pose_with_covariance=PoseWithCovariance(pose=agent.pose),
-            initial_twist_with_covariance=TwistWithCovariance(twist=agent.twist),
+            initial_pose_with_covariance=PoseWithCovariance(pose=agent.pose,
+                                                            covariance=list(agent.pose_covariance)),
+            initial_twist_with_covariance=TwistWithCovariance(twist=agent.twist,
+                                                              covariance=list(agent.twist_covariance)),
             initial_acceleration_with_covariance=AccelWithCovariance(),
             predicted_paths=paths)
         objects.append(autoware.PredictedObject(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, Quaternion, Twist, Vector3
 from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from qcraft_world_model.ingest.image_encode import to_image_msg
+from qcraft_world_model.model.agent_decode import DecodedAgents
 from qcraft_world_model.model.world_model import WorldModelOutput
 from qcraft_world_model.msg import AgentPath, AgentTrajectory, PredictedAgents, PredictedFrames
 
@@ -33,34 +33,44 @@ def pose(x: float, y: float, yaw: float) -> Pose:
                 orientation=Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2)))
 
 
-def agents_message(output: WorldModelOutput, stamp_ns: int, frame_id: str, path_step_s: float, threshold: float,
-                   model_id: str, backend: str, inference_ms: float) -> PredictedAgents:
-    """PredictedAgents for batch item 0: anchors above ``threshold``, most likely first, paths by mode."""
-    pred = output.agents
-    exist = pred.existence_logit[0].float().sigmoid()
-    classes = pred.class_logits[0].float().softmax(-1)
-    modes = pred.mode_logits[0].float().softmax(-1)
-    sizes = pred.log_size[0].float().exp()
-    agents = []
-    for slot in torch.argsort(exist, descending=True).tolist():
-        if exist[slot] < threshold:
+#: Variance given to axes the model does not observe (z, roll, pitch; angular rates): "unknown".
+UNOBSERVED_VARIANCE = 1e4
+
+
+def covariance6(xy: np.ndarray, yaw_variance: float = UNOBSERVED_VARIANCE) -> list[float]:
+    """A row-major 6x6 covariance with ``xy`` (2, 2) in the x/y block and the rest unobserved."""
+    cov = np.diag([0.0, 0.0] + [UNOBSERVED_VARIANCE] * 3 + [yaw_variance])
+    cov[:2, :2] = xy
+    return cov.ravel().tolist()
+
+
+def agents_message(agents: DecodedAgents, track_ids: np.ndarray, existence: np.ndarray, stamp_ns: int,
+                   frame_id: str, path_step_s: float, threshold: float, model_id: str, backend: str,
+                   inference_ms: float) -> PredictedAgents:
+    """PredictedAgents from one window's decoded, tracked agents: those whose track existence reaches
+    ``threshold``, most likely first; paths most likely first."""
+    out = []
+    for i in np.argsort(-existence, kind="stable"):
+        if existence[i] < threshold:
             break
-        x, y = pred.position[0, slot].float().tolist()
-        cos, sin = pred.heading[0, slot].float().tolist()
-        label = int(classes[slot].argmax())
+        x, y = agents.position[i]
         paths = []
-        for k in torch.argsort(modes[slot], descending=True).tolist():
-            points = pred.paths[0, slot, k].float().numpy()
+        for k in range(agents.paths.shape[1]):
+            points = agents.paths[i, k]
             # Heading along the path: the direction of travel between consecutive points.
             headings = np.arctan2(np.diff(points[:, 1], prepend=y), np.diff(points[:, 0], prepend=x))
-            paths.append(AgentPath(confidence=float(modes[slot, k]),
+            paths.append(AgentPath(confidence=float(agents.mode_prob[i, k]),
                                    poses=[pose(px, py, h) for (px, py), h in zip(points, headings)]))
-        agents.append(AgentTrajectory(
-            object_id=slot, label=label, label_probability=float(classes[slot, label]),
-            existence_probability=float(exist[slot]), pose=pose(x, y, math.atan2(sin, cos)),
-            dimensions=Vector3(x=float(sizes[slot, 0]), y=float(sizes[slot, 1]), z=float(sizes[slot, 2])),
+        vx, vy = agents.velocity[i]
+        out.append(AgentTrajectory(
+            object_id=int(track_ids[i]), label=int(agents.label[i]), label_probability=float(agents.label_prob[i]),
+            existence_probability=float(existence[i]), pose=pose(x, y, float(agents.heading[i])),
+            dimensions=Vector3(x=float(agents.size[i, 0]), y=float(agents.size[i, 1]), z=float(agents.size[i, 2])),
+            twist=Twist(linear=Vector3(x=float(vx), y=float(vy), z=0.0)),
+            pose_covariance=covariance6(agents.position_cov[i]),
+            twist_covariance=covariance6(agents.velocity_cov[i]),
             time_step=duration(path_step_s), paths=paths))
-    return PredictedAgents(header=Header(stamp=stamp(stamp_ns), frame_id=frame_id), agents=agents,
+    return PredictedAgents(header=Header(stamp=stamp(stamp_ns), frame_id=frame_id), agents=out,
                            model_id=model_id, backend=backend, inference_time_ms=float(inference_ms))
 
 

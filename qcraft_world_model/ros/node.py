@@ -32,7 +32,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64, Header
 from visualization_msgs.msg import MarkerArray
 
@@ -40,7 +40,10 @@ from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow
 from qcraft_world_model.ingest.ring_window import PushOutcome
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
+from qcraft_world_model.model.agent_decode import decode_agents
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
+from qcraft_world_model.ros.camera_geometry import camera_geometry
+from qcraft_world_model.runtime.tracker import AgentTracker
 from qcraft_world_model.ros.convert import agents_message, frames_message, markers_message
 from qcraft_world_model.ros.health import HealthThresholds, arrival_rate_hz, camera_health, inference_health
 from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
@@ -100,6 +103,10 @@ class PredictorNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._latencies: deque[float] = deque(maxlen=200)
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
+        #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
+        self._geometry: dict = {}
+        self._camera_info_seen: set[str] = set()
+        self._tracker = AgentTracker()
         self._reset_stream_state()
 
     def _reset_stream_state(self) -> None:
@@ -111,6 +118,7 @@ class PredictorNode(LifecycleNode):
         self._held_too_long: str | None = None
         #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
         self._last_publish_time = time.monotonic()
+        self._tracker.reset()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -149,6 +157,7 @@ class PredictorNode(LifecycleNode):
         self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
         self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
+        self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
         return TransitionCallbackReturn.SUCCESS
@@ -162,6 +171,10 @@ class PredictorNode(LifecycleNode):
             self._camera_subscriptions.append(self.create_subscription(
                 message_type, camera.topic, lambda msg, name=camera.name: self._on_frame(name, msg),
                 qos_profile_sensor_data))
+            if camera.camera_info_topic:
+                self._camera_subscriptions.append(self.create_subscription(
+                    CameraInfo, camera.camera_info_topic, lambda msg, c=camera: self._on_camera_info(c, msg),
+                    qos_profile_sensor_data))
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -219,6 +232,19 @@ class PredictorNode(LifecycleNode):
         self.model_id = f"{model.config.preset}@{Path(folder).name}"
 
     # -- frames ----------------------------------------------------------------
+
+    def _on_camera_info(self, camera: Any, msg: CameraInfo) -> None:
+        """Intrinsics from CameraInfo replace the field-of-view guess; a broken one is logged and ignored."""
+        try:
+            geometry = camera_geometry(camera, self.config.image, msg)
+        except ValueError as err:
+            self.get_logger().warn(str(err), throttle_duration_sec=10.0)
+            return
+        self._geometry[camera.name] = geometry
+        if camera.name not in self._camera_info_seen:
+            self._camera_info_seen.add(camera.name)
+            self.get_logger().info(f"camera {camera.name}: intrinsics from {camera.camera_info_topic} "
+                                   f"(fx {geometry.fx:.1f} px at the model's {geometry.width}x{geometry.height})")
 
     def _on_frame(self, camera: str, msg: Any) -> None:
         received = time.monotonic()
@@ -317,8 +343,14 @@ class PredictorNode(LifecycleNode):
         model = self.backend.config
         path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
         frame_id = self.params["output.frame_id"]
-        agents = agents_message(output, job.stamp_ns, frame_id, path_step, self.params["output.existence_threshold"],
-                                self.model_id, self.backend.name, inference_ms)
+        rig = [self._geometry[c.name] for c in self.config.cameras]
+        steps_s = tuple(k / model.rate_hz for k in model.path_steps)
+        decoded = decode_agents(output.agents, [rig], model.detection_stride, steps_s,
+                                threshold=min(0.3, self.params["output.existence_threshold"]))[0]
+        track_ids, existence = self._tracker.update(decoded, job.stamp_ns)
+        agents = agents_message(decoded, track_ids, existence, job.stamp_ns, frame_id, path_step,
+                                self.params["output.existence_threshold"], self.model_id, self.backend.name,
+                                inference_ms)
         agents.stale_cameras = job.stale
         if job.stale != self._stale_reported:
             if job.stale:

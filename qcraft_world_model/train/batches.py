@@ -64,6 +64,8 @@ class ClipTensors:
         self.size = torch.from_numpy(arrays["agent_size"])
         self.label = torch.from_numpy(arrays["agent_label"].astype(np.int64))
         self.in_view = torch.from_numpy(arrays["agent_in_view"])
+        #: (N, A, C) rendered visible share of each agent at t0, where the data has it (else None).
+        self.visibility = arrays["agent_visibility"] if "agent_visibility" in arrays else None
         #: (N,) capture time of each clip's t0 frame, ns, where the clips were cut from a bag (else None):
         #: how live predictions recorded from that bag are found again.
         self.stamps_ns = arrays["stamps_ns"].tolist() if "stamps_ns" in arrays else None
@@ -87,7 +89,8 @@ class ClipTensors:
         samples = [dataset[i] for i in range(count)]
         if not samples:
             raise DatasetError(f"dataset {source} holds no clips")
-        arrays = {name: np.stack([sample[name] for sample in samples]) for name in fields}
+        optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
+        arrays = {name: np.stack([sample[name] for sample in samples]) for name in (*fields, *optional)}
         return cls(arrays, config, str(source), [dataset.cameras(i) for i in range(count)])
 
     def __len__(self) -> int:

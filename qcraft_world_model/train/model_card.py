@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qcraft_world_model.eval.report import fmt, frames_table
+from qcraft_world_model.eval.report import agents_tables, frames_table
 
 
 #: What the evaluation showed the shipped models cannot do (kept with the code that writes the card).
@@ -53,19 +53,19 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
     for shard in manifest.get("shards", []):
         per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
     weights = model_dir / "model.safetensors"
-    agents = evaluation["model"]["agents"]
-    cv = evaluation["baselines"]["constant_velocity"]["agents"]
     lines = [
         f"# Model card: `{model['preset']}`", "",
         "A compact driving world model: 16 camera frames → future frames (flow warp + residual) and agents "
-        f"(existence, class, box, {model['modes']} paths over {max(model['path_steps']) / 10:g} s).", "",
+        f"(dense heat map of ground-contact points on a {model['image_size'] // model['detection_stride']}^2 grid; "
+        f"class, box, velocity, {model['modes']} paths over {max(model['path_steps']) / 10:g} s per agent, "
+        "placed in the ego frame with the camera's intrinsics and mount).", "",
         "## Model", "",
         f"- parameters: {training['parameters']:,}; weights: {weights.stat().st_size / 2**20:.1f} MiB (fp32 safetensors)",
         f"- input: {model['cameras']} camera(s) x {model['window']} frames of {model['image_size']}x"
         f"{model['image_size']}; {model['image_size'] // model['patch']}^2 = "
         f"{(model['image_size'] // model['patch']) ** 2} latent tokens per camera",
         f"- transformer: depth {model['depth']}, width {model['dim']}, {model['heads']} heads, sliding window "
-        f"{model['attention_window']}, {model['anchors']} anchor tokens (the agent queries)", "",
+        f"{model['attention_window']}, {model['anchors']} global anchor tokens", "",
         "## Training data", "",
         f"- `{train_cfg['data']}`: split `{manifest.get('split')}`, {manifest.get('clips')} clips from SUMO "
         "traffic rendered offscreen (docs/data.md)",
@@ -74,19 +74,13 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
         "## Training", "",
         f"- command: `{command}`",
         f"- steps {training['step']} x batch {train_cfg['batch']}, AdamW lr {train_cfg['lr']} (cosine), seed "
-        f"{train_cfg['seed']}, horizontal-flip augmentation",
+        f"{train_cfg['seed']}, horizontal-flip augmentation"
+        + (f"; kept at the --init-from weights: {', '.join(train_cfg['freeze'])}" if train_cfg.get("freeze") else ""),
         f"- time: {training['seconds'] / 60:.1f} min on this machine's 2 CPU cores (no GPU)",
         "- curves: `curves.png`, per-step losses: `log.csv`", "",
         f"## Evaluation (held-out map: {evaluation['data']['root']}, {evaluation['data']['clips']} clips)", "",
         *frames_table(evaluation), "",
-        f"Agents visible within 30 m: {agents['true_agents']}; recall@2m {fmt(agents['recall_2m'])}, "
-        f"precision@2m {fmt(agents['precision_2m'])}, scene accuracy {fmt(agents['scene_accuracy'])}.", "",
-        "| on the model's matched agents | minFDE_1 1/2/3 s | minFDE_3 1/2/3 s | miss rate k=3 |",
-        "|---|---|---|---|",
-        "| model | " + " / ".join(fmt(agents["minFDE_1"][h]) for h in ("1s", "2s", "3s")) + " | "
-        + " / ".join(fmt(agents["minFDE_3"][h]) for h in ("1s", "2s", "3s")) + f" | {fmt(agents['miss_rate_3'])} |",
-        "| constant velocity (oracle past) | " + " / ".join(fmt(cv["minFDE_1"][h]) for h in ("1s", "2s", "3s"))
-        + " | – | " + f"{fmt(cv['miss_rate_1'])} |", "",
+        *agents_tables(evaluation), "",
         "Reproduce: `make model` (train, evaluate, this card); full report: docs/model.md.", "",
         "## Known limits", "", *[f"- {line}" for line in limits], "",
     ]

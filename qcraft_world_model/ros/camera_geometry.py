@@ -1,0 +1,36 @@
+"""Each camera's geometry for the node: intrinsics from CameraInfo (or the field of view), mount from
+parameters, at the size the model reads.
+
+The agent head places agents with this geometry (``model/geometry.py``), so a camera
+mounted elsewhere than on the training rig is a change of parameters, not an error in
+every agent's position. ``/tf_static`` is not read yet: its message package (tf2_msgs)
+is not installable where this node is tested; the mount parameters stand in for it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qcraft_world_model.ingest.config import CameraConfig
+from qcraft_world_model.ingest.image_decode import TargetSize
+from qcraft_world_model.model.geometry import CameraGeometry
+
+
+class CameraInfoError(ValueError):
+    """A CameraInfo that cannot describe the camera (zero focal length, no size)."""
+
+
+def camera_geometry(camera: CameraConfig, target: TargetSize, info: object | None = None) -> CameraGeometry:
+    """The camera as the model sees it: ``info`` (a sensor_msgs/CameraInfo) resized like the ingest
+    resizes its images, or an ideal pinhole of ``hfov_deg`` at the model's size."""
+    mount = (camera.mount_x, camera.mount_y, camera.mount_z, camera.mount_yaw_deg, camera.mount_pitch_down_deg)
+    if info is None:
+        fx = target.width / 2 / math.tan(math.radians(camera.hfov_deg) / 2)
+        return CameraGeometry.from_mount(target.width, target.height, fx, fx, target.width / 2, target.height / 2,
+                                         *mount)
+    k = list(info.k)
+    if info.width <= 0 or info.height <= 0 or k[0] <= 0 or k[4] <= 0:
+        raise CameraInfoError(f"camera {camera.name}: CameraInfo has no usable intrinsics "
+                              f"(size {info.width}x{info.height}, fx {k[0]}, fy {k[4]})")
+    native = CameraGeometry.from_mount(int(info.width), int(info.height), k[0], k[4], k[2], k[5], *mount)
+    return native.resized(target.width, target.height, target.mode)

@@ -1,0 +1,120 @@
+"""The agent head's targets, decoder and camera geometry agree: ground truth → maps → the same agents."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from qcraft_world_model.data.camera_rig import PinholeCamera
+from qcraft_world_model.model.agent_decode import decode_agents
+from qcraft_world_model.model.detection import CLASS_GROUPS, AgentPrediction
+from qcraft_world_model.model.geometry import CameraGeometry
+from qcraft_world_model.train.agent_targets import dense_targets
+
+STRIDE, SIZE, MODES, STEPS_S = 4, 128, 3, (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def scene() -> dict[str, np.ndarray]:
+    """Three agents ahead: a car, a truck crossing, a pedestrian; moving at constant velocity."""
+    position = np.array([[12.0, 2.0], [25.0, -4.0], [8.0, -3.0]])
+    heading = np.array([0.1, math.pi / 2, math.pi])
+    velocity = np.array([[8.0, 0.8], [0.0, 5.0], [-1.2, 0.0]])
+    t = np.array(STEPS_S)
+    return {"position": position[None], "heading": heading[None], "velocity": velocity[None],
+            "size": np.array([[[4.5, 1.8, 1.5], [12.0, 2.5, 3.5], [0.6, 0.6, 1.8]]]),
+            "label": np.array([[1, 2, 7]]), "mask": np.ones((1, 3), bool),
+            "future": (position[:, None] + velocity[:, None] * t[None, :, None])[None],
+            "future_valid": np.ones((1, 3, len(t)), bool)}
+
+
+def perfect_maps(targets, cameras: int = 1) -> AgentPrediction:  # noqa: ANN001 - AgentTargets
+    """The maps a perfect head would output for these targets."""
+    h = w = SIZE // STRIDE
+    maps = {name: torch.zeros(1, cameras, channels, h, w) for name, channels in
+            (("heatmap", len(CLASS_GROUPS)), ("offset", 2), ("log_depth", 1), ("heading", 2), ("log_size", 3),
+             ("velocity", 2), ("paths", MODES * len(STEPS_S) * 2), ("mode_logits", MODES), ("class_logits", 8))}
+    maps["heatmap"][:] = -10.0
+    for i, (b, c, row, col) in enumerate(targets.index.tolist()):
+        group = [0, 0, 0, 0, 0, 2, 2, 1][int(targets.label[i])]
+        maps["heatmap"][b, c, group, row, col] = 10.0
+        maps["offset"][b, c, :, row, col] = targets.offset[i]
+        maps["log_depth"][b, c, 0, row, col] = targets.log_depth[i]
+        maps["heading"][b, c, :, row, col] = torch.stack([targets.heading[i].cos(), targets.heading[i].sin()])
+        maps["log_size"][b, c, :, row, col] = targets.log_size[i]
+        maps["velocity"][b, c, :, row, col] = targets.velocity[i]
+        paths = targets.future[i][None].repeat(MODES, 1, 1)
+        paths[1:] += 5.0  # the other modes are wrong; the first is the most likely
+        maps["paths"][b, c, :, row, col] = paths.flatten()
+        maps["mode_logits"][b, c, :, row, col] = torch.tensor([3.0, 0.0, 0.0])
+        maps["class_logits"][b, c, int(targets.label[i]), row, col] = 5.0
+    return AgentPrediction(**maps)
+
+
+@pytest.mark.parametrize("camera", [
+    PinholeCamera("front"),
+    PinholeCamera("front", x=1.9, z=1.4, pitch_down_deg=9.0, hfov_deg=100.0),  # mounted elsewhere
+    PinholeCamera("front", x=0.3, z=2.2, pitch_down_deg=1.0, hfov_deg=70.0),
+])
+def test_targets_decode_back_to_the_ground_truth_for_any_mount(camera: PinholeCamera) -> None:
+    truth = scene()
+    geometry = [[camera.geometry()]]
+    targets = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
+                            truth["mask"], truth["future"], truth["future_valid"], geometry, STRIDE)
+    assert len(targets.index) == 3
+    (agents,) = decode_agents(perfect_maps(targets), geometry, STRIDE, STEPS_S, threshold=0.5)
+    assert len(agents) == 3
+    order = [int(np.argmin(np.linalg.norm(truth["position"][0] - p, axis=1))) for p in agents.position]
+    assert sorted(order) == [0, 1, 2]
+    for d, g in enumerate(order):
+        # The ground lift is exact for points on the ground: only float error remains.
+        np.testing.assert_allclose(agents.position[d], truth["position"][0, g], atol=1e-3)
+        assert abs(math.remainder(agents.heading[d] - truth["heading"][0, g], 2 * math.pi)) < 1e-4
+        np.testing.assert_allclose(agents.velocity[d], truth["velocity"][0, g], atol=1e-4)
+        np.testing.assert_allclose(agents.size[d], truth["size"][0, g], rtol=1e-4)
+        np.testing.assert_allclose(agents.paths[d, 0], truth["future"][0, g], atol=1e-3)
+        assert agents.label[d] == truth["label"][0, g]
+        assert agents.mode_prob[d, 0] > agents.mode_prob[d, 1]
+        # Position uncertainty grows with range, and is a proper covariance.
+        assert np.all(np.linalg.eigvalsh(agents.position_cov[d]) > 0)
+    ranges = np.linalg.norm(agents.position, axis=1)
+    spreads = np.trace(agents.position_cov, axis1=1, axis2=2)
+    assert spreads[np.argmax(ranges)] > spreads[np.argmin(ranges)]
+
+
+def test_flipped_image_targets_mirror_the_agents() -> None:
+    truth = scene()
+    camera = PinholeCamera("front").geometry()
+    plain = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
+                          truth["mask"], truth["future"], truth["future_valid"], [[camera]], STRIDE)
+    flip = np.array([1.0, -1.0])
+    mirrored = dense_targets(truth["position"] * flip, -truth["heading"], truth["velocity"] * flip, truth["size"],
+                             truth["label"], truth["mask"], truth["future"] * flip, truth["future_valid"],
+                             [[camera.mirrored()]], STRIDE)
+    np.testing.assert_allclose(mirrored.heatmap.numpy(), plain.heatmap.flip(-1).numpy(), atol=1e-6)
+
+
+def test_geometry_projects_like_the_rig_and_lifts_ground_points_back() -> None:
+    camera = PinholeCamera("front", x=1.0, y=0.3, z=1.5, yaw_deg=10.0, pitch_down_deg=6.0)
+    geometry = camera.geometry()
+    points = np.array([[10.0, 1.0, 0.0], [30.0, -5.0, 0.0], [6.0, 2.0, 1.0]])
+    np.testing.assert_allclose(geometry.project(points)[0], camera.project(points)[0], atol=1e-9)
+    pixels, depth = geometry.project(points[:2])
+    np.testing.assert_allclose(geometry.lift(pixels, depth), points[:2], atol=1e-9)
+    # Above the horizon the ray never meets the ground: the point at the given depth is used.
+    sky = np.array([[64.0, 2.0]])
+    lifted = geometry.lift(sky, np.array([40.0]))
+    assert lifted[0, 2] > 0 and np.isclose(geometry.project(lifted)[1][0], 40.0)
+
+
+def test_geometry_follows_the_ingest_resize() -> None:
+    native = CameraGeometry.from_mount(1280, 720, 900.0, 900.0, 640.0, 360.0, 1.2, 0.0, 1.6, 0.0, 4.0)
+    point = np.array([[20.0, 3.0, 0.0]])
+    pixel = native.project(point)[0][0]
+    stretched = native.resized(128, 128, "stretch").project(point)[0][0]
+    np.testing.assert_allclose(stretched, pixel * [128 / 1280, 128 / 720], atol=1e-9)
+    crop = native.resized(128, 128, "center_crop").project(point)[0][0]
+    scale = 128 / 720
+    np.testing.assert_allclose(crop, [(pixel[0] - (1280 - 720) / 2) * scale, pixel[1] * scale], atol=1e-9)
