@@ -118,3 +118,40 @@ def test_geometry_follows_the_ingest_resize() -> None:
     crop = native.resized(128, 128, "center_crop").project(point)[0][0]
     scale = 128 / 720
     np.testing.assert_allclose(crop, [(pixel[0] - (1280 - 720) / 2) * scale, pixel[1] * scale], atol=1e-9)
+
+
+def test_range_error_bound_grows_with_distance_and_shrinks_with_focal_length() -> None:
+    from qcraft_world_model.eval.bound import bound_table, range_error
+
+    small, large = PinholeCamera("front", 128, 128).geometry(), PinholeCamera("front", 256, 256).geometry()
+    errors = [range_error(small, d, 1.0) for d in (10.0, 20.0, 30.0)]
+    assert errors[0] < errors[1] < errors[2]
+    assert range_error(large, 20.0, 1.0) == pytest.approx(range_error(small, 20.0, 0.5), rel=1e-6)
+    # Flat ground, camera h high, pitched p down: a point d ahead is seen atan(h/d) - p below the optical axis.
+    h, d, f, p = 1.6, 10.0, small.fy, math.radians(4.0)
+    v = f * math.tan(math.atan(h / d) - p)
+    near = h / math.tan(math.atan((v + 1.0) / f) + p)
+    far = h / math.tan(math.atan((v - 1.0) / f) + p)
+    assert range_error(small, d, 1.0) == pytest.approx(max(d - near, far - d), rel=1e-9)
+    assert [row["band"] for row in bound_table(small)] == ["0-10", "10-20", "20-30", "30-50"]
+
+
+def test_node_camera_geometry_from_camera_info_and_from_parameters() -> None:
+    from types import SimpleNamespace
+
+    from qcraft_world_model.ingest.config import IngestConfig
+    from qcraft_world_model.ros.camera_geometry import CameraInfoError, camera_geometry
+
+    config = IngestConfig.from_parameters({"cameras.front.topic": "/cam", "cameras.front.mount.x": 1.9,
+                                           "cameras.front.mount.pitch_down_deg": 9.0, "cameras.front.hfov_deg": 100.0})
+    (camera,) = config.cameras
+    from_params = camera_geometry(camera, config.image)
+    rig = PinholeCamera("front", x=1.9, pitch_down_deg=9.0, hfov_deg=100.0).geometry()
+    point = np.array([[20.0, 2.0, 0.0]])
+    np.testing.assert_allclose(from_params.project(point)[0], rig.project(point)[0], atol=1e-9)
+    # A 1280x720 CameraInfo, stretched to the model's 128x128 like the images are.
+    info = SimpleNamespace(width=1280, height=720, k=[900.0, 0, 640.0, 0, 900.0, 360.0, 0, 0, 1])
+    from_info = camera_geometry(camera, config.image, info)
+    assert (from_info.fx, from_info.fy) == pytest.approx((90.0, 160.0))
+    with pytest.raises(CameraInfoError, match="no usable intrinsics"):
+        camera_geometry(camera, config.image, SimpleNamespace(width=0, height=0, k=[0.0] * 9))

@@ -30,6 +30,7 @@ def test_every_field_is_carried_over(ros, autoware) -> None:  # noqa: ANN001
         object_id=7, label=msgs.AgentTrajectory.PEDESTRIAN, label_probability=0.8, existence_probability=0.9,
         pose=Pose(position=Point(x=12.0, y=-3.0, z=0.0), orientation=Quaternion(z=0.6, w=0.8)),
         dimensions=Vector3(x=0.5, y=0.6, z=1.7), twist=Twist(linear=Vector3(x=1.2)),
+        pose_covariance=[float(i) for i in range(36)], twist_covariance=[0.5] * 36,
         time_step=Duration(sec=0, nanosec=500_000_000), paths=[path])
     agents = msgs.PredictedAgents(header=Header(stamp=Time(sec=5, nanosec=6), frame_id="base_link"), agents=[agent])
     objects = to_predicted_objects(agents, autoware)
@@ -40,11 +41,41 @@ def test_every_field_is_carried_over(ros, autoware) -> None:  # noqa: ANN001
     assert obj.classification[0].label == autoware.ObjectClassification.PEDESTRIAN == 7
     assert obj.classification[0].probability == pytest.approx(0.8)
     assert obj.kinematics.initial_pose_with_covariance.pose == agent.pose
+    assert list(obj.kinematics.initial_pose_with_covariance.covariance) == [float(i) for i in range(36)]
     assert obj.kinematics.initial_twist_with_covariance.twist.linear.x == pytest.approx(1.2)
+    assert list(obj.kinematics.initial_twist_with_covariance.covariance) == [0.5] * 36
     (predicted,) = obj.kinematics.predicted_paths
     assert predicted.time_step == agent.time_step and predicted.confidence == pytest.approx(0.75)
-    assert [p.position.x for p in predicted.path] == [float(i) for i in range(6)]
+    # Autoware's path[0] is the object now; our poses follow one time_step apart.
+    assert predicted.path[0] == agent.pose
+    assert [p.position.x for p in predicted.path[1:]] == [float(i) for i in range(6)]
     assert obj.shape.type == autoware.Shape.BOUNDING_BOX and obj.shape.dimensions.z == pytest.approx(1.7)
+
+
+def _autoware_pose_at(path, time_step_s: float, t: float) -> tuple[float, float]:  # noqa: ANN001
+    """Where Autoware's predicted_path_utils put an object at time t: path[i] is at i * time_step,
+    linear in between (their resamplePredictedPath / calcInterpolatedPose semantics)."""
+    i = min(int(t / time_step_s), len(path) - 2)
+    a, b = path[i].position, path[i + 1].position
+    w = t / time_step_s - i
+    return (a.x + w * (b.x - a.x), a.y + w * (b.y - a.y))
+
+
+def test_autoware_reads_each_path_point_at_the_time_the_model_predicted_it(ros, autoware) -> None:  # noqa: ANN001
+    from builtin_interfaces.msg import Duration
+    from geometry_msgs.msg import Point, Pose
+
+    from qcraft_world_model.ros.autoware import to_predicted_objects
+
+    _, msgs = ros
+    # An agent at x = 10 driving at 4 m/s: the model's poses are at +0.5 s, +1.0 s, ...
+    poses = [Pose(position=Point(x=10.0 + 4.0 * 0.5 * (k + 1), y=0.0)) for k in range(6)]
+    agent = msgs.AgentTrajectory(pose=Pose(position=Point(x=10.0)), time_step=Duration(nanosec=500_000_000),
+                                 paths=[msgs.AgentPath(confidence=1.0, poses=poses)])
+    (obj,) = to_predicted_objects(msgs.PredictedAgents(agents=[agent]), autoware).objects
+    path = obj.kinematics.predicted_paths[0].path
+    for t in (0.0, 0.25, 0.5, 1.3, 3.0):
+        assert _autoware_pose_at(path, 0.5, t) == pytest.approx((10.0 + 4.0 * t, 0.0))
 
 
 def test_markers_draw_each_agent_and_path(ros) -> None:  # noqa: ANN001

@@ -121,12 +121,17 @@ def test_per_layer_sensitivity_quantizes_one_linear_per_row(model: WorldModel) -
 def test_precision_gate_flags_metrics_outside_the_tolerance() -> None:
     from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
 
-    def result(psnr: list[float], fde: float) -> dict:
-        agents = {"matched": 10, "minFDE_1": {"3s": fde}, "minFDE_3": {"3s": None}}
+    def result(psnr: list[float], fde: float, recall: float = 0.5) -> dict:
+        cars = {"let_recall": recall, "let_precision": 0.6, "ap_2m": None}
+        agents = {"matched": 10, "minFDE_1": {"3s": fde}, "minFDE_K": {"3s": None}, "targets": {"car_30m": cars},
+                  "map": 0.3, "epa": 0.2}
         return {"data": {"future_frames_s": [0.2, 0.4]}, "model": {"frames": {"psnr": psnr}, "agents": agents}}
 
     passed = precision_gate(result([30.0, 25.0], 4.0), result([29.9, 25.0], 4.01))
-    assert passed["passed"] and [r["within"] for r in passed["rows"]] == [True, True, True, None]
+    assert passed["passed"]
+    assert [r["within"] for r in passed["rows"]] == [True, True, True, True, None, True, True, True, None]
+    recall_moved = precision_gate(result([30.0, 25.0], 4.0), result([30.0, 25.0], 4.0, recall=0.49))
+    assert not recall_moved["passed"]
     failed = precision_gate(result([30.0, 25.0], 4.0), result([29.0, 25.0], 4.0))
     assert not failed["passed"] and failed["rows"][0]["within"] is False
     assert "**no**" in gate_markdown(failed, "mixed-int8")

@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from qcraft_world_model.model.detection import GROUP_OF_LABEL, AgentPrediction
 from qcraft_world_model.model.geometry import CameraGeometry, rotate
 
-#: Standard deviation of the keypoint's image position used for the position covariance, pixels of
-#: the model's image. Half a cell of the 4-px grid: the head's sub-cell offset is trained with L1,
-#: the covariance says what a planner should expect from that resolution (docs/model.md, bound table).
-KEYPOINT_SIGMA_PX = 2.0
-#: Agents of one group closer than this in the ego frame, from two cameras, are one agent.
+#: Standard deviation of the keypoint's image position, pixels of the model's image, and of the depth
+#: head's range, as a share of the range. Both were fitted on training scenes (docs/model.md: "placing
+#: agents"), never on the evaluation split; they weigh the two range estimates and give the covariance.
+KEYPOINT_SIGMA_PX = 0.5
+DEPTH_RELATIVE_SIGMA = 0.12
+#: Two peaks of one group closer than this in the ego frame are one agent (another camera's view of it,
+#: or a second local maximum on a long vehicle), on top of the better one's own footprint.
 MERGE_RADIUS_M = 1.0
 
 
@@ -61,7 +63,7 @@ class DecodedAgents:
 
 def _peaks(heatmap: torch.Tensor, threshold: float, limit: int) -> tuple[torch.Tensor, ...]:
     """(groups, h, w) logits → score, group, row, col of local maxima above ``threshold``, best first."""
-    prob = heatmap.float().sigmoid()
+    prob = heatmap.detach().float().sigmoid()
     peak = (prob == F.max_pool2d(prob[None], 3, stride=1, padding=1)[0]) & (prob > threshold)
     group, row, col = peak.nonzero(as_tuple=True)
     score = prob[group, row, col]
@@ -88,12 +90,12 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
         return DecodedAgents.empty(modes, steps)
 
     def at(maps: torch.Tensor) -> torch.Tensor:
-        return maps[b, c][:, row, col].T.float()  # (D, channels)
+        return maps[b, c][:, row, col].T.detach().float()  # (D, channels)
 
     offset = at(pred.offset).numpy()
     pixel = np.stack([col.numpy() + offset[:, 0], row.numpy() + offset[:, 1]], axis=1) * stride
     depth = at(pred.log_depth)[:, 0].exp().numpy()
-    ground = camera.lift(pixel, depth)
+    ground, along_sigma = place(camera, pixel, depth)
     bearing = camera.azimuth(ground)
     head = at(pred.heading).numpy()
     heading = np.arctan2(head[:, 1], head[:, 0]) + bearing
@@ -108,17 +110,46 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
     return DecodedAgents(
         score=score.numpy(), label=label, label_prob=label_prob, position=ground[:, :2],
         heading=np.arctan2(np.sin(heading), np.cos(heading)), size=at(pred.log_size).exp().numpy(), velocity=velocity,
-        paths=paths, mode_prob=mode_prob, position_cov=_position_cov(camera, pixel, depth),
+        paths=paths, mode_prob=mode_prob, position_cov=_position_cov(camera, ground, along_sigma),
         velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], dt_s), camera=np.full(len(score), c), pixel=pixel)
 
 
-def _position_cov(camera: CameraGeometry, pixel: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """(D, 2, 2): a ``KEYPOINT_SIGMA_PX`` image error carried through the lift (finite differences)."""
-    h = KEYPOINT_SIGMA_PX
-    du = camera.lift(pixel + [h, 0], depth)[:, :2] - camera.lift(pixel - [h, 0], depth)[:, :2]
-    dv = camera.lift(pixel + [0, h], depth)[:, :2] - camera.lift(pixel - [0, h], depth)[:, :2]
-    jacobian_cols = np.stack([du, dv], axis=2) / 2  # (D, 2, 2): metres per sigma along u and v
-    return jacobian_cols @ jacobian_cols.transpose(0, 2, 1)
+def place(camera: CameraGeometry, pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(D, 3) ego points of ground-contact pixels and (D,) the standard deviation of their range (m).
+
+    Two estimates of how far along the ray: where it meets the ground (exact geometry, but a
+    keypoint error of KEYPOINT_SIGMA_PX costs metres once the ray grazes the ground) and the
+    depth head (appearance: a share DEPTH_RELATIVE_SIGMA of the range, whatever the range).
+    They are combined by inverse variance, so near agents follow the ground and far ones the
+    depth head; a ray that never meets the ground keeps the depth head alone.
+    """
+    rays = camera.rays(pixel)  # unit optical depth
+    ground = camera.lift(pixel, np.full(len(pixel), np.nan))
+    on_ground = np.isfinite(ground).all(1)
+    z_ground = np.where(on_ground, (ground - camera.translation) @ camera.rotation[:, 2], np.nan)
+    # How far the ground point moves for a keypoint error: finite difference along the image's v axis.
+    lower = camera.lift(pixel + [0.0, KEYPOINT_SIGMA_PX], np.full(len(pixel), np.nan))
+    upper = camera.lift(pixel - [0.0, KEYPOINT_SIGMA_PX], np.full(len(pixel), np.nan))
+    spread = np.abs(((upper - lower) @ camera.rotation[:, 2])) / 2
+    sigma_ground = np.where(np.isfinite(spread), np.maximum(spread, 1e-3), np.inf)
+    sigma_depth = np.maximum(DEPTH_RELATIVE_SIGMA * depth, 1e-3)
+    w_ground = np.where(on_ground, 1 / sigma_ground ** 2, 0.0)
+    w_depth = 1 / sigma_depth ** 2
+    z = (np.nan_to_num(z_ground) * w_ground + depth * w_depth) / (w_ground + w_depth)
+    points = camera.translation + z[:, None] * rays
+    points[:, 2] = 0.0  # agents stand on the ground: report the footprint
+    return points, np.sqrt(1 / (w_ground + w_depth)) * np.linalg.norm(rays[:, :2], axis=1)
+
+
+def _position_cov(camera: CameraGeometry, points: np.ndarray, along_sigma: np.ndarray) -> np.ndarray:
+    """(D, 2, 2): along the line of sight the fused range's uncertainty, across it the keypoint's."""
+    sight = points[:, :2] - camera.translation[:2]
+    distance = np.linalg.norm(sight, axis=1).clip(min=1e-6)
+    e = sight / distance[:, None]
+    n = np.stack([-e[:, 1], e[:, 0]], axis=1)
+    across = KEYPOINT_SIGMA_PX * distance / camera.fx
+    return (along_sigma ** 2)[:, None, None] * e[:, :, None] * e[:, None, :] + \
+        (across ** 2)[:, None, None] * n[:, :, None] * n[:, None, :]
 
 
 def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray, first_step_s: float
@@ -150,14 +181,25 @@ def decode_agents(pred: AgentPrediction, cameras: list[list[CameraGeometry]], st
 
 
 def _merge_cameras(agents: DecodedAgents) -> DecodedAgents:
-    """Best first; an agent of the same group within MERGE_RADIUS_M of a better one (another camera's view
-    of it) is dropped."""
+    """Best first; a peak of the same group inside a better agent's footprint (grown by MERGE_RADIUS_M)
+    is that agent again and is dropped.
+
+    The heat map's 3x3 peak test works in image cells; a truck 12 m long spans many cells and
+    can show two maxima, and two cameras see one agent twice. The footprint, in metres, is
+    where one agent ends and the next begins.
+    """
     order = np.argsort(-agents.score, kind="stable")
     agents = agents.take(order)
     groups = np.array([GROUP_OF_LABEL[int(label)] for label in agents.label], np.int64)
     keep: list[int] = []
     for i in range(len(agents)):
-        if not any(groups[j] == groups[i] and agents.camera[j] != agents.camera[i]
-                   and np.linalg.norm(agents.position[j] - agents.position[i]) < MERGE_RADIUS_M for j in keep):
+        if not any(groups[j] == groups[i] and _inside_footprint(agents, j, agents.position[i]) for j in keep):
             keep.append(i)
     return agents.take(np.array(keep, np.int64))
+
+
+def _inside_footprint(agents: DecodedAgents, j: int, point: np.ndarray) -> bool:
+    """Whether ``point`` lies within agent ``j``'s box footprint grown by MERGE_RADIUS_M on every side."""
+    local = rotate((point - agents.position[j])[None], -agents.heading[j])[0]
+    half = agents.size[j, :2] / 2 + MERGE_RADIUS_M
+    return bool(abs(local[0]) <= half[0] and abs(local[1]) <= half[1])

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qcraft_world_model.data.camera_rig import get_rig
+from qcraft_world_model.eval.bound import bound_markdown
 from qcraft_world_model.eval.report import agents_tables, frames_table
 
 
@@ -81,6 +83,9 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
         f"## Evaluation (held-out map: {evaluation['data']['root']}, {evaluation['data']['clips']} clips)", "",
         *frames_table(evaluation), "",
         *agents_tables(evaluation), "",
+        "## What the camera allows", "",
+        bound_markdown(get_rig("front", model["image_size"], model["image_size"])[0].geometry(),
+                       f"{model['preset']} (training rig's front camera)"),
         "Reproduce: `make model` (train, evaluate, this card); full report: docs/model.md.", "",
         "## Known limits", "", *[f"- {line}" for line in limits], "",
     ]
