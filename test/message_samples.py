@@ -51,6 +51,7 @@ def agent_trajectory(object_id: int, with_paths: bool = True) -> Any:
         pose=_pose(12.5, -3.25, 0.3),
         dimensions=_vec(4.5, 1.9, 1.6),
         twist=_t("geometry_msgs/msg/Twist")(linear=_vec(8.0, 0.5, 0.0), angular=_vec(0.0, 0.0, 0.1)),
+        pose_covariance=np.arange(36, dtype=np.float64) / 8, twist_covariance=np.full(36, 0.25),
         time_step=_t("builtin_interfaces/msg/Duration")(sec=0, nanosec=500_000_000),
         paths=[agent_path(k) for k in range(3)] if with_paths else [],
     )

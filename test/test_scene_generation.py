@@ -79,7 +79,7 @@ def test_episode_shard_is_reproducible_and_loadable(tmp_path: Path) -> None:
     assert len(dataset) == 2
     sample = dataset[1]
     assert sample["frames"].shape == (26, 1, 32, 32, 3) and sample["frames"].dtype == np.uint8
-    assert sample["agents"].shape == (46, 48, 5)
+    assert sample["agents"].shape == (46, 128, 5)
     t0 = 15
     # The ego sits at the origin of its own t0 frame, facing +x.
     np.testing.assert_allclose(sample["ego"][t0, :3], 0.0, atol=1e-4)

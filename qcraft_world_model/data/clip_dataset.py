@@ -28,6 +28,9 @@ FORMAT = "qcraft-wm-clips/1"
 METADATA_KEY = "qcraft_world_model"
 ARRAY_FIELDS = ("frames", "ego", "agents", "agent_valid", "agent_size", "agent_label", "agent_id",
                 "agent_in_view", "ego_pose_map")
+#: Written to every new shard but missing from shards made before them: a clip of such a shard
+#: comes without these keys (same format version; nothing else about the layout changed).
+OPTIONAL_ARRAY_FIELDS = ("agent_visible_px", "agent_visibility")
 
 
 class DatasetError(RuntimeError):
@@ -42,7 +45,8 @@ def write_shard(path: Path, clips: Sequence[Clip], provenance: dict[str, Any]) -
     """Write clips to ``path`` and its sidecar atomically; return the sidecar's content."""
     if not clips:
         raise DatasetError(f"no clips to write to {path}")
-    arrays = {name: np.ascontiguousarray(np.stack([getattr(c, name) for c in clips])) for name in ARRAY_FIELDS}
+    arrays = {name: np.ascontiguousarray(np.stack([getattr(c, name) for c in clips]))
+              for name in (*ARRAY_FIELDS, *OPTIONAL_ARRAY_FIELDS)}
     arrays["time_s"] = np.array([c.time_s for c in clips], np.float64)
     # One metadata key: safetensors writes its metadata map in hash order, so
     # several keys would make the same shard come out with different bytes.
@@ -98,17 +102,22 @@ class ClipDataset:
                 raise DatasetError(f"{self.root}: shard {shard['file']} listed in the manifest is missing")
             self._index += [(path, i) for i in range(shard["clips"])]
         self._handles: dict[Path, Any] = {}
+        self._names: dict[Path, set[str]] = {}  # the arrays each open shard holds
         self._provenance: dict[Path, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._index)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        """Clip ``index``'s arrays by name: ``ARRAY_FIELDS``, ``time_s``, and those of
+        ``OPTIONAL_ARRAY_FIELDS`` its shard holds."""
         path, row = self._index[index]
         handle = self._handles.get(path)
         if handle is None:
             handle = self._handles[path] = safe_open(str(path), framework="np")
-        return {name: handle.get_slice(name)[row] for name in (*ARRAY_FIELDS, "time_s")}
+            self._names[path] = set(handle.keys())
+        names = (*ARRAY_FIELDS, "time_s", *(n for n in OPTIONAL_ARRAY_FIELDS if n in self._names[path]))
+        return {name: handle.get_slice(name)[row] for name in names}
 
     def provenance(self, index: int) -> dict[str, Any]:
         path, _ = self._index[index]

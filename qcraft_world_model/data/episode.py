@@ -85,6 +85,12 @@ class Clip:
     agent_id: np.ndarray
     #: (A, C) bool: the agent's box centre projects inside camera c's image at t0.
     agent_in_view: np.ndarray
+    #: (A, C) int32: pixels of camera c's t0 image that show the agent (from the renderer's id pass,
+    #: depth-tested against buildings, trees and other agents), in image pixels; 0 for empty slots.
+    agent_visible_px: np.ndarray
+    #: (A, C) float32 in [0, 1]: the fraction of the agent's unoccluded silhouette (its boxes projected,
+    #: clipped to the image) that is seen at t0; 0 when out of view or fully hidden, and for empty slots.
+    agent_visibility: np.ndarray
     #: t0 ego pose in the map frame (x, y, heading), float64.
     ego_pose_map: np.ndarray
     #: Simulation time at t0, s.
@@ -99,16 +105,20 @@ class _History:
         self.keep = keep
         self.snapshots: OrderedDict[int, TrafficSnapshot] = OrderedDict()
         self.frames: dict[int, dict[str, np.ndarray]] = {}
+        #: Per-pixel agent ids (``SceneRenderer.render_with_visibility``), rendered only for clips' t0 steps.
+        self.ids: dict[int, dict[str, np.ndarray]] = {}
 
     def add(self, step: int, snapshot: TrafficSnapshot) -> None:
         self.snapshots[step] = snapshot
         while len(self.snapshots) > self.keep:
             old, _ = self.snapshots.popitem(last=False)
             self.frames.pop(old, None)
+            self.ids.pop(old, None)
 
     def clear(self) -> None:
         self.snapshots.clear()
         self.frames.clear()
+        self.ids.clear()
 
 
 @dataclass
@@ -225,22 +235,48 @@ def _make_clip(history: _History, start: int, config: EpisodeConfig, cameras: tu
             in_view[slot, c] = bool(depth[0] > 0.5 and 0 <= pixel[0, 0] < camera.width
                                     and 0 <= pixel[0, 1] < camera.height)
 
-    frames = np.stack([_frames_at(history, start + s, renderer, cameras) for s in range(config.frame_steps)])
+    # The t0 frame is rendered with its id pass, in its place among the others: what the renderer drew
+    # before can change a few pixels of a frame (seen in a multi-camera renderer's early frames), so
+    # frames are rendered in the same order as without the id pass and the RGB stays the same bytes.
+    frames = np.stack([_frames_at(history, start + s, renderer, cameras, with_ids=start + s == t0)
+                       for s in range(config.frame_steps)])
+
+    # How much of each agent the t0 images show.
+    seen = history.ids[t0]
+    rendered = {agent.sumo_id: i for i, agent in enumerate(reference.agents)}
+    visible_px = np.zeros((config.max_agents, len(cameras)), np.int32)
+    visibility = np.zeros((config.max_agents, len(cameras)), np.float32)
+    if near:
+        visible_px[: len(near)], visibility[: len(near)] = renderer.agent_visibility(
+            _pose_of(reference), reference.agents, seen, [rendered[agent.sumo_id] for agent in near])
     return Clip(frames=frames, ego=ego, agents=agents, agent_valid=valid, agent_size=size, agent_label=label,
-                agent_id=ids, agent_in_view=in_view, ego_pose_map=np.array([ego0.x, ego0.y, ego0.heading]),
+                agent_id=ids, agent_in_view=in_view, agent_visible_px=visible_px, agent_visibility=visibility,
+                ego_pose_map=np.array([ego0.x, ego0.y, ego0.heading]),
                 time_s=reference.time, meta={"map": files.map.name, "seed": files.seed, "ego": ego0.sumo_id,
                                              "agents_dropped": len(within) - len(near)})
 
 
-def _frames_at(history: _History, step: int, renderer: SceneRenderer,
-               cameras: tuple[PinholeCamera, ...]) -> np.ndarray:
-    """(C, H, W, 3) images at ``step``, rendered once and shared by overlapping clips."""
+def _frames_at(history: _History, step: int, renderer: SceneRenderer, cameras: tuple[PinholeCamera, ...],
+               with_ids: bool = False) -> np.ndarray:
+    """(C, H, W, 3) images at ``step``, rendered once and shared by overlapping clips.
+
+    ``with_ids``: also have ``history.ids[step]``, the renderer's per-pixel agent ids (index into the
+    snapshot's agents, ``SceneRenderer.render_with_visibility``). A frame cached without them (a clip
+    overlapping an earlier one) is rendered again for them and keeps its cached images.
+    """
+    snapshot = history.snapshots[step]
+    if with_ids and step not in history.ids:
+        images, history.ids[step] = renderer.render_with_visibility(_pose_of(snapshot), snapshot.agents)
+        history.frames.setdefault(step, images)
     if step not in history.frames:
-        snapshot = history.snapshots[step]
-        history.frames[step] = renderer.render(Pose2D(snapshot.ego.x, snapshot.ego.y, snapshot.ego.heading),
-                                               snapshot.agents)
+        history.frames[step] = renderer.render(_pose_of(snapshot), snapshot.agents)
     images = history.frames[step]
     return np.stack([images[camera.name] for camera in cameras])
+
+
+def _pose_of(snapshot: TrafficSnapshot) -> Pose2D:
+    """The ego's pose in a snapshot, as the renderer takes it."""
+    return Pose2D(snapshot.ego.x, snapshot.ego.y, snapshot.ego.heading)
 
 
 def _local_state(pose: Pose2D, agent: AgentState) -> np.ndarray:

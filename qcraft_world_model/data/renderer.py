@@ -5,6 +5,10 @@ ground, a sun and fog, seen through the rig's pinhole cameras. Each scene gets
 its own palette and lighting (``SceneStyle.random``) so a model cannot key on
 one look. One renderer per process; rendering is deterministic for a given
 scene, style and Mesa build.
+
+``render_with_visibility`` also renders, per camera, which agent is seen at
+each pixel (a second, flat-shaded pass), and ``agent_visibility`` turns that
+into the fraction of each agent's unoccluded silhouette that is in view.
 """
 
 from __future__ import annotations
@@ -101,6 +105,11 @@ _SHAPES: dict[AgentLabel, tuple[tuple[float, float, float, float, float, str], .
 }
 _ROLE_COLORS = {"glass": (0.12, 0.14, 0.18), "dark": (0.08, 0.08, 0.08), "skin": (0.85, 0.68, 0.55)}
 
+#: Clipping planes of every camera lens, m; the silhouettes of ``agent_silhouette`` are clipped the same way.
+NEAR_M, FAR_M = 0.3, 400.0
+#: Tag on an agent's holder node naming its id (index + 1) to the id cameras (``Camera.setTagState``).
+_ID_TAG = "agent_id"
+
 
 class SceneRenderer:
     """Renders the rig's cameras for one scene; reuse across frames, close at the end."""
@@ -118,6 +127,12 @@ class SceneRenderer:
         self._buffers = []
         self._textures = []
         self._camera_nodes = []
+        # The id pass (``_add_id_pass``): per camera a second buffer of the same size, seen by a camera
+        # at the same place through the same lens, that draws every node flat in its agent's id colour.
+        self._id_buffers = []
+        self._id_textures = []
+        self._id_cameras = []
+        self._id_tags = 0  # tag states registered on each id camera: ids 1.._id_tags
         self._ego_node = self._root.attachNewNode("ego")
         try:
             for camera in self.cameras:
@@ -137,11 +152,104 @@ class SceneRenderer:
 
     def render(self, ego: Pose2D, agents: Sequence[AgentState]) -> dict[str, np.ndarray]:
         """Images (H, W, 3) uint8 RGB per camera name, for the ego at ``ego`` among ``agents``."""
+        self._pose(ego, agents)
+        self._engine.renderFrame()
+        return self._images()
+
+    def render_with_visibility(self, ego: Pose2D, agents: Sequence[AgentState]
+                               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The images of ``render`` (the same bytes) and, per camera name, which agent each pixel shows.
+
+        The second map is (H * supersample, W * supersample) int32, at the resolution the scene is
+        rasterised at before the images are shrunk: the index into ``agents`` of the agent seen at
+        that pixel, -1 where the sky, the ground, a road or a roadside box is seen. Depth-tested
+        against everything, so an agent behind a building or a bus is not there.
+        """
+        if not self._id_buffers:
+            self._add_id_pass()
+        for index, node in enumerate(self._pose(ego, agents)):
+            node.setTag(_ID_TAG, str(index + 1))  # read by the id cameras only
+        # Register an id camera state per agent index up to the most agents seen so far.
+        for value in range(self._id_tags + 1, len(agents) + 1):
+            state = self._core.RenderState.make(self._core.ShaderAttrib.make().setShaderInput(
+                self._core.ShaderInput("agent_id", self._core.LVecBase4f(value, 0, 0, 0))))
+            for id_camera in self._id_cameras:
+                id_camera.node().setTagState(str(value), state)
+        self._id_tags = max(self._id_tags, len(agents))
+        for buffer in self._id_buffers:
+            buffer.setActive(True)
+        try:
+            self._engine.renderFrame()
+        finally:
+            for buffer in self._id_buffers:
+                buffer.setActive(False)
+        ids = {}
+        for camera, texture in zip(self.cameras, self._id_textures):
+            raw = texture.getRamImageAs("RGB")
+            if raw is None or len(raw) == 0:
+                raise RenderError(f"camera {camera.name}: the id buffer returned no image")
+            size = (camera.height * self.supersample, camera.width * self.supersample)
+            rgb = np.frombuffer(raw, np.uint8).reshape(size + (3,))[::-1].astype(np.int32)
+            ids[camera.name] = np.ascontiguousarray(rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16) - 1)
+        return self._images(), ids
+
+    def agent_visibility(self, ego: Pose2D, agents: Sequence[AgentState], ids: dict[str, np.ndarray],
+                         which: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """How much of each agent the cameras see, from the id maps of ``render_with_visibility``.
+
+        For the agents ``which`` (indices into ``agents``; all by default), in that order, per camera:
+        ``visible_px`` (N, C) int32, the pixels showing the agent, counted in image pixels (the
+        supersampled count / supersample², rounded half up), and ``visibility`` (N, C) float32 in [0, 1], the
+        fraction of the agent's unoccluded silhouette (``agent_silhouette``: its own boxes projected,
+        clipped to the image and the lens's near and far planes) that shows it, both at the
+        supersampled resolution. 0 where the agent is out of view or behind the camera. An agent
+        smaller than a pixel can have ``visible_px`` 0 and ``visibility`` above 0.
+        """
+        which = range(len(agents)) if which is None else which
+        per_pixel = self.supersample ** 2
+        visible_px = np.zeros((len(which), len(self.cameras)), np.int32)
+        visibility = np.zeros((len(which), len(self.cameras)), np.float32)
+        for c, camera in enumerate(self.cameras):
+            seen = ids[camera.name]
+            counts = np.bincount(seen.ravel() + 1, minlength=len(agents) + 1)[1:]
+            for row, index in enumerate(which):
+                visible_px[row, c] = (counts[index] + per_pixel // 2) // per_pixel
+                if counts[index] == 0:
+                    continue
+                silhouette = agent_silhouette(camera, ego, agents[index], self.supersample)
+                if silhouette is None:
+                    continue
+                (r0, c0), mask = silhouette
+                window = seen[r0: r0 + mask.shape[0], c0: c0 + mask.shape[1]]
+                # Only pixels inside the silhouette count, so a half-pixel disagreement at the edge
+                # between the GPU's rasteriser and this one cannot push the fraction over 1.
+                visibility[row, c] = np.count_nonzero(window[mask] == index) / np.count_nonzero(mask)
+        return visible_px, visibility
+
+    def close(self) -> None:
+        """Release the offscreen buffers (the GL context stays for the next renderer)."""
+        for buffer in self._buffers + self._id_buffers:
+            self._engine.removeWindow(buffer)
+        self._buffers.clear()
+        self._id_buffers.clear()
+        self._root.removeNode()
+
+    def __enter__(self) -> SceneRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _pose(self, ego: Pose2D, agents: Sequence[AgentState]) -> list:
+        """Move the ego (and its cameras and ground) and the agents into place for the next frame;
+        the agents' holder nodes, in the order of ``agents``."""
         self._ego_node.setPos(ego.x, ego.y, 0.0)
         self._ego_node.setH(math.degrees(ego.heading))
         self._ground.setPos(ego.x, ego.y, 0)
-        self._place_agents(agents)
-        self._engine.renderFrame()
+        return self._place_agents(agents)
+
+    def _images(self) -> dict[str, np.ndarray]:
+        """The RGB buffers of the last frame, shrunk to the cameras' image size."""
         images = {}
         for camera, texture in zip(self.cameras, self._textures):
             raw = texture.getRamImageAs("RGB")
@@ -154,38 +262,15 @@ class SceneRenderer:
             images[camera.name] = np.ascontiguousarray(image)
         return images
 
-    def close(self) -> None:
-        """Release the offscreen buffers (the GL context stays for the next renderer)."""
-        for buffer in self._buffers:
-            self._engine.removeWindow(buffer)
-        self._buffers.clear()
-        self._root.removeNode()
-
-    def __enter__(self) -> SceneRenderer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- set-up ------------------------------------------------------------------
 
     def _add_camera(self, camera: PinholeCamera) -> None:
         core = self._core
-        fb = core.FrameBufferProperties()
-        fb.setRgbColor(True)
-        fb.setRgbaBits(8, 8, 8, 0)
-        fb.setDepthBits(24)
-        size = core.WindowProperties.size(camera.width * self.supersample, camera.height * self.supersample)
-        buffer = self._engine.makeOutput(self._pipe, f"cam-{camera.name}", -1, fb, size,
-                                         core.GraphicsPipe.BFRefuseWindow, None, None)
-        if buffer is None:
-            raise RenderError(f"could not create an offscreen buffer for camera {camera.name}")
-        texture = core.Texture()
-        buffer.addRenderTexture(texture, core.GraphicsOutput.RTMCopyRam)
-        buffer.setClearColor((*self.style.sky, 1))
+        buffer, texture = self._offscreen(f"cam-{camera.name}", camera, (*self.style.sky, 1))
+        self._buffers.append(buffer)
         lens = core.PerspectiveLens()
         lens.setFov(camera.hfov_deg, camera.vfov_deg)
-        lens.setNearFar(0.3, 400.0)
+        lens.setNearFar(NEAR_M, FAR_M)
         node = core.Camera(f"camera-{camera.name}", lens)
         node_path = self._ego_node.attachNewNode(node)
         node_path.setPos(camera.x, camera.y, camera.z)
@@ -193,9 +278,57 @@ class SceneRenderer:
         node_path.setHpr(camera.yaw_deg - 90.0, -camera.pitch_down_deg, 0.0)
         region = buffer.makeDisplayRegion()
         region.setCamera(node_path)
-        self._buffers.append(buffer)
         self._textures.append(texture)
         self._camera_nodes.append(node_path)
+
+    def _add_id_pass(self) -> None:
+        """Give every camera its id camera: same place, same lens, its own buffer.
+
+        Made on the first ``render_with_visibility``, not with the renderer, and drawn in the RGB
+        buffer's GL context: with extra buffers (own contexts, or made at start-up) the odd pixel of
+        a later RGB frame came out one level different (1 in ~10^7 supersampled pixels), probably
+        because Panda breaks draw-order ties between same-state surfaces by memory address, which
+        decides coplanar road triangles. So a renderer that only ``render``s draws exactly as before.
+
+        The id shader is set on each id camera's initial state with a higher priority than the scene's
+        shader, so it wins everywhere; an agent's id reaches it as a tag state on the agent's holder
+        node, which only id cameras read, so the scene's own render state is untouched. Black clear: id
+        0, nothing.
+        """
+        core = self._core
+        shader = core.Shader.make(core.Shader.SL_GLSL, vertex=_ID_VERTEX_SHADER, fragment=_ID_FRAGMENT_SHADER)
+        initial = core.RenderState.make(core.ShaderAttrib.make(shader, 1000).setShaderInput(
+            core.ShaderInput("agent_id", core.LVecBase4f(0))))
+        for camera, buffer, node_path in zip(self.cameras, self._buffers, self._camera_nodes):
+            id_buffer, id_texture = self._offscreen(f"ids-{camera.name}", camera, (0, 0, 0, 1), buffer.getGsg())
+            self._id_buffers.append(id_buffer)
+            id_node = core.Camera(f"ids-{camera.name}", node_path.node().getLens())
+            id_node.setInitialState(initial)
+            id_node.setTagStateKey(_ID_TAG)
+            id_path = node_path.attachNewNode(id_node)
+            id_buffer.makeDisplayRegion().setCamera(id_path)
+            id_buffer.setActive(False)  # drawn only in render_with_visibility
+            self._id_textures.append(id_texture)
+            self._id_cameras.append(id_path)
+
+    def _offscreen(self, name: str, camera: PinholeCamera, clear: tuple[float, float, float, float],
+                   gsg=None):  # noqa: ANN001, ANN202 - panda3d GraphicsStateGuardian, GraphicsOutput
+        """An 8-bit RGB offscreen buffer with depth at the camera's supersampled size, copied to RAM;
+        in the graphics context ``gsg``, or a new one."""
+        core = self._core
+        fb = core.FrameBufferProperties()
+        fb.setRgbColor(True)
+        fb.setRgbaBits(8, 8, 8, 0)
+        fb.setDepthBits(24)
+        size = core.WindowProperties.size(camera.width * self.supersample, camera.height * self.supersample)
+        buffer = self._engine.makeOutput(self._pipe, name, -1, fb, size, core.GraphicsPipe.BFRefuseWindow,
+                                         gsg, None)
+        if buffer is None:
+            raise RenderError(f"could not create an offscreen buffer for camera {camera.name}")
+        texture = core.Texture()
+        buffer.addRenderTexture(texture, core.GraphicsOutput.RTMCopyRam)
+        buffer.setClearColor(clear)
+        return buffer, texture
 
     def _setup_lights_and_fog(self) -> None:
         """Sun, ambient light and haze in one small GLSL shader, per pixel.
@@ -299,11 +432,14 @@ class SceneRenderer:
             pool.append(holder)
         return pool[index]
 
-    def _place_agents(self, agents: Sequence[AgentState]) -> None:
+    def _place_agents(self, agents: Sequence[AgentState]) -> list:
+        """Show, place and paint a pooled node per agent, hide the rest; the nodes, in agent order."""
         used = {label: 0 for label in AgentLabel}
+        nodes = []
         for agent in agents:
             node = self._agent_node(agent.label, used[agent.label])
             used[agent.label] += 1
+            nodes.append(node)
             node.show()
             node.setPos(agent.x, agent.y, agent.z)
             node.setH(math.degrees(agent.heading))
@@ -315,7 +451,126 @@ class SceneRenderer:
         for label, pool in self._pool.items():
             for node in pool[used[label]:]:
                 node.hide()
+        return nodes
 
+
+def agent_silhouette(camera: PinholeCamera, ego: Pose2D, agent: AgentState, supersample: int = 1
+                     ) -> tuple[tuple[int, int], np.ndarray] | None:
+    """The pixels ``agent`` would cover in ``camera``'s image if nothing stood in front of it.
+
+    Rasterised the way the GPU draws the agent in ``SceneRenderer``: the faces of its part boxes
+    (``_SHAPES``) that face the camera (the others are culled), each clipped to the lens's near and
+    far planes and projected; a pixel is covered when its centre lies inside one, as in OpenGL. So a
+    box cut by the near plane covers what its remaining faces cover, not a solid cap. At the image
+    size times ``supersample``, the resolution of ``render_with_visibility``'s id maps. Returns
+    ((row, column) of the mask's top-left pixel, (h, w) bool mask), or None where the agent covers
+    no pixel (out of view, behind the camera).
+    """
+    width, height = camera.width * supersample, camera.height * supersample
+    c, s = math.cos(agent.heading), math.sin(agent.heading)
+    k = np.arange(8)
+    polygons = []
+    for x0, x1, half, z0, z1, _ in _SHAPES[agent.label]:
+        # Corner k takes x, y, z from bits 0, 1, 2 of k.
+        local = np.stack([np.where(k & 1, x1, x0) * agent.length, np.where(k & 2, half, -half) * agent.width,
+                          np.where(k & 4, z1, z0) * agent.height + agent.z], axis=1)
+        world = np.stack([agent.x + c * local[:, 0] - s * local[:, 1], agent.y + s * local[:, 0] + c * local[:, 1]],
+                         axis=1)
+        corners = camera.ego_to_optical(np.concatenate([ego.to_local(world), local[:, 2:]], axis=1))
+        if ((corners[:, 2] > NEAR_M) & (corners[:, 2] < FAR_M)).all():
+            # Wholly between the planes (the common case): the faces towards the camera cover the
+            # projected box, the convex hull of its projected corners; one polygon instead of three.
+            projected = np.stack([camera.fx * corners[:, 0] / corners[:, 2] + camera.cx,
+                                  camera.fy * corners[:, 1] / corners[:, 2] + camera.cy], axis=1) * supersample
+            polygons.append(cv2.convexHull(projected.astype(np.float32))[:, 0].astype(np.float64))
+            continue
+        centre = corners.mean(axis=0)
+        for face in _BOX_FACES:
+            quad = corners[face]
+            # Front-facing: the outward normal (face centre minus box centre, for a box) points at the
+            # camera, which sits at the optical origin.
+            middle = quad.mean(axis=0)
+            if np.dot(middle - centre, middle) >= 0:
+                continue
+            for plane, keep in ((NEAR_M, 1.0), (FAR_M, -1.0)):
+                quad = _clip_polygon(quad, plane, keep)
+            if len(quad) >= 3:
+                polygons.append(np.stack([camera.fx * quad[:, 0] / quad[:, 2] + camera.cx,
+                                          camera.fy * quad[:, 1] / quad[:, 2] + camera.cy], axis=1) * supersample)
+    if not polygons:
+        return None
+    # Pixel j is covered when its centre j + 0.5 is: the pixels whose centres lie within the polygons' box.
+    spans = [(polygon, span) for polygon in polygons if (span := _pixel_span(polygon, width, height)) is not None]
+    if not spans:
+        return None
+    row0, col0 = min(span[0] for _, span in spans), min(span[1] for _, span in spans)
+    row1, col1 = max(span[2] for _, span in spans), max(span[3] for _, span in spans)
+    mask = np.zeros((row1 - row0 + 1, col1 - col0 + 1), bool)
+    for polygon, (r0, c0, r1, c1) in spans:
+        u = np.arange(c0, c1 + 1) + 0.5
+        v = (np.arange(r0, r1 + 1) + 0.5)[:, None]
+        following = polygon[np.r_[1:len(polygon), 0]]
+        # Inside a convex polygon: on the same side of every edge as its winding (signed area) says.
+        edge = (following - polygon) * np.sign(np.sum(polygon[:, 0] * following[:, 1] - following[:, 0] * polygon[:, 1]))
+        inside = np.ones((len(v), len(u)), bool)
+        for (px, py), (ex, ey) in zip(polygon.tolist(), edge.tolist()):
+            inside &= ex * (v - py) >= ey * (u - px)
+        mask[r0 - row0: r1 - row0 + 1, c0 - col0: c1 - col0 + 1] |= inside
+    return ((row0, col0), mask) if mask.any() else None
+
+
+def _clip_polygon(polygon: np.ndarray, depth: float, keep: float) -> np.ndarray:
+    """The part of a convex (N, 3) optical-frame polygon with keep * (z - depth) >= 0 (Sutherland-Hodgman)."""
+    if len(polygon) == 0:
+        return polygon
+    side = keep * (polygon[:, 2] - depth)
+    if (side >= 0).all():
+        return polygon
+    out = []
+    for i in range(len(polygon)):
+        j = (i + 1) % len(polygon)
+        if side[i] >= 0:
+            out.append(polygon[i])
+        if (side[i] >= 0) != (side[j] >= 0):
+            t = side[i] / (side[i] - side[j])
+            out.append(polygon[i] + t * (polygon[j] - polygon[i]))
+    return np.array(out).reshape(-1, 3)
+
+
+def _pixel_span(polygon: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """(row0, col0, row1, col1), inclusive, of the in-image pixels whose centres lie in the polygon's bounds."""
+    col0, row0 = np.maximum(np.ceil(polygon.min(axis=0) - 0.5), 0)
+    col1, row1 = np.minimum(np.floor(polygon.max(axis=0) - 0.5), (width - 1, height - 1))
+    if col1 < col0 or row1 < row0:
+        return None
+    return int(row0), int(col0), int(row1), int(col1)
+
+
+#: The 6 faces of a box whose corner k has x, y, z from bits 0, 1, 2 of k, corners in cyclic order.
+_BOX_FACES = np.array([(0, 2, 6, 4), (1, 3, 7, 5), (0, 1, 5, 4), (2, 3, 7, 6), (0, 1, 3, 2), (4, 5, 7, 6)])
+
+#: The id pass: position only, flat colour = id (agent index + 1; 0 for static geometry) in 24 bits,
+#: no light, no fog, so every pixel decodes exactly.
+_ID_VERTEX_SHADER = """
+#version 120
+uniform mat4 p3d_ModelViewProjectionMatrix;
+attribute vec4 p3d_Vertex;
+void main() {
+    gl_Position = p3d_ModelViewProjectionMatrix * p3d_Vertex;
+}
+"""
+
+_ID_FRAGMENT_SHADER = """
+#version 120
+uniform float agent_id;
+void main() {
+    // Integers below 2^24 are exact in a float; k / 255 lands exactly on byte k.
+    float high = floor(agent_id / 65536.0);
+    float mid = floor((agent_id - high * 65536.0) / 256.0);
+    float low = agent_id - high * 65536.0 - mid * 256.0;
+    gl_FragColor = vec4(low, mid, high, 255.0) / 255.0;
+}
+"""
 
 _VERTEX_SHADER = """
 #version 120

@@ -147,6 +147,7 @@ def _ground_truth(bag: BagWriter, ego: AgentState, agents: tuple[AgentState, ...
             dimensions=_vector(bag, agent.length, agent.width, agent.height),
             twist=types["geometry_msgs/msg/Twist"](linear=_vector(bag, vx, vy, 0.0),
                                                    angular=_vector(bag, 0.0, 0.0, 0.0)),
+            pose_covariance=np.zeros(36), twist_covariance=np.zeros(36),  # exact ground truth
             time_step=zero, paths=[]))
     return types[msgtype("GroundTruthAgents")](header=bag.header(stamp, "base_link"), agents=entries,
                                                source=f"sumo:{config.map} seed={config.seed}")
