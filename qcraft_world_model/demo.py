@@ -145,7 +145,14 @@ def _live_part(out: Path) -> dict | None:
     if not bag.is_dir():
         return None
     params = out / "predictor.yaml"
-    params.write_text(PREDICTOR_PARAMS.format(model=folder.resolve()))
+    # The drive's camera mount (the node cannot read /tf_static without tf2_msgs) and its CameraInfo.
+    from qcraft_world_model.data.bag_clips import bag_cameras
+    from qcraft_world_model.ros.camera_geometry import camera_parameters_yaml
+
+    (camera,) = bag_cameras(bag, 128)
+    params.write_text(PREDICTOR_PARAMS.format(model=folder.resolve()).replace(
+        "topic: /sensing/camera/front/image_raw\n", "topic: /sensing/camera/front/image_raw\n"
+        + camera_parameters_yaml(camera, "/sensing/camera/front/camera_info")))
     domain = 150 + os.getpid() % 80  # a domain of its own: nothing else on this machine hears the demo
     log = out / "predictor.log"
     print(f"\nstarting the predictor node (log: {log}) and replaying the drive into it at its recorded rate ...")

@@ -33,6 +33,7 @@ modes: 2
 path_steps: [5, 10, 15, 20, 25, 30]
 classes: 8
 decoder_dim: 16
+head_dim: 16
 """
 
 
@@ -89,15 +90,28 @@ def test_evaluate_writes_the_documented_json_and_report(tiny_data: Path, tiny_pr
                       warmup=1), progress=False)
     result, examples = evaluate_clips(load_model(tmp_path / "run"), tiny_data, examples=2)
     assert len(result["model"]["frames"]["psnr"]) == 2 and len(result["model"]["frames"]["ssim"]) == 2
-    for key in ("recall_2m", "precision_2m", "minADE_1", "minFDE_1", "minFDE_3", "miss_rate_3", "scene_accuracy",
-                "matched"):
-        assert key in result["model"]["agents"], key
-        assert key in result["baselines"]["constant_velocity"]["agents"], key
-    assert set(result["model"]["agents"]["minFDE_1"]) == {"1s", "2s", "3s"}
-    assert "frames" in result["baselines"]["copy_last_frame"]
+    agents = result["model"]["agents"]
+    for key in ("recall_2m", "precision_2m", "let_recall", "let_precision", "ate", "ase", "aoe", "ave", "minADE_1",
+                "minFDE_1", "minFDE_K", "miss_rate_K", "epa", "matched", "map", "by_range", "by_class", "targets",
+                "filter"):
+        assert key in agents, key
+    assert set(agents["by_class"]) == {"car", "pedestrian", "bicycle"}
+    assert set(agents["by_range"]) == {"0-10", "10-20", "20-30", "30-50"}
+    for key in ("ap_0.5m", "ap_1m", "ap_2m", "ap_4m", "let_recall", "true_agents", "by_range"):
+        assert key in agents["by_class"]["car"], key
+    assert set(agents["minFDE_1"]) == {"1s", "2s", "3s"}
+    # The clips carry rendered visibility: scope is decided by it, and recall is reported by its bins.
+    assert "rendered visible share" in agents["filter"] and set(agents["by_visibility"]) == {
+        "0-40%", "40-60%", "60-80%", "80-100%"}
+    baselines = result["baselines"]
+    for name in ("constant_velocity_instantaneous", "constant_velocity_finite_difference"):
+        assert {"same_agents", "all_agents"} <= set(baselines[name]), name
+        assert "epa" in baselines[name]["all_agents"]
+    assert "epa" in baselines["constant_velocity_own_detections"]["agents"]
+    assert "frames" in baselines["copy_last_frame"]
     report = write_report(tmp_path / "report", result, examples)
-    assert "PSNR copy-last-frame" in report.read_text()
-    for name in ("frames.png", "bev.png", "metrics.png", "metrics.json"):
+    assert "PSNR copy-last-frame" in report.read_text() and "EPA" in report.read_text()
+    for name in ("frames.png", "bev.png", "camera.png", "metrics.png", "metrics.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["data"]["clips"] == 4
 

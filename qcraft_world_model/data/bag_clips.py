@@ -61,6 +61,21 @@ def camera_from_messages(name: str, info, transform, size: int) -> PinholeCamera
     return PinholeCamera(name, size, size, hfov, t.x, t.y, t.z, yaw, pitch)
 
 
+def bag_cameras(bag: str | Path, image_size: int) -> tuple[PinholeCamera, ...]:
+    """The bag's cameras (CameraInfo + their /tf_static mounts), by name, without decoding any image."""
+    infos, mounts = {}, {}
+    for record in read_messages(bag):
+        if record.message is None:
+            continue
+        if record.topic.startswith("/sensing/camera/") and record.topic.endswith("/camera_info"):
+            infos.setdefault(record.topic.split("/")[3], record.message)
+        elif record.topic == "/tf_static":
+            for transform in record.message.transforms:
+                mounts[transform.child_frame_id] = transform
+    names = sorted(n for n in infos if f"camera_{n}_optical" in mounts)
+    return tuple(camera_from_messages(n, infos[n], mounts[f"camera_{n}_optical"], image_size) for n in names)
+
+
 def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_frames: int = 10,
                    future_steps: int = 30, stride: int = 10, max_agents: int = 128) -> BagClips:
     """Cut every ``stride``-th possible window of the bag into a clip."""

@@ -6,8 +6,9 @@ windows how far the outputs move from the FP32 model's:
 
 - ``transformer_rel_l2``: relative L2 of the transformer's tokens and anchors;
 - ``psnr_drop_db``: the mean drop of frame PSNR against the *real* future, per horizon;
-- ``path_shift_m``: on the anchors the FP32 model reports (existence > 0.5), the
-  mean distance between the FP32 and INT8 endpoints of the most likely path.
+- ``path_shift_m``: on the agent-grid cells where the FP32 model sees an agent
+  (heat map > 0.5), the mean distance between the FP32 and INT8 endpoints of the
+  most likely path there.
   This compares the same agents, which the minFDE of two separately matched
   sets cannot (a model that finds one more agent moves minFDE by more than
   any quantization error).

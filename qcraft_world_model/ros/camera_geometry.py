@@ -34,3 +34,16 @@ def camera_geometry(camera: CameraConfig, target: TargetSize, info: object | Non
                               f"(size {info.width}x{info.height}, fx {k[0]}, fy {k[4]})")
     native = CameraGeometry.from_mount(int(info.width), int(info.height), k[0], k[4], k[2], k[5], *mount)
     return native.resized(target.width, target.height, target.mode)
+
+
+def camera_parameters_yaml(camera: object, info_topic: str = "", indent: int = 8) -> str:
+    """The per-camera node parameters (mount, field of view, CameraInfo topic) describing ``camera``
+    (a ``data.camera_rig.PinholeCamera``), as YAML lines under ``cameras.<name>``: what a parameter
+    file for replaying a bag recorded with that camera needs, since the node cannot read /tf_static."""
+    pad = " " * indent
+    lines = [f"{pad}hfov_deg: {camera.hfov_deg!r}", f"{pad}mount:"]
+    lines += [f"{pad}  {key}: {float(getattr(camera, attr))!r}" for key, attr in
+              (("x", "x"), ("y", "y"), ("z", "z"), ("yaw_deg", "yaw_deg"), ("pitch_down_deg", "pitch_down_deg"))]
+    if info_topic:
+        lines.append(f"{pad}camera_info_topic: {info_topic}")
+    return "\n".join(lines) + "\n"
