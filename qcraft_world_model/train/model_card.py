@@ -15,17 +15,23 @@ from qcraft_world_model.eval.report import agents_tables, frames_table
 
 #: What the evaluation showed the shipped models cannot do (kept with the code that writes the card).
 KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
-    "Agent detection is far from usable: recall@2m 0.05 on the held-out map (target 0.8). From 128x128 "
-    "frames a car at 25 m spans ~10 px, 2 m is an 8 % depth error, and 30 CPU minutes of DETR-style "
-    "matching do not converge; 4.4x more training on a GPU reached only 0.09 (docs/model.md).",
-    "Its paths, on the few agents it does find, lose to constant velocity for the most likely path "
-    "(minFDE_1 at 3 s 6.8 m vs 4.7 m) and win only as the best of three (minFDE_3 2.7 m).",
-    "Predicted frames beat copy-last-frame (+0.7 to +2.0 dB PSNR) by blurring what moves: fine for a "
-    "planner-facing world model's coarse layout, not a photoreal forecast; turns produce ghosting.",
+    "Agents are placed with the camera's geometry: the node must be told each camera's mount "
+    "(cameras.<name>.mount.*) and should get CameraInfo; it does not read /tf_static yet. With the default "
+    "mount on a camera mounted elsewhere, cars' LET recall fell from 0.41 to 0.13 (docs/model.md).",
+    "Range is what fails with distance: at 128 px a 0.5 px keypoint error is 2.2 m of range at 20 m and 5.2 m "
+    "at 30 m (the bound table above); cars beyond 30 m are almost never within 2 m. The project's targets "
+    "(cars within 30 m LET recall >= 0.8 at precision >= 0.7) are not met; a wider, higher-resolution "
+    "preset is what the bound says would close most of the gap.",
+    "Paths lose to constant velocity, also to constant velocity on the model's own detections: velocity "
+    "errors grow with the ego's speed (median 1.4 m/s with the ego below 3 m/s, 5.2 m/s above 8 m/s), "
+    "the sign of a model that cannot tell its own motion from the agents'. Ego motion (odometry) as an "
+    "input is the missing piece; do not plan on these paths.",
+    "Pedestrians and two-wheelers are few in the data (42 and 69 in scope in the 200 evaluation clips) and "
+    "poorly found beyond 10 m.",
+    "Predicted frames beat copy-last-frame on PSNR and SSIM at every horizon on the held-out map by "
+    "blurring what moves: a coarse forecast, not a photoreal one.",
     "Trained and evaluated only on simulated scenes (SUMO + flat-shaded rendering); one front camera; "
     "no night, weather, lens distortion or real sensor noise.",
-    "Agents in view are found by box-centre projection without occlusion, so some targets are hidden "
-    "behind other vehicles and cannot be seen in the frames.",
 ]}
 
 
