@@ -28,7 +28,7 @@ def rss_mb(pid: int) -> float:
 
 def model_for(cameras: int, folder: Path) -> Path:
     """The shipped lite model for one camera; a random-weight lite with more cameras (latency only)."""
-    from qcraft_world_model.train.model_card import default_model
+    from qcraft_world_model.runtime.model_folder import default_model
 
     if cameras == 1:
         return default_model("lite")

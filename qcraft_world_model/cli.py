@@ -132,7 +132,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
-    from qcraft_world_model.train.trainer import load_model
+    from qcraft_world_model.runtime.model_folder import load_model
 
     model = load_model(args.model)
     if args.recorded:
@@ -215,7 +215,7 @@ def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> di
     """FP32 on the same data next to the planned model; the per-layer sensitivity table when it misses."""
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
-    from qcraft_world_model.train.trainer import load_model
+    from qcraft_world_model.runtime.model_folder import load_model
 
     # A QAT model is judged against the FP32 model it was fine-tuned from (--reference), not its own weights.
     reference_model = load_model(args.reference) if args.reference else model
@@ -250,7 +250,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
     from qcraft_world_model.bench.model import bench_model
-    from qcraft_world_model.train.model_card import default_model
+    from qcraft_world_model.runtime.model_folder import default_model
 
     model_dir = str(args.model or default_model("lite"))
     result = bench_model(model_dir, str(args.calibration), tuple(args.precisions.split(",")), args.repeats,
@@ -262,8 +262,8 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from qcraft_world_model.runtime.onnx_export import export_onnx
-    from qcraft_world_model.train.model_card import default_model
-    from qcraft_world_model.train.trainer import load_model
+    from qcraft_world_model.runtime.model_folder import default_model
+    from qcraft_world_model.runtime.model_folder import load_model
 
     folder = args.model or default_model("lite")
     model = load_model(folder)

@@ -97,8 +97,8 @@ def _model_part(out: Path) -> dict | None:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
-    from qcraft_world_model.train.model_card import default_model
-    from qcraft_world_model.train.trainer import load_model
+    from qcraft_world_model.runtime.model_folder import default_model
+    from qcraft_world_model.runtime.model_folder import load_model
 
     try:
         folder = default_model("lite")
@@ -130,8 +130,8 @@ def _live_part(out: Path) -> dict | None:
 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import camera_paths_picture, frames_picture, live_offline_table
-    from qcraft_world_model.train.model_card import default_model
-    from qcraft_world_model.train.trainer import load_model
+    from qcraft_world_model.runtime.model_folder import default_model
+    from qcraft_world_model.runtime.model_folder import load_model
 
     bag = out / "berlin_drive"
     try:

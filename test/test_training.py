@@ -13,7 +13,8 @@ from qcraft_world_model.data.clip_dataset import DatasetError
 from qcraft_world_model.data.generate import DatasetPlan, generate_dataset
 from qcraft_world_model.eval.evaluate import evaluate_clips
 from qcraft_world_model.eval.report import write_report
-from qcraft_world_model.train.trainer import TrainConfig, load_model, train
+from qcraft_world_model.runtime.model_folder import load_model
+from qcraft_world_model.train.trainer import TrainConfig, train
 
 TINY_MODEL = """
 preset: tiny

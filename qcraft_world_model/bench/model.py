@@ -20,7 +20,7 @@ import torch
 from qcraft_world_model.bench.attention import describe_device
 from qcraft_world_model.quant.pt2e import int8_weight_bytes
 from qcraft_world_model.runtime.mixed import planned_model
-from qcraft_world_model.train.trainer import load_model
+from qcraft_world_model.runtime.model_folder import load_model
 
 
 def _time(call: Callable[[], Any], repeats: int) -> dict[str, float]:

@@ -15,7 +15,7 @@ from qcraft_world_model.model.geometry import CameraGeometry
 from qcraft_world_model.model.losses import AgentTargets
 from qcraft_world_model.train.agent_targets import dense_targets
 
-#: Agents the model is asked to find: visible in a camera at t0 and this close.
+#: Agents the model is asked to find: this close at t0 (and their footprint seen, see agent_targets.py).
 TARGET_RADIUS_M = 50.0
 
 
@@ -96,12 +96,6 @@ class ClipTensors:
     def __len__(self) -> int:
         return self.frames.shape[0]
 
-    def target_mask(self, index: torch.Tensor) -> torch.Tensor:
-        """(B, A) agents to find: valid and in view at t0, within TARGET_RADIUS_M."""
-        t0 = self.past - 1
-        position = self.agents[index, t0, :, :2]
-        return self.valid[index, t0] & self.in_view[index].any(-1) & (position.norm(dim=-1) <= TARGET_RADIUS_M)
-
     def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None, targets: bool = True) -> Batch:
         """Clips ``index`` as a batch; ``flip`` (B,) bool mirrors left/right (single camera only);
         ``targets``: build the agent head's targets (training)."""
@@ -110,7 +104,6 @@ class ClipTensors:
         window = frames[:, :, self.past - cfg.window: self.past]
         future = frames[:, :, [t0 + k for k in cfg.future_frames]].float() / 255.0
         agents = self.agents[index].clone()
-        mask = self.target_mask(index)
         if flip is not None and cfg.cameras == 1 and flip.any():
             window = torch.where(flip.view(-1, 1, 1, 1, 1, 1), window.flip(-1), window)
             future = torch.where(flip.view(-1, 1, 1, 1, 1, 1), future.flip(-1), future)

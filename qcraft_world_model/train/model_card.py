@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +31,6 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
     "Trained and evaluated only on simulated scenes (SUMO + flat-shaded rendering); one front camera; "
     "no night, weather, lens distortion or real sensor noise.",
 ]}
-
-
-def model_dirs() -> list[Path]:
-    """Where shipped models live: the source tree, then installed share/ folders (pip, colcon)."""
-    prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
-    return [Path(__file__).resolve().parents[2] / "models",
-            *(Path(p) / "share" / "qcraft_world_model" / "models" for p in prefixes)]
-
-
-def default_model(preset: str = "lite") -> Path:
-    """The folder of the shipped model of a preset."""
-    for folder in model_dirs():
-        if (folder / preset / "model.safetensors").is_file():
-            return folder / preset
-    raise FileNotFoundError(f"no shipped {preset!r} model found in: {', '.join(map(str, model_dirs()))}")
 
 
 def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, limits: list[str]) -> Path:

@@ -237,24 +237,6 @@ def save_model(out: Path, model: WorldModel, config: WorldModelConfig, summary: 
     (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": summary}, indent=2) + "\n")
 
 
-def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-    """A trained model from ``model.safetensors`` + ``config.json``, in eval mode."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    for name in ("model.safetensors", "config.json"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"model folder {folder} has no {name}")
-    config = WorldModelConfig.from_dict(json.loads((folder / "config.json").read_text())["model"])
-    model = WorldModel(config)
-    try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-    except Exception as err:  # safetensors raises its own error type for corrupt files
-        raise ValueError(f"{folder / 'model.safetensors'} does not load into a {config.preset} model: "
-                         f"{type(err).__name__}: {err}") from err
-    return model.to(device).eval()
-
-
 def plot_curves(log_path: Path, png: Path) -> None:
     """Loss curves from log.csv (matplotlib, headless)."""
     import matplotlib
