@@ -155,3 +155,18 @@ def test_node_camera_geometry_from_camera_info_and_from_parameters() -> None:
     assert (from_info.fx, from_info.fy) == pytest.approx((90.0, 160.0))
     with pytest.raises(CameraInfoError, match="no usable intrinsics"):
         camera_geometry(camera, config.image, SimpleNamespace(width=0, height=0, k=[0.0] * 9))
+
+
+def test_non_finite_outputs_decode_to_no_agent() -> None:
+    truth = scene()
+    geometry = [[PinholeCamera("front").geometry()]]
+    targets = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
+                            truth["mask"], truth["future"], truth["future_valid"], geometry, STRIDE)
+    maps = perfect_maps(targets)
+    b, c, row, col = targets.index[0].tolist()
+    maps.paths[b, c, :, row, col] = float("nan")
+    (agents,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5)
+    assert len(agents) == 2 and np.isfinite(agents.paths).all()
+    maps.heatmap[:] = float("nan")
+    (agents,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5)
+    assert len(agents) == 0

@@ -176,7 +176,10 @@ def decode_agents(pred: AgentPrediction, cameras: list[list[CameraGeometry]], st
         parts = [decode_camera(pred, b, c, camera, stride, path_steps_s[0], threshold, limit)
                  for c, camera in enumerate(rig)]
         merged = DecodedAgents(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in vars(parts[0])})
-        decoded.append(_merge_cameras(merged).take(slice(0, limit)))
+        # A non-finite output (a broken model) is no agent: planners must never see NaN positions.
+        finite = np.isfinite(merged.position).all(1) & np.isfinite(merged.paths).all((1, 2, 3)) & \
+            np.isfinite(merged.velocity).all(1) & np.isfinite(merged.size).all(1)
+        decoded.append(_merge_cameras(merged.take(finite)).take(slice(0, limit)))
     return decoded
 
 
