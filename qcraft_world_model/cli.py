@@ -262,8 +262,7 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from qcraft_world_model.runtime.onnx_export import export_onnx
-    from qcraft_world_model.runtime.model_folder import default_model
-    from qcraft_world_model.runtime.model_folder import load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     folder = args.model or default_model("lite")
     model = load_model(folder)

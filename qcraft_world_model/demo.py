@@ -97,8 +97,7 @@ def _model_part(out: Path) -> dict | None:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
-    from qcraft_world_model.runtime.model_folder import default_model
-    from qcraft_world_model.runtime.model_folder import load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     try:
         folder = default_model("lite")
@@ -112,15 +111,18 @@ def _model_part(out: Path) -> dict | None:
     report = write_report(out / "model", result, examples)
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     seconds = result["data"]["future_frames_s"]
-    agents, cv = result["model"]["agents"], result["baselines"]["constant_velocity"]["agents"]
+    agents = result["model"]["agents"]
+    cv = result["baselines"]["constant_velocity_instantaneous"]["same_agents"]
     print(f"model {folder} on {result['data']['clips']} windows of the drive:")
     print("  future frames PSNR (dB), model vs copy-last-frame: "
           + ", ".join(f"+{t:g}s {m:.1f}/{c:.1f}" for t, m, c in zip(seconds, frames, copy)))
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    print(f"  agents within 30 m in view: {agents['true_agents']}, recall@2m {fmt(agents['recall_2m'])}, "
-          f"precision@2m {fmt(agents['precision_2m'])}; minFDE@3s model {fmt(agents['minFDE_1']['3s'])} m vs "
-          f"constant velocity {fmt(cv['minFDE_1']['3s'])} m on the same {agents['matched']} agents")
-    print(f"  report with pictures: {report} (frames.png, bev.png)")
+    cars = agents["targets"]["car_30m"]
+    print(f"  agents in view within 50 m: {agents['true_agents']}; cars within 30 m: LET recall "
+          f"{fmt(cars['let_recall'])} at precision {fmt(cars['let_precision'])}, AP@2m {fmt(cars['ap_2m'])}; "
+          f"minFDE@3s model {fmt(agents['minFDE_1']['3s'])} m vs constant velocity (true past) "
+          f"{fmt(cv['minFDE_1']['3s'])} m on the same {agents['matched']} agents")
+    print(f"  report with pictures: {report} (camera.png, bev.png, frames.png, metrics.png)")
     return result
 
 
@@ -130,8 +132,7 @@ def _live_part(out: Path) -> dict | None:
 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import camera_paths_picture, frames_picture, live_offline_table
-    from qcraft_world_model.runtime.model_folder import default_model
-    from qcraft_world_model.runtime.model_folder import load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     bag = out / "berlin_drive"
     try:

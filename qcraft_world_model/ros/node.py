@@ -220,8 +220,7 @@ class PredictorNode(LifecycleNode):
 
     def _load_backend(self) -> None:
         from qcraft_world_model.runtime.backends import create_backend
-        from qcraft_world_model.runtime.model_folder import default_model
-        from qcraft_world_model.runtime.model_folder import load_model
+        from qcraft_world_model.runtime.model_folder import default_model, load_model
 
         folder = self.params["model.path"] or str(default_model("lite"))
         if not Path(folder).is_dir():
