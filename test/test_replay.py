@@ -20,8 +20,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.ros.process import start_predictor, stop
     from qcraft_world_model.ros.replay import replay_bag
-    from qcraft_world_model.runtime.model_folder import default_model
-    from qcraft_world_model.runtime.model_folder import load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     scene = tmp_path / "scene"
     write_scene_bag(scene, SceneBagConfig(map="berlin_adlershof", seed=100_321, seconds=8.0))
