@@ -66,23 +66,15 @@ class PinholeCamera:
 
     def ego_to_optical(self, points_ego: np.ndarray) -> np.ndarray:
         """Ego-frame (N, 3) points → optical frame (z forward, x right, y down)."""
-        body = (np.asarray(points_ego, dtype=np.float64) - [self.x, self.y, self.z]) @ \
-            self.rotation_ego_from_camera_body()
-        return np.stack([-body[:, 1], -body[:, 2], body[:, 0]], axis=1)
+        geometry = self.geometry()
+        return (np.asarray(points_ego, dtype=np.float64) - geometry.translation) @ geometry.rotation
 
     def project(self, points_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates (N, 2) (u right, v down, pixel centres at +0.5) and depths (N,).
 
         Points behind the camera get NaN pixels.
         """
-        optical = self.ego_to_optical(points_ego)
-        depth = optical[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = self.fx * optical[:, 0] / depth + self.cx
-            v = self.fy * optical[:, 1] / depth + self.cy
-        pixels = np.stack([u, v], axis=1)
-        pixels[depth <= 1e-6] = np.nan
-        return pixels, depth
+        return self.geometry().project(points_ego)
 
     def to_dict(self) -> dict:
         """Intrinsics and extrinsics for manifests and CameraInfo."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from qcraft_world_model.data.camera_rig import PinholeCamera
-from qcraft_world_model.eval.drawing import box_corners_3d, draw_bev, draw_boxes, label_strip
+from qcraft_world_model.eval.drawing import draw_bev, draw_boxes, label_strip
+from qcraft_world_model.model.geometry import box_corners
 
 
 def cameras_from_provenance(provenance: dict) -> tuple[PinholeCamera, ...]:
@@ -19,7 +20,7 @@ def clip_preview(sample: dict[str, np.ndarray], cameras: tuple[PinholeCamera, ..
     """Camera frames at t0 (upscaled, GT boxes of agents drawn) beside the bird's-eye view."""
     t0 = past_frames - 1
     agents, valid = sample["agents"], sample["agent_valid"]
-    boxes = [(box_corners_3d(*agents[t0, a, :3], *sample["agent_size"][a]), sample["agent_label"][a])
+    boxes = [(box_corners(agents[t0, a, :2], agents[t0, a, 2], sample["agent_size"][a])[0], sample["agent_label"][a])
              for a in range(agents.shape[1]) if valid[t0, a]]
     tiles = []
     for c, camera in enumerate(cameras):

@@ -196,7 +196,7 @@ def _write_static_transforms(bag: BagWriter, cameras: tuple[PinholeCamera, ...],
     """base_link → optical frames: the mount (yaw, pitch) then the optical axes (z forward, x right)."""
     transforms = []
     for camera in cameras:
-        rotation = camera.rotation_ego_from_camera_body() @ np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]])
+        rotation = camera.geometry().rotation  # ego ← optical
         roll, pitch, yaw = _euler_from_matrix(rotation)
         transforms.append(_transform(bag, stamp, "base_link", optical_frame(camera.name), camera.x, camera.y,
                                      camera.z, roll, pitch, yaw))

@@ -12,6 +12,7 @@ import numpy as np
 
 from qcraft_world_model.data.agents import AgentLabel
 from qcraft_world_model.data.camera_rig import PinholeCamera
+from qcraft_world_model.model.geometry import box_corners
 
 #: One colour per Autoware label (RGB).
 LABEL_COLORS: dict[int, tuple[int, int, int]] = {
@@ -19,14 +20,6 @@ LABEL_COLORS: dict[int, tuple[int, int, int]] = {
     AgentLabel.BUS: (255, 210, 0), AgentLabel.TRAILER: (200, 120, 60), AgentLabel.MOTORCYCLE: (220, 60, 220),
     AgentLabel.BICYCLE: (40, 200, 200), AgentLabel.PEDESTRIAN: (255, 60, 60),
 }
-
-
-def box_corners_3d(x: float, y: float, heading: float, length: float, width: float, height: float) -> np.ndarray:
-    """The 8 corners (8, 3) of an agent box standing on the ground, ego frame."""
-    c, s = np.cos(heading), np.sin(heading)
-    local = np.array([[dx, dy] for dx in (-length / 2, length / 2) for dy in (-width / 2, width / 2)])
-    xy = local @ np.array([[c, s], [-s, c]]) + [x, y]
-    return np.concatenate([np.c_[xy, np.zeros(4)], np.c_[xy, np.full(4, height)]])
 
 
 _BOX_EDGES = ((0, 1), (1, 3), (3, 2), (2, 0), (4, 5), (5, 7), (7, 6), (6, 4), (0, 4), (1, 5), (2, 6), (3, 7))
@@ -72,7 +65,7 @@ def draw_bev(agents: np.ndarray, valid: np.ndarray, sizes: np.ndarray, labels: n
             cv2.line(canvas, tuple(to_px(np.array([camera.x, camera.y]))), tuple(end), (90, 90, 120), 1)
     if ego is not None:
         cv2.polylines(canvas, [to_px(ego[:, :2])], False, (200, 200, 200), 1, cv2.LINE_AA)
-    _ego_box = box_corners_3d(0, 0, 0, 4.6, 1.9, 0)[[0, 1, 3, 2], :2]
+    _ego_box = box_corners([0.0, 0.0], 0.0, [4.6, 1.9, 0.0])[0, [0, 1, 3, 2], :2]
     cv2.fillPoly(canvas, [to_px(_ego_box)], (230, 230, 230))
     for slot in range(agents.shape[1]):
         if not valid[t0, slot]:
@@ -85,7 +78,7 @@ def draw_bev(agents: np.ndarray, valid: np.ndarray, sizes: np.ndarray, labels: n
         if len(future) > 1:
             cv2.polylines(canvas, [to_px(future[:, :2])], False, color, 1, cv2.LINE_AA)
         x, y, heading = agents[t0, slot, :3]
-        corners = box_corners_3d(x, y, heading, *sizes[slot, :2], 0)[[0, 1, 3, 2], :2]
+        corners = box_corners([x, y], heading, [*sizes[slot, :2], 0.0])[0, [0, 1, 3, 2], :2]
         cv2.polylines(canvas, [to_px(corners)], True, color, 1, cv2.LINE_AA)
         if predictions is not None:
             for path in predictions[slot]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from qcraft_world_model.eval.drawing import draw_bev, draw_ground_paths, label_strip
 from qcraft_world_model.eval.evaluate import Examples
+from qcraft_world_model.model.geometry import box_corners
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -79,10 +80,8 @@ def bev_picture(examples: Examples, t0: int = 15, pixels: int = 320) -> np.ndarr
 
 
 def box_footprint(position: np.ndarray, heading: float, size: np.ndarray) -> np.ndarray:
-    """(4, 2) ego-frame corners of a box's footprint."""
-    c, s = np.cos(heading), np.sin(heading)
-    half = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) * [size[0] / 2, size[1] / 2]
-    return position + half @ np.array([[c, s], [-s, c]])
+    """(4, 2) ego-frame corners of a box's footprint, in order around it."""
+    return box_corners(position, heading, size)[0, [0, 1, 3, 2], :2]
 
 
 def camera_paths_picture(examples: Examples, t0: int = 15, scale: int = 3) -> np.ndarray:

@@ -80,7 +80,7 @@ def _label_in_group(class_logits: torch.Tensor, group: torch.Tensor) -> tuple[np
     return best.numpy(), prob.gather(1, best[:, None])[:, 0].numpy()
 
 
-def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry, stride: int, dt_s: float,
+def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry, stride: int, first_step_s: float,
                   threshold: float, limit: int) -> DecodedAgents:
     """The agents of camera ``c`` of window ``b``."""
     score, group, row, col = _peaks(pred.heatmap[b, c], threshold, limit)
@@ -111,7 +111,7 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
         score=score.numpy(), label=label, label_prob=label_prob, position=ground[:, :2],
         heading=np.arctan2(np.sin(heading), np.cos(heading)), size=at(pred.log_size).exp().numpy(), velocity=velocity,
         paths=paths, mode_prob=mode_prob, position_cov=_position_cov(camera, ground, along_sigma),
-        velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], dt_s), camera=np.full(len(score), c), pixel=pixel)
+        velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], first_step_s), camera=np.full(len(score), c), pixel=pixel)
 
 
 def place(camera: CameraGeometry, pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -115,15 +115,18 @@ class CameraGeometry:
         points = np.asarray(points_ego, np.float64)
         return np.arctan2(points[:, 1] - self.translation[1], points[:, 0] - self.translation[0])
 
-    def to_vector(self) -> np.ndarray:
-        """A flat float64 vector (for tensors of per-clip cameras): size, intrinsics, rotation, translation."""
-        return np.concatenate([[self.width, self.height, self.fx, self.fy, self.cx, self.cy],
-                               self.rotation.ravel(), self.translation])
 
-    @classmethod
-    def from_vector(cls, vector: np.ndarray) -> CameraGeometry:
-        v = np.asarray(vector, np.float64)
-        return cls(int(v[0]), int(v[1]), *map(float, v[2:6]), v[6:15].reshape(3, 3).copy(), v[15:18].copy())
+def box_corners(position: np.ndarray, heading: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """(G, 8, 3) ego-frame corners of boxes standing on the ground: (G, 2) centres, (G,) headings,
+    (G, 3) length/width/height. Footprint first (rear-right, rear-left, front-right, front-left),
+    then the same four at the top; ``[..., [0, 1, 3, 2], :2]`` walks the footprint around."""
+    position, heading, size = np.atleast_2d(position), np.atleast_1d(heading), np.atleast_2d(size)
+    signs = np.array([[sx, sy] for sx in (-1, 1) for sy in (-1, 1)], np.float64)  # (4, 2)
+    local = signs[None] * size[:, None, :2] / 2  # (G, 4, 2)
+    footprint = position[:, None, :2] + rotate(local, heading[:, None])
+    bottom = np.concatenate([footprint, np.zeros((len(position), 4, 1))], axis=2)
+    top = np.concatenate([footprint, np.repeat(size[:, None, 2:3], 4, axis=1)], axis=2)
+    return np.concatenate([bottom, top], axis=1)
 
 
 def rotate(vectors: np.ndarray, angle: np.ndarray) -> np.ndarray:

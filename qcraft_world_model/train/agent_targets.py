@@ -18,22 +18,11 @@ import numpy as np
 import torch
 
 from qcraft_world_model.model.detection import CLASS_GROUPS, GROUP_OF_LABEL
-from qcraft_world_model.model.geometry import CameraGeometry, rotate
+from qcraft_world_model.model.geometry import CameraGeometry, box_corners, rotate
 from qcraft_world_model.model.losses import AgentTargets
 
 #: Agents whose projected box is less visible than this (behind nearer agents' boxes) are not targets.
 MIN_TARGET_VISIBILITY = 0.25
-
-
-def box_corners(position: np.ndarray, heading: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """(G, 8, 3) ego-frame corners of boxes standing on the ground."""
-    half_l, half_w = size[:, 0] / 2, size[:, 1] / 2
-    signs = np.array([[sx, sy] for sx in (-1, 1) for sy in (-1, 1)], np.float64)  # (4, 2)
-    local = signs[None] * np.stack([half_l, half_w], axis=1)[:, None]  # (G, 4, 2)
-    footprint = position[:, None, :2] + rotate(local, heading[:, None])
-    bottom = np.concatenate([footprint, np.zeros((len(position), 4, 1))], axis=2)
-    top = np.concatenate([footprint, size[:, None, 2:3].repeat(4, axis=1)], axis=2)
-    return np.concatenate([bottom, top], axis=1)
 
 
 def box_visibility(camera: CameraGeometry, corners: np.ndarray, cells: int = 32) -> np.ndarray:
