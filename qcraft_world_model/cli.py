@@ -144,7 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         evaluated = planned_model(model, args.precision, args.calibration)
     # Planned (INT8) graphs are exported for batch 1, the deployment batch.
     result, examples = evaluate_clips(evaluated, args.data, max_clips=args.max_clips,
-                                      batch=8 if args.precision == "fp32" else 1)
+                                      batch=8 if args.precision == "fp32" else 1, ego_motion=args.ego_motion)
     result["model"]["folder"] = str(args.model)
     result["model"]["precision"] = args.precision
     report = write_report(args.out, result, examples)
@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, default=Path("out/data/eval"), help="clip dataset folder")
     evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
     evaluate.add_argument("--max-clips", type=int)
+    evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
+                          help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
+                               "model's own estimate (what the node uses without an odometry topic)")
     evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
     evaluate.add_argument("--precision", choices=("fp32", "bf16", "mixed-int8"), default="fp32",
                           help="run the model in this precision plan (INT8: PT2E transformer, CPU)")

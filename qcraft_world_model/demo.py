@@ -40,6 +40,8 @@ PREDICTOR_PARAMS = """/**:
       path: "{model}"
       backend: torch
       precision: fp32
+    ego_motion:
+      odometry_topic: /localization/odometry
 """
 
 

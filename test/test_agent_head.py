@@ -15,6 +15,14 @@ from qcraft_world_model.model.geometry import CameraGeometry
 from qcraft_world_model.train.agent_targets import dense_targets
 
 STRIDE, SIZE, MODES, STEPS_S = 4, 128, 3, (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+#: The ego drives at 9 m/s while it sees the scene (and drifts left a little).
+EGO_VELOCITY = np.array([[9.0, 0.3]])
+
+
+def targets_for(truth: dict[str, np.ndarray], geometry, ego_velocity: np.ndarray = EGO_VELOCITY):  # noqa: ANN001
+    return dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
+                         truth["mask"], truth["future"], truth["future_valid"], geometry, STRIDE, ego_velocity,
+                         np.array(STEPS_S))
 
 
 def scene() -> dict[str, np.ndarray]:
@@ -37,6 +45,7 @@ def perfect_maps(targets, cameras: int = 1) -> AgentPrediction:  # noqa: ANN001 
             (("heatmap", len(CLASS_GROUPS)), ("offset", 2), ("log_depth", 1), ("heading", 2), ("log_size", 3),
              ("velocity", 2), ("paths", MODES * len(STEPS_S) * 2), ("mode_logits", MODES), ("class_logits", 8))}
     maps["heatmap"][:] = -10.0
+    maps["ego_velocity"] = targets.ego_velocity.clone()
     for i, (b, c, row, col) in enumerate(targets.index.tolist()):
         group = [0, 0, 0, 0, 0, 2, 2, 1][int(targets.label[i])]
         maps["heatmap"][b, c, group, row, col] = 10.0
@@ -61,10 +70,10 @@ def perfect_maps(targets, cameras: int = 1) -> AgentPrediction:  # noqa: ANN001 
 def test_targets_decode_back_to_the_ground_truth_for_any_mount(camera: PinholeCamera) -> None:
     truth = scene()
     geometry = [[camera.geometry()]]
-    targets = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
-                            truth["mask"], truth["future"], truth["future_valid"], geometry, STRIDE)
+    targets = targets_for(truth, geometry)
     assert len(targets.index) == 3
-    (agents,) = decode_agents(perfect_maps(targets), geometry, STRIDE, STEPS_S, threshold=0.5)
+    (agents,) = decode_agents(perfect_maps(targets), geometry, STRIDE, STEPS_S, threshold=0.5,
+                              ego_velocity=EGO_VELOCITY)
     assert len(agents) == 3
     order = [int(np.argmin(np.linalg.norm(truth["position"][0] - p, axis=1))) for p in agents.position]
     assert sorted(order) == [0, 1, 2]
@@ -84,16 +93,49 @@ def test_targets_decode_back_to_the_ground_truth_for_any_mount(camera: PinholeCa
     assert spreads[np.argmax(ranges)] > spreads[np.argmin(ranges)]
 
 
+def test_motion_targets_are_relative_to_the_ego_and_decode_with_either_ego_velocity() -> None:
+    """A parked car seen from a moving ego is a target moving at minus the ego's velocity; the decoder
+    adds the ego's velocity back, from odometry or, without it, from the head's own estimate."""
+    truth = scene()
+    truth["velocity"][0, 0] = 0.0
+    truth["future"][0, 0] = truth["position"][0, 0]  # car 0 is parked
+    geometry = [[PinholeCamera("front").geometry()]]
+    targets = targets_for(truth, geometry)
+    pixel, _ = geometry[0][0].project(np.array([[*truth["position"][0, 0], 0.0]]))
+    cell = [0, 0, int(pixel[0, 1] // STRIDE), int(pixel[0, 0] // STRIDE)]
+    parked = targets.index.tolist().index(cell)
+    relative_speed = float(targets.velocity[parked].norm())
+    assert relative_speed == pytest.approx(float(np.linalg.norm(EGO_VELOCITY)), rel=1e-5)
+    maps = perfect_maps(targets)
+    (odometry,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY)
+    (estimate,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5)  # the head's estimate is exact here
+    for agents in (odometry, estimate):
+        car = int(np.argmin(np.linalg.norm(agents.position - truth["position"][0, 0], axis=1)))
+        np.testing.assert_allclose(agents.velocity[car], [0.0, 0.0], atol=1e-4)
+        np.testing.assert_allclose(agents.paths[car, 0], truth["future"][0, 0], atol=1e-3)
+    # A wrong ego velocity moves every path by exactly its error times the time ahead.
+    (wrong,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY + [1.0, 0.0])
+    np.testing.assert_allclose(wrong.paths[:, 0, :, 0] - odometry.paths[:, 0, :, 0],
+                               np.broadcast_to(np.array(STEPS_S), (len(wrong), len(STEPS_S))), atol=1e-3)
+    # A non-finite odometry row (a dropped message) falls back to the estimate.
+    (fallback,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=np.array([[np.nan, 0]]))
+    np.testing.assert_allclose(fallback.paths, odometry.paths, atol=1e-6)
+
+
 def test_flipped_image_targets_mirror_the_agents() -> None:
     truth = scene()
     camera = PinholeCamera("front").geometry()
-    plain = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
-                          truth["mask"], truth["future"], truth["future_valid"], [[camera]], STRIDE)
+    plain = targets_for(truth, [[camera]])
     flip = np.array([1.0, -1.0])
-    mirrored = dense_targets(truth["position"] * flip, -truth["heading"], truth["velocity"] * flip, truth["size"],
-                             truth["label"], truth["mask"], truth["future"] * flip, truth["future_valid"],
-                             [[camera.mirrored()]], STRIDE)
+    mirrored = targets_for({**truth, "position": truth["position"] * flip, "heading": -truth["heading"],
+                            "velocity": truth["velocity"] * flip, "future": truth["future"] * flip},
+                           [[camera.mirrored()]], EGO_VELOCITY * flip)
     np.testing.assert_allclose(mirrored.heatmap.numpy(), plain.heatmap.flip(-1).numpy(), atol=1e-6)
+    # Mirroring the image mirrors the motion targets: the lateral component changes sign.
+    order = np.lexsort((mirrored.index[:, 3].numpy(),))
+    plain_order = np.lexsort((-plain.index[:, 3].numpy(),))
+    np.testing.assert_allclose(mirrored.velocity.numpy()[order], plain.velocity.numpy()[plain_order] * flip,
+                               atol=1e-5)
 
 
 def test_geometry_projects_like_the_rig_and_lifts_ground_points_back() -> None:
@@ -160,8 +202,7 @@ def test_node_camera_geometry_from_camera_info_and_from_parameters() -> None:
 def test_non_finite_outputs_decode_to_no_agent() -> None:
     truth = scene()
     geometry = [[PinholeCamera("front").geometry()]]
-    targets = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"], truth["label"],
-                            truth["mask"], truth["future"], truth["future_valid"], geometry, STRIDE)
+    targets = targets_for(truth, geometry)
     maps = perfect_maps(targets)
     b, c, row, col = targets.index[0].tolist()
     maps.paths[b, c, :, row, col] = float("nan")

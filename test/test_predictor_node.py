@@ -173,6 +173,7 @@ def test_bad_frames_and_a_looping_stream_do_not_stop_the_node(ros, drive: list, 
 
 SLOW_MODEL = """
 preset: slow
+agent_motion: ego_relative
 image_size: 128
 cameras: 1
 window: 16
@@ -299,6 +300,7 @@ def test_a_camera_that_stops_is_reported_stale(ros, drive: list, tmp_path: Path)
 
 TWO_CAMERA_MODEL = """
 preset: tiny2
+agent_motion: ego_relative
 image_size: 32
 cameras: 2
 window: 16
@@ -388,5 +390,40 @@ def test_a_camera_held_longer_than_max_hold_stops_predictions_with_an_error(ros,
         assert max(held) < front_only[-1], "still predicting from a camera silent longer than max_hold_s"
         inference = [s for array in node.diagnostics for s in array.status if s.name.endswith("inference")][-1]
         assert inference.level == inference.ERROR and "not predicting: camera left" in inference.message
+    finally:
+        node.close()
+
+
+def test_odometry_gives_the_ego_velocity_and_its_absence_falls_back_to_the_estimate(ros, drive: list,
+                                                                                     tmp_path: Path) -> None:
+    """With ego_motion.odometry_topic set, windows with odometry at their capture time decode with it;
+    once odometry stops the model's own estimate is used, and a NaN odometry message is refused."""
+    from nav_msgs.msg import Odometry
+
+    rclpy, msgs = ros
+    params = PARAMS.format(topic=camera_topic("front")) + """    ego_motion:
+      odometry_topic: /localization/odometry
+"""
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params)
+    odometry = node.client.create_publisher(Odometry, "/localization/odometry", 10)
+    try:
+        node.wait_subscribed()
+        images = as_rclpy(drive)
+        for index, image in enumerate(images):
+            if index < 20:
+                message = Odometry()
+                message.header.stamp = image.header.stamp
+                message.twist.twist.linear.x = float("nan") if index == 3 else 8.0
+                odometry.publish(message)
+                node.spin(0.01)
+            node.publisher.publish(image)
+            node.spin(0.1)
+        node.spin(2.0)
+        latest = next(s for array in reversed(node.diagnostics) for s in array.status
+                      if s.name.endswith("inference"))
+        values = {v.key: v.value for v in latest.values}
+        assert int(values["odometry_rejected"]) == 1
+        assert int(values["ego_motion_odometry"]) >= 1, values
+        assert int(values["ego_motion_estimated"]) >= 1, values
     finally:
         node.close()

@@ -34,6 +34,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     params = PARAMS.format(topic=camera_topic("front")).replace(
         f"topic: {camera_topic('front')}\n",
         f"topic: {camera_topic('front')}\n" + camera_parameters_yaml(camera, camera_info_topic("front")))
+    params += "    ego_motion:\n      odometry_topic: /localization/odometry\n"  # the bag's, as evaluation uses
     (tmp_path / "params.yaml").write_text(params)
     node = start_predictor(tmp_path / "params.yaml", domain, tmp_path)
     try:

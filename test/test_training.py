@@ -18,6 +18,7 @@ from qcraft_world_model.train.trainer import TrainConfig, train
 
 TINY_MODEL = """
 preset: tiny
+agent_motion: ego_relative
 image_size: 32
 cameras: 1
 window: 16

@@ -38,6 +38,7 @@ class BagClips:
     agent_in_view: np.ndarray
     cameras: tuple[PinholeCamera, ...]
     stamps_ns: np.ndarray  # (N,) t0 stamps
+    ego_velocity: np.ndarray  # (N, 2) the odometry's base_link velocity at t0 (x forward, y left), m/s
 
 
 def _yaw(q) -> float:  # noqa: ANN001 - a geometry_msgs/Quaternion
@@ -81,7 +82,7 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
     """Cut every ``stride``-th possible window of the bag into a clip."""
     frames: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
     infos, mounts = {}, {}
-    truth, odometry = {}, {}
+    truth, odometry, ego_velocity = {}, {}, {}
     size = TargetSize(image_size, image_size)
     for record in read_messages(bag):
         topic, message = record.topic, record.message
@@ -102,6 +103,8 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
         elif topic == ODOMETRY_TOPIC:
             pose = message.pose.pose
             odometry[record.stamp_ns] = Pose2D(pose.position.x, pose.position.y, _yaw(pose.orientation))
+            # nav_msgs/Odometry's twist is in its child frame, base_link: forward and left.
+            ego_velocity[record.stamp_ns] = (message.twist.twist.linear.x, message.twist.twist.linear.y)
     names = sorted(frames)
     if not names or not truth or not odometry:
         raise BagError(f"bag {bag} lacks camera images, {GROUND_TRUTH_TOPIC} or {ODOMETRY_TOPIC}: "
@@ -118,7 +121,8 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
         window = stamps[start:start + span]
         if np.any(np.diff(window) > 1.5 * np.median(np.diff(stamps))):
             continue  # a gap (a bad frame): not an evenly spaced window
-        rows.append(_clip(window, past, future_frames, max_agents, names, frames, truth, odometry, cameras))
+        row = _clip(window, past, future_frames, max_agents, names, frames, truth, odometry, cameras)
+        rows.append({**row, "ego_velocity": np.array(ego_velocity[window[past - 1]], np.float32)})
     if not rows:
         raise BagError(f"bag {bag} has {len(stamps)} complete instants, fewer than one window of {span}")
     stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}

@@ -72,19 +72,33 @@ class Predictions:
 
     frames: torch.Tensor  # (B, C, horizons, 3, H, W) in [0, 1]
     agents: list[DecodedAgents]  # per clip, most likely first
+    #: (B, 2) the model's own estimate of the ego's velocity, where the predictor has one.
+    ego_velocity_estimate: np.ndarray | None = None
+
+
+#: Where the decoder takes the ego's velocity from: the clip's odometry (a vehicle's usual case) or the
+#: model's own estimate (the node's fallback without an odometry topic).
+EGO_MOTION_SOURCES = ("odometry", "estimate")
 
 
 #: Predictions for clips ``index`` of ``data`` (their ``sample``): the model, or recorded messages.
 Predictor = Callable[[ClipTensors, list[int], Batch], Predictions]
 
 
-def model_predictions(model: WorldModel, sample: Batch, threshold: float = DECODE_THRESHOLD) -> Predictions:
-    """Run the model on a batch and decode its agents with each clip's cameras."""
+def model_predictions(model: WorldModel, sample: Batch, threshold: float = DECODE_THRESHOLD,
+                      ego_motion: str = "odometry") -> Predictions:
+    """Run the model on a batch and decode its agents with each clip's cameras and, for
+    ``ego_motion="odometry"``, the clip's ego velocity (else the model's own estimate)."""
+    if ego_motion not in EGO_MOTION_SOURCES:
+        raise ValueError(f"ego motion from {ego_motion!r}: one of {', '.join(EGO_MOTION_SOURCES)}")
     output = model(sample.window)
     config = model.config
     steps_s = tuple(s / config.rate_hz for s in config.path_steps)
-    return Predictions(frames=output.frames, agents=decode_agents(output.agents, sample.cameras,
-                                                                  config.detection_stride, steps_s, threshold))
+    odometry = sample.ego_velocity.numpy() if ego_motion == "odometry" else None
+    agents = decode_agents(output.agents, sample.cameras, config.detection_stride, steps_s, threshold,
+                           ego_velocity=odometry, relative_to_ego=config.agent_motion == "ego_relative")
+    return Predictions(frames=output.frames, agents=agents,
+                       ego_velocity_estimate=output.agents.ego_velocity.float().numpy())
 
 
 def window_agents(data: ClipTensors, clip: int, agents: DecodedAgents, steps: list[int], steps_s: np.ndarray,
@@ -124,25 +138,27 @@ def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAg
 
 def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
                    batch: int = 8, examples: int = 4, predict: Predictor | None = None,
-                   clips: Sequence[int] | None = None) -> tuple[dict[str, Any], Examples]:
+                   clips: Sequence[int] | None = None, ego_motion: str = "odometry"
+                   ) -> tuple[dict[str, Any], Examples]:
     """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the DESIGN.md
     ``evaluate`` JSON and picture material.
 
     ``predict`` replaces running the model (e.g. predictions recorded live, see
     ``recorded.py``); ``model`` then only gives the configuration. ``clips``
-    scores a subset (default: all).
+    scores a subset (default: all). ``ego_motion``: see EGO_MOTION_SOURCES.
     """
     config = model.config
     data = data_root if isinstance(data_root, ClipTensors) else ClipTensors.load(data_root, config, max_clips)
     if predict is None:
         def predict(_: ClipTensors, __: list[int], sample: Batch) -> Predictions:
-            return model_predictions(model, sample)
+            return model_predictions(model, sample, ego_motion=ego_motion)
     chosen = list(range(len(data))) if clips is None else list(clips)
     steps_s = np.array(config.path_steps) / config.rate_hz
     t0 = data.past - 1
     steps = [t0 + int(s) for s in config.path_steps]
     model_frames, copy_frames = FrameScores(len(config.future_frames)), FrameScores(len(config.future_frames))
     windows: list[WindowAgents] = []
+    ego_true, ego_estimate = [], []
     kept = Examples()
     start = time.perf_counter()
     pick = ({chosen[i] for i in np.linspace(0, len(chosen) - 1, examples).round().astype(int).tolist()}
@@ -153,6 +169,9 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
             sample = data.batch(index, targets=False)
             prediction = predict(data, index.tolist(), sample)
             model_frames.add(prediction.frames, sample.future)
+            if prediction.ego_velocity_estimate is not None:
+                ego_true.append(sample.ego_velocity.numpy())
+                ego_estimate.append(prediction.ego_velocity_estimate)
             copy_frames.add(copy_last_frame(sample.window, len(config.future_frames)), sample.future)
             for row, clip in enumerate(index.tolist()):
                 camera_xy = sample.cameras[row][0].translation[:2]
@@ -183,7 +202,10 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                   "agents": {**score_windows(windows, EXISTENCE_THRESHOLD, steps_s, modes),
                              "filter": f"in scope: {visibility_note}, within {EVAL_RADIUS_M:g} m; other agents "
                                        f"present within {EVAL_RADIUS_M + IGNORE_MARGIN_M:g} m are ignored; "
-                                       f"operating point: existence >= {EXISTENCE_THRESHOLD:g}"}},
+                                       f"operating point: existence >= {EXISTENCE_THRESHOLD:g}",
+                             "ego_motion": ego_motion},
+                  **({"ego_velocity": ego_velocity_scores(np.concatenate(ego_true), np.concatenate(ego_estimate))}
+                     if ego_true else {})},
         "baselines": {
             "copy_last_frame": {"frames": copy_frames.summary()},
             **baseline_scores(windows, EXISTENCE_THRESHOLD, steps_s),
@@ -195,6 +217,19 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
         "seconds": seconds,
     }
     return result, kept
+
+
+def ego_velocity_scores(true: np.ndarray, estimate: np.ndarray) -> dict[str, Any]:
+    """How well the model's own ego-velocity estimate (the no-odometry fallback) matches odometry:
+    the error's norm (m/s), median and by the ego's speed."""
+    error = np.linalg.norm(estimate - true, axis=1)
+    speed = np.linalg.norm(true, axis=1)
+    bands = {"0-3 m/s": (0, 3), "3-8 m/s": (3, 8), ">8 m/s": (8, np.inf)}
+    return {"mean_error_mps": round(float(error.mean()), 3), "median_error_mps": round(float(np.median(error)), 3),
+            "by_speed": {name: {"windows": int(((speed >= lo) & (speed < hi)).sum()),
+                                "median_error_mps": round(float(np.median(error[(speed >= lo) & (speed < hi)])), 3)
+                                if ((speed >= lo) & (speed < hi)).any() else None}
+                         for name, (lo, hi) in bands.items()}}
 
 
 def data_split(root: str | Path) -> str | None:

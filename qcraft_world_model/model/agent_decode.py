@@ -4,7 +4,10 @@ The one decoder that evaluation, the node and the exporters share. Peaks of each
 class group's heat map (a 3×3 local maximum above a threshold) are agents; each is
 placed with its camera's geometry (``geometry.CameraGeometry.lift``), and its
 heading, velocity and paths, predicted relative to the bearing it is seen at, are
-turned back into the ego frame. Agents seen by two cameras are merged.
+turned back into the ego frame. Motion leaves the head relative to the ego carrying
+on at its current velocity (``detection.py``); the ego's velocity — odometry's where
+the caller has it, else the head's own estimate — is added back here. Agents seen
+by two cameras are merged.
 """
 
 from __future__ import annotations
@@ -80,9 +83,9 @@ def _label_in_group(class_logits: torch.Tensor, group: torch.Tensor) -> tuple[np
     return best.numpy(), prob.gather(1, best[:, None])[:, 0].numpy()
 
 
-def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry, stride: int, first_step_s: float,
-                  threshold: float, limit: int) -> DecodedAgents:
-    """The agents of camera ``c`` of window ``b``."""
+def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry, stride: int,
+                  path_steps_s: np.ndarray, ego_velocity: np.ndarray, threshold: float, limit: int) -> DecodedAgents:
+    """The agents of camera ``c`` of window ``b``; ``ego_velocity`` (2,) the ego's, m/s, ego frame."""
     score, group, row, col = _peaks(pred.heatmap[b, c], threshold, limit)
     modes = pred.mode_logits.shape[2]
     steps = pred.paths.shape[2] // (2 * modes)
@@ -104,14 +107,16 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
     displacement = at(pred.paths).numpy().reshape(-1, modes, steps, 2)
     displacement = np.take_along_axis(displacement, order[:, :, None, None], axis=1)
     mode_prob = np.take_along_axis(mode_prob, order, axis=1)
-    paths = ground[:, None, None, :2] + rotate(displacement, bearing[:, None, None])
-    velocity = rotate(at(pred.velocity).numpy(), bearing)
+    ego_shift = ego_velocity[None, :] * path_steps_s[:, None]  # (P, 2): where the ego's own motion takes it
+    paths = ground[:, None, None, :2] + rotate(displacement, bearing[:, None, None]) + ego_shift
+    velocity = rotate(at(pred.velocity).numpy(), bearing) + ego_velocity
     label, label_prob = _label_in_group(at(pred.class_logits), group)
     return DecodedAgents(
         score=score.numpy(), label=label, label_prob=label_prob, position=ground[:, :2],
         heading=np.arctan2(np.sin(heading), np.cos(heading)), size=at(pred.log_size).exp().numpy(), velocity=velocity,
         paths=paths, mode_prob=mode_prob, position_cov=_position_cov(camera, ground, along_sigma),
-        velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], first_step_s), camera=np.full(len(score), c), pixel=pixel)
+        velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], float(path_steps_s[0])),
+        camera=np.full(len(score), c), pixel=pixel)
 
 
 def place(camera: CameraGeometry, pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,14 +171,23 @@ def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray
 
 
 def decode_agents(pred: AgentPrediction, cameras: list[list[CameraGeometry]], stride: int,
-                  path_steps_s: tuple[float, ...], threshold: float = 0.3, limit: int = 100) -> list[DecodedAgents]:
+                  path_steps_s: tuple[float, ...], threshold: float = 0.3, limit: int = 100,
+                  ego_velocity: np.ndarray | None = None, relative_to_ego: bool = True) -> list[DecodedAgents]:
     """Per window of the batch, its agents above ``threshold`` from every camera, merged, best first.
 
     ``cameras[b][c]`` is camera c of window b as the model saw it (intrinsics at the model's image size).
+    ``ego_velocity`` (B, 2) the ego's velocity at the newest frame from odometry (x forward, y left,
+    m/s); None: the head's own estimate (``AgentPrediction.ego_velocity``). A non-finite row also
+    falls back to the estimate. ``relative_to_ego``: the model's ``agent_motion`` is "ego_relative";
+    False (an "absolute" model) ignores the ego's velocity.
     """
+    estimate = pred.ego_velocity.detach().float().numpy().reshape(-1, 2).astype(np.float64)
+    given = estimate if ego_velocity is None else np.asarray(ego_velocity, np.float64).reshape(-1, 2)
+    ego = np.where(np.isfinite(given).all(1, keepdims=True), given, estimate) * float(relative_to_ego)
+    times = np.asarray(path_steps_s, np.float64)
     decoded = []
     for b, rig in enumerate(cameras):
-        parts = [decode_camera(pred, b, c, camera, stride, path_steps_s[0], threshold, limit)
+        parts = [decode_camera(pred, b, c, camera, stride, times, ego[b], threshold, limit)
                  for c, camera in enumerate(rig)]
         merged = DecodedAgents(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in vars(parts[0])})
         # A non-finite output (a broken model) is no agent: planners must never see NaN positions.

@@ -20,6 +20,9 @@ class ModelConfigError(ValueError):
     """A preset is missing, has unknown keys, or values that do not fit together."""
 
 
+AGENT_MOTIONS = ("ego_relative", "absolute")
+
+
 @dataclass(frozen=True)
 class WorldModelConfig:
     preset: str = "lite"
@@ -45,8 +48,14 @@ class WorldModelConfig:
     head_dim: int = 96
     #: Frame rate the steps above count in, Hz.
     rate_hz: float = 10.0
+    #: How the agent head predicts motion: "ego_relative" (relative to the ego carrying on at its
+    #: velocity, plus an ego-velocity estimate; detection.py) or "absolute" (models made before the
+    #: ego-velocity head, which predicted ground motion directly; their folders lack this key).
+    agent_motion: str = "absolute"
 
     def __post_init__(self) -> None:
+        if self.agent_motion not in AGENT_MOTIONS:
+            raise ModelConfigError(f"agent_motion {self.agent_motion!r}: one of {', '.join(AGENT_MOTIONS)}")
         if self.image_size % self.patch:
             raise ModelConfigError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
         if self.dim % self.heads:

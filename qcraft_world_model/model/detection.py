@@ -12,6 +12,16 @@ and heading/velocity/paths rotated into the bearing the agent is seen at — so
 that the ego-frame placement is done by the camera geometry, not learned into
 the weights for one mount (``geometry.py``).
 
+Motion is predicted as the camera sees it: an agent's velocity and future
+displacement *relative to the ego carrying on at its current velocity* (a parked
+car streams towards a moving camera; a car keeping pace stands still in the image).
+That is what 16 frames show whatever the ego does; the ego's own velocity is
+added back when decoding — from odometry where the vehicle has it, else from the
+head's own estimate of the ego's velocity (``ego_velocity``, read from how the
+whole image moves). Predicting absolute motion instead asks the network to
+separate its own motion from the agents' inside the weights, and its velocity
+error grew with the ego's speed (docs/model.md).
+
 Two inputs per camera: the transformer's latent tokens (what moved over 16 frames
 and the scene's context, at the token grid) and the two newest frames (where the
 edges are now, at full resolution), fused at the output grid.
@@ -33,17 +43,22 @@ GROUP_OF_LABEL = (0, 0, 0, 0, 0, 2, 2, 1)  # UNKNOWN CAR TRUCK BUS TRAILER MOTOR
 
 @dataclass
 class AgentPrediction:
-    """Dense agent maps per camera, (B, C, channels, h, w) each, in the camera's terms."""
+    """Dense agent maps per camera, (B, C, channels, h, w) each, in the camera's terms, and the ego's velocity."""
 
     heatmap: torch.Tensor  # (B, C, groups, h, w) logits: a ground-contact point of that group here
     offset: torch.Tensor  # (B, C, 2, h, w) sub-cell position of the point, in cells (0..1 from the cell's corner)
     log_depth: torch.Tensor  # (B, C, 1, h, w) log optical depth of the point, metres
     heading: torch.Tensor  # (B, C, 2, h, w) cos, sin of heading minus the bearing (unnormalised)
     log_size: torch.Tensor  # (B, C, 3, h, w) log length, width, height
-    velocity: torch.Tensor  # (B, C, 2, h, w) m/s, rotated into the bearing frame
-    paths: torch.Tensor  # (B, C, modes * steps * 2, h, w) displacement from now, m, bearing frame
+    velocity: torch.Tensor  # (B, C, 2, h, w) m/s relative to the ego's, rotated into the bearing frame
+    #: (B, C, modes * steps * 2, h, w) displacement from now minus the ego's at its current velocity, m,
+    #: bearing frame
+    paths: torch.Tensor
     mode_logits: torch.Tensor  # (B, C, modes, h, w)
     class_logits: torch.Tensor  # (B, C, classes, h, w) Autoware labels
+    #: (B, 2) the ego's own velocity (x forward, y left, m/s) as the image motion shows it: the fallback
+    #: where no odometry is given to the decoder
+    ego_velocity: torch.Tensor
 
 
 def _conv(channels_in: int, channels_out: int, stride: int = 1) -> nn.Sequential:
@@ -58,7 +73,7 @@ class DenseAgentHead(nn.Module):
     VELOCITY_SCALE = 10.0
 
     def __init__(self, dim: int, grid: int, image_size: int, stride: int, width: int, classes: int, modes: int,
-                 steps: int) -> None:
+                 steps: int, ego_relative: bool = True) -> None:
         super().__init__()
         if image_size % stride or (image_size // stride) % grid:
             raise ValueError(f"image size {image_size} / stride {stride} must be a multiple of the grid {grid}")
@@ -74,6 +89,12 @@ class DenseAgentHead(nn.Module):
         self.splits = {"heatmap": len(CLASS_GROUPS), "offset": 2, "log_depth": 1, "heading": 2, "log_size": 3,
                        "velocity": 2, "paths": modes * steps * 2, "mode_logits": modes, "class_logits": classes}
         self.out = nn.Conv2d(width, sum(self.splits.values()), 1)
+        # Ego velocity from the fused maps. A coarse 4x4 layout is kept, not a global mean: forward
+        # motion makes the image expand (the left half flows left, the right half right), and a mean
+        # over the image cancels exactly that.
+        # (Models predicting absolute motion have no such head; their estimate reads zero.)
+        self.ego = nn.Sequential(nn.Conv2d(width, 16, 1), nn.GELU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                                 nn.Linear(16 * 16, 64), nn.GELU(), nn.Linear(64, 2)) if ego_relative else None
         with torch.no_grad():  # CenterNet's prior: start with ~1 % of cells lit, not half
             self.out.bias.zero_()
             self.out.bias[: len(CLASS_GROUPS)] = -math.log((1 - 0.01) / 0.01)
@@ -87,9 +108,15 @@ class DenseAgentHead(nn.Module):
         image = self.image(torch.cat([last - 0.45, last - previous.to(dtype) / 255.0], dim=1))
         grid = self.tokens(tokens.to(dtype).transpose(1, 2).reshape(n, -1, self.grid, self.grid))
         grid = F.interpolate(grid, size=self.out_size, mode="bilinear", align_corners=False)
-        x = self.out(self.fuse(torch.cat([image, grid], dim=1)))  # (B*C, channels, h, w)
+        fused = self.fuse(torch.cat([image, grid], dim=1))
+        x = self.out(fused)  # (B*C, channels, h, w)
+        # Each camera's estimate of the ego's velocity, averaged over the rig. Training rigs look
+        # forward; a rear camera's flow would read as reversing, so such a rig needs odometry.
+        ego = (self.ego(fused) * self.VELOCITY_SCALE if self.ego is not None else fused.new_zeros(n, 2))
+        ego = ego.reshape(n // cameras, cameras, 2).mean(1)
         parts = dict(zip(self.splits, x.split(list(self.splits.values()), dim=1)))
         parts["offset"] = parts["offset"].sigmoid()
         parts["velocity"] = parts["velocity"] * self.VELOCITY_SCALE
         parts["paths"] = parts["paths"] * self.PATH_SCALE
-        return AgentPrediction(**{k: v.reshape(n // cameras, cameras, *v.shape[1:]) for k, v in parts.items()})
+        return AgentPrediction(**{k: v.reshape(n // cameras, cameras, *v.shape[1:]) for k, v in parts.items()},
+                               ego_velocity=ego)

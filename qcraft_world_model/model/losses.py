@@ -21,10 +21,11 @@ class AgentTargets:
     log_depth: torch.Tensor  # (M,)
     heading: torch.Tensor  # (M,) heading minus bearing, radians
     log_size: torch.Tensor  # (M, 3)
-    velocity: torch.Tensor  # (M, 2) m/s, bearing frame
-    future: torch.Tensor  # (M, P, 2) displacement from now, m, bearing frame
+    velocity: torch.Tensor  # (M, 2) m/s relative to the ego's, bearing frame
+    future: torch.Tensor  # (M, P, 2) displacement from now minus the ego's at constant velocity, m, bearing frame
     future_valid: torch.Tensor  # (M, P) bool
     label: torch.Tensor  # (M,) Autoware label
+    ego_velocity: torch.Tensor  # (B, 2) the ego's velocity at t0 (x forward, y left), m/s
 
     def to(self, device: torch.device | str) -> AgentTargets:
         return AgentTargets(**{k: v.to(device) for k, v in vars(self).items()})
@@ -45,12 +46,13 @@ class LossWeights:
     heading: float = 0.5
     size: float = 0.5
     velocity: float = 0.5
+    ego: float = 0.5
     classes: float = 0.3
     paths: float = 1.0
     modes: float = 0.2
 
 
-AGENT_LOSSES = ("heatmap", "offset", "depth", "heading", "size", "velocity", "classes", "paths", "modes")
+AGENT_LOSSES = ("heatmap", "ego", "offset", "depth", "heading", "size", "velocity", "classes", "paths", "modes")
 
 
 def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,11 +71,14 @@ def _at(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def agent_losses(pred: AgentPrediction, targets: AgentTargets) -> dict[str, torch.Tensor]:
-    """Heat map everywhere; the rest at the cells that hold an agent (paths winner-takes-all over modes)."""
-    losses = {"heatmap": focal_heatmap_loss(pred.heatmap, targets.heatmap)}
+    """Heat map and ego velocity everywhere; the rest at the cells that hold an agent (paths
+    winner-takes-all over modes)."""
+    losses = {"heatmap": focal_heatmap_loss(pred.heatmap, targets.heatmap),
+              "ego": F.smooth_l1_loss(pred.ego_velocity.float() / METRES_PER_UNIT,
+                                      targets.ego_velocity / METRES_PER_UNIT)}
     zero = pred.offset.sum() * 0.0
     if len(targets.index) == 0:
-        return {**losses, **{k: zero for k in AGENT_LOSSES[1:]}}
+        return {**losses, **{k: zero for k in AGENT_LOSSES[2:]}}
     index = targets.index
     losses["offset"] = F.l1_loss(_at(pred.offset, index), targets.offset)
     losses["depth"] = F.l1_loss(_at(pred.log_depth, index)[:, 0], targets.log_depth)

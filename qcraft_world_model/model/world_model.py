@@ -39,7 +39,8 @@ class WorldModel(nn.Module):
         self.frame_decoder = FrameDecoder(config.dim, config.grid, config.image_size, len(config.future_frames),
                                           config.decoder_dim)
         self.agent_head = DenseAgentHead(config.dim, config.grid, config.image_size, config.detection_stride,
-                                         config.head_dim, config.classes, config.modes, len(config.path_steps))
+                                         config.head_dim, config.classes, config.modes, len(config.path_steps),
+                                         ego_relative=config.agent_motion == "ego_relative")
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
                        ) -> WorldModelOutput:

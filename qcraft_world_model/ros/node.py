@@ -16,6 +16,7 @@ started when a newer one arrives is dropped and counted, never queued.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import threading
@@ -27,7 +28,9 @@ from typing import Any
 
 import rclpy
 import torch
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -102,7 +105,8 @@ class PredictorNode(LifecycleNode):
         self._running = False
         self._worker: threading.Thread | None = None
         self._latencies: deque[float] = deque(maxlen=200)
-        self._counts = {"published": 0, "dropped": 0, "inference_errors": 0}
+        self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
+                        "ego_motion_estimated": 0, "odometry_rejected": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         self._camera_info_seen: set[str] = set()
@@ -119,6 +123,8 @@ class PredictorNode(LifecycleNode):
         #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
         self._last_publish_time = time.monotonic()
         self._tracker.reset()
+        #: The newest odometry velocity: (capture time ns, vx, vy in base_link), or None.
+        self._odometry: tuple[int, float, float] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -175,6 +181,9 @@ class PredictorNode(LifecycleNode):
                 self._camera_subscriptions.append(self.create_subscription(
                     CameraInfo, camera.camera_info_topic, lambda msg, c=camera: self._on_camera_info(c, msg),
                     qos_profile_sensor_data))
+        if self.params["ego_motion.odometry_topic"]:
+            self._camera_subscriptions.append(self.create_subscription(
+                Odometry, self.params["ego_motion.odometry_topic"], self._on_odometry, qos_profile_sensor_data))
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -244,6 +253,24 @@ class PredictorNode(LifecycleNode):
             self._camera_info_seen.add(camera.name)
             self.get_logger().info(f"camera {camera.name}: intrinsics from {camera.camera_info_topic} "
                                    f"(fx {geometry.fx:.1f} px at the model's {geometry.width}x{geometry.height})")
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        """Keep the newest velocity; a non-finite one is a broken source, counted and ignored."""
+        linear = msg.twist.twist.linear
+        if not (math.isfinite(linear.x) and math.isfinite(linear.y)):
+            self._counts["odometry_rejected"] += 1
+            return
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._odometry = (stamp_ns, float(linear.x), float(linear.y))
+
+    def _ego_velocity(self, stamp_ns: int) -> np.ndarray | None:
+        """The odometry velocity for a window captured at ``stamp_ns``; None: use the model's estimate."""
+        odometry = self._odometry
+        if odometry is None or abs(odometry[0] - stamp_ns) > self.params["ego_motion.max_age_s"] * 1e9:
+            self._counts["ego_motion_estimated"] += 1
+            return None
+        self._counts["ego_motion_odometry"] += 1
+        return np.array([[odometry[1], odometry[2]]])
 
     def _on_frame(self, camera: str, msg: Any) -> None:
         received = time.monotonic()
@@ -345,7 +372,9 @@ class PredictorNode(LifecycleNode):
         rig = [self._geometry[c.name] for c in self.config.cameras]
         steps_s = tuple(k / model.rate_hz for k in model.path_steps)
         decoded = decode_agents(output.agents, [rig], model.detection_stride, steps_s,
-                                threshold=min(0.3, self.params["output.existence_threshold"]))[0]
+                                threshold=min(0.3, self.params["output.existence_threshold"]),
+                                ego_velocity=self._ego_velocity(job.stamp_ns),
+                                relative_to_ego=model.agent_motion == "ego_relative")[0]
         track_ids, existence = self._tracker.update(decoded, job.stamp_ns)
         agents = agents_message(decoded, track_ids, existence, job.stamp_ns, frame_id, path_step,
                                 self.params["output.existence_threshold"], self.model_id, self.backend.name,

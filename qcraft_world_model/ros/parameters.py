@@ -23,6 +23,12 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("alignment.max_hold_s", float, 5.0,
               "A stale camera's last window is read again for at most this long, then predictions stop "
               "(ERROR); 0: no limit", "s", 0.0, 3600.0),
+    ParamSpec("ego_motion.odometry_topic", str, "",
+              "nav_msgs/Odometry with the ego's velocity (twist in base_link), e.g. Autoware's "
+              "/localization/kinematic_state; empty: the model's own estimate from the images"),
+    ParamSpec("ego_motion.max_age_s", float, 0.3,
+              "Odometry further than this from a window's capture time is not used: the model's estimate is",
+              "s", 0.0, 10.0),
     ParamSpec("output.frame_id", str, "base_link", "Frame of PredictedAgents (the ego frame)"),
     ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
               "probability", 0.0, 1.0),

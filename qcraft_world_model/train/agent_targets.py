@@ -4,7 +4,9 @@ Every agent to find puts a Gaussian peak on its class group's heat map at the
 pixel of its ground-contact point (the centre of its footprint, z = 0), seen by
 the clip's own camera; the cell under that pixel carries the agent's sub-cell
 offset, depth, heading, size, velocity and future, in the camera's terms
-(``model/detection.py``). When two agents fall in one cell the nearer wins.
+(``model/detection.py``): motion relative to the ego carrying on at its t0
+velocity, the ego's velocity being a target of its own. When two agents fall in
+one cell the nearer wins.
 
 Agents mostly hidden behind nearer agents are not asked for (a heat-map peak on
 a car nobody can see teaches the model to invent cars): their visible share is
@@ -57,11 +59,13 @@ def box_visibility(camera: CameraGeometry, corners: np.ndarray, cells: int = 32)
 
 def dense_targets(position: np.ndarray, heading: np.ndarray, speed_xy: np.ndarray, size: np.ndarray,
                   label: np.ndarray, mask: np.ndarray, future: np.ndarray, future_valid: np.ndarray,
-                  cameras: list[list[CameraGeometry]], stride: int) -> AgentTargets:
+                  cameras: list[list[CameraGeometry]], stride: int, ego_velocity: np.ndarray,
+                  path_times_s: np.ndarray) -> AgentTargets:
     """Targets for B clips × C cameras from t0 ground truth in the ego frame.
 
     position (B, G, 2), heading (B, G), speed_xy (B, G, 2) velocity, size (B, G, 3), label (B, G),
-    mask (B, G) agents to find, future (B, G, P, 2) positions at the path steps, future_valid (B, G, P).
+    mask (B, G) agents to find, future (B, G, P, 2) positions at the path steps, future_valid (B, G, P),
+    ego_velocity (B, 2) the ego's velocity at t0, path_times_s (P,) the path steps' times after t0.
     """
     batch, steps = position.shape[0], future.shape[2]
     cams = len(cameras[0])
@@ -96,10 +100,11 @@ def dense_targets(position: np.ndarray, heading: np.ndarray, speed_xy: np.ndarra
                 taken[(row, col)] = depth[i]
                 heat[b, c, group, row, col] = 1.0
                 turn = -bearing[i]
-                displacement = rotate(future[b, g] - position[b, g], turn)
+                ego_shift = ego_velocity[b][None, :] * path_times_s[:, None]  # (P, 2) the ego at constant velocity
+                displacement = rotate(future[b, g] - position[b, g] - ego_shift, turn)
                 rows.append(((b, c, row, col), (u - col, v - row), np.log(depth[i]),
                              float(np.arctan2(np.sin(heading[b, g] + turn), np.cos(heading[b, g] + turn))),
-                             np.log(np.maximum(size[b, g], 0.1)), rotate(speed_xy[b, g], turn), displacement,
+                             np.log(np.maximum(size[b, g], 0.1)), rotate(speed_xy[b, g] - ego_velocity[b], turn), displacement,
                              future_valid[b, g], int(label[b, g])))
     m = len(rows)
 
@@ -110,4 +115,5 @@ def dense_targets(position: np.ndarray, heading: np.ndarray, speed_xy: np.ndarra
                         offset=column(1, (2,), torch.float32), log_depth=column(2, (), torch.float32),
                         heading=column(3, (), torch.float32), log_size=column(4, (3,), torch.float32),
                         velocity=column(5, (2,), torch.float32), future=column(6, (steps, 2), torch.float32),
-                        future_valid=column(7, (steps,), torch.bool), label=column(8, (), torch.long))
+                        future_valid=column(7, (steps,), torch.bool), label=column(8, (), torch.long),
+                        ego_velocity=torch.as_tensor(np.asarray(ego_velocity, np.float32).reshape(batch, 2)))

@@ -27,6 +27,8 @@ class Batch:
     targets: AgentTargets | None
     #: Per clip, per camera: the camera the frames were seen with (mirrored where the clip is flipped).
     cameras: list[list[CameraGeometry]]
+    #: (B, 2) the ego's velocity at t0 (x forward, y left), m/s: what odometry reports on a vehicle.
+    ego_velocity: torch.Tensor
 
 
 class ClipTensors:
@@ -64,6 +66,7 @@ class ClipTensors:
         self.size = torch.from_numpy(arrays["agent_size"])
         self.label = torch.from_numpy(arrays["agent_label"].astype(np.int64))
         self.in_view = torch.from_numpy(arrays["agent_in_view"])
+        self.ego_velocity = torch.from_numpy(np.asarray(arrays["ego_velocity"], np.float32))  # (N, 2)
         #: (N, A, C) rendered visible share of each agent at t0, where the data has it (else None).
         self.visibility = arrays["agent_visibility"] if "agent_visibility" in arrays else None
         #: (N,) capture time of each clip's t0 frame, ns, where the clips were cut from a bag (else None):
@@ -82,7 +85,7 @@ class ClipTensors:
             from qcraft_world_model.data.bag_clips import clips_from_bag
 
             clips = clips_from_bag(source, config.image_size)
-            arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns")}
+            arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns", "ego_velocity")}
             return cls(arrays, config, str(source), [clips.cameras] * len(arrays["frames"]))
         dataset = ClipDataset(source)
         count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
@@ -91,6 +94,8 @@ class ClipTensors:
             raise DatasetError(f"dataset {source} holds no clips")
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
         arrays = {name: np.stack([sample[name] for sample in samples]) for name in (*fields, *optional)}
+        past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
+        arrays["ego_velocity"] = np.stack([sample["ego"][past - 1, 3:5] for sample in samples])
         return cls(arrays, config, str(source), [dataset.cameras(i) for i in range(count)])
 
     def __len__(self) -> int:
@@ -104,6 +109,7 @@ class ClipTensors:
         window = frames[:, :, self.past - cfg.window: self.past]
         future = frames[:, :, [t0 + k for k in cfg.future_frames]].float() / 255.0
         agents = self.agents[index].clone()
+        ego_velocity = self.ego_velocity[index].clone()
         if flip is not None and cfg.cameras == 1 and flip.any():
             window = torch.where(flip.view(-1, 1, 1, 1, 1, 1), window.flip(-1), window)
             future = torch.where(flip.view(-1, 1, 1, 1, 1, 1), future.flip(-1), future)
@@ -111,11 +117,12 @@ class ClipTensors:
             agents[..., 1] *= sign  # y
             agents[..., 2] *= sign  # heading
             agents[..., 4] *= sign  # vy
+            ego_velocity[:, 1] *= sign[:, 0, 0]
         cameras = [list(self.geometry[i]) for i in index.tolist()]
         if flip is not None and cfg.cameras == 1:
             cameras = [[c.mirrored() for c in rig] if f else rig for rig, f in zip(cameras, flip.tolist())]
         if not targets:
-            return Batch(window=window, future=future, targets=None, cameras=cameras)
+            return Batch(window=window, future=future, targets=None, cameras=cameras, ego_velocity=ego_velocity)
         # Every agent within TARGET_RADIUS_M is offered; the target builder keeps those whose
         # ground-contact point the camera sees.
         t0_agents = agents[:, t0].numpy().astype(np.float64)
@@ -125,5 +132,6 @@ class ClipTensors:
         built = dense_targets(position, t0_agents[..., 2], t0_agents[..., 3:5], self.size[index].numpy(),
                               self.label[index].numpy(), within,
                               agents[:, steps, :, :2].permute(0, 2, 1, 3).numpy().astype(np.float64),
-                              self.valid[index][:, steps].permute(0, 2, 1).numpy(), cameras, cfg.detection_stride)
-        return Batch(window=window, future=future, targets=built, cameras=cameras)
+                              self.valid[index][:, steps].permute(0, 2, 1).numpy(), cameras, cfg.detection_stride,
+                              ego_velocity.numpy().astype(np.float64), np.asarray(cfg.path_steps) / cfg.rate_hz)
+        return Batch(window=window, future=future, targets=built, cameras=cameras, ego_velocity=ego_velocity)

@@ -89,6 +89,9 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model_config = WorldModelConfig.preset_config(config.preset)
+    if model_config.agent_motion != "ego_relative":
+        raise ValueError(f"preset {config.preset}: agent_motion {model_config.agent_motion!r} is how older model "
+                         "folders are read; training targets are relative to the ego (agent_motion: ego_relative)")
     data = data if data is not None else ClipTensors.load(config.data, model_config, config.max_clips)
 
     torch.manual_seed(config.seed)
