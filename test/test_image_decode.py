@@ -165,3 +165,138 @@ def test_rclpy_messages_decode(ros) -> None:
     np.testing.assert_array_equal(decode_image(msg), RGB)
     png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))[1].tobytes()
     np.testing.assert_array_equal(decode_any(CompressedImage(format="png", data=png)), RGB)
+
+
+# -- hostile compressed images: sizes read from the header, before any pixel is allocated -------------
+
+def _jpeg_declaring(width: int, height: int, keep: int = 600) -> bytes:
+    """A real JPEG's first ``keep`` bytes with its frame header rewritten to declare width x height."""
+    import struct
+
+    data = bytearray(cv2.imencode(".jpg", RGB)[1].tobytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data[:keep])
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    data = bytearray(cv2.imencode(".png", RGB)[1].tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # a valid IHDR checksum: only the size lies
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data", [
+    _jpeg_declaring(65500, 65500),  # OpenCV raised CV_IO_MAX_IMAGE_PIXELS on this and the node died
+    _jpeg_declaring(12000, 12000),  # under OpenCV's limit: it decoded 432 MB of pixels
+    _png_declaring(65500, 65500),
+    _png_declaring(12000, 12000),
+], ids=["jpeg-65500", "jpeg-12000", "png-65500", "png-12000"])
+def test_a_header_declaring_a_huge_image_is_refused_unread(data: bytes) -> None:
+    from qcraft_world_model.ingest.image_decode import ImageTooLargeError
+
+    assert len(data) < 1000
+    with pytest.raises(ImageTooLargeError, match=r"declares \d+x\d+ = \d+ pixels, more than the 16777216"):
+        decode_compressed_image(compressed(data))
+
+
+def test_the_pixel_cap_is_the_callers_and_raw_images_obey_it() -> None:
+    from qcraft_world_model.ingest.image_decode import ImageTooLargeError
+
+    jpeg = cv2.imencode(".jpg", RGB)[1].tobytes()
+    assert decode_any(compressed(jpeg), max_pixels=60).shape == (6, 10, 3)
+    with pytest.raises(ImageTooLargeError):
+        decode_any(compressed(jpeg), max_pixels=59)
+    with pytest.raises(ImageTooLargeError):
+        decode_any(raw(RGB, "rgb8"), max_pixels=59)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "grey", "png", "png16"])
+def test_declared_size_is_what_opencv_decodes(kind: str) -> None:
+    from qcraft_world_model.ingest.image_decode import declared_size
+
+    image = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    if kind == "baseline":
+        data, codec = cv2.imencode(".jpg", image)[1], "jpeg"
+    elif kind == "progressive":
+        data, codec = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1], "jpeg"
+    elif kind == "grey":
+        data, codec = cv2.imencode(".jpg", image[:, :, 0])[1], "jpeg"
+    elif kind == "png":
+        data, codec = cv2.imencode(".png", image)[1], "png"
+    else:
+        data, codec = cv2.imencode(".png", image.astype(np.uint16) * 257)[1], "png"
+    assert declared_size(data.tobytes(), codec) == (53, 37)
+    assert decode_any(compressed(data.tobytes())).shape == (37, 53, 3)
+
+
+def _mutations():  # noqa: ANN202 - a hypothesis strategy
+    """Messages a broken or hostile camera could send: valid JPEG/PNG/raw frames with bytes flipped,
+    cut, spliced or headers rewritten, and raw headers whose fields are arbitrary."""
+    from hypothesis import strategies as st
+
+    image = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    seeds = [cv2.imencode(".jpg", image)[1].tobytes(), cv2.imencode(".png", image)[1].tobytes(),
+             cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()]
+
+    @st.composite
+    def mutated(draw) -> SimpleNamespace:  # noqa: ANN001
+        data = bytearray(draw(st.sampled_from(seeds)))
+        for _ in range(draw(st.integers(0, 8))):
+            at = draw(st.integers(0, len(data) - 1))
+            op = draw(st.sampled_from(["flip", "cut", "insert", "size"]))
+            if op == "flip":
+                data[at] = draw(st.integers(0, 255))
+            elif op == "cut":
+                del data[at:at + draw(st.integers(1, 512))]
+            elif op == "insert":
+                data[at:at] = draw(st.binary(min_size=1, max_size=64))
+            elif len(data) > at + 4:
+                data[at:at + 4] = draw(st.binary(min_size=4, max_size=4))
+            if not data:
+                break
+        fmt = draw(st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed bgr8", "h264"]))
+        return SimpleNamespace(format=fmt, data=bytes(data))
+
+    raw_messages = st.builds(
+        SimpleNamespace, height=st.integers(-5, 70000), width=st.integers(-5, 70000),
+        encoding=st.sampled_from(["rgb8", "bgr8", "mono8", "mono16", "rgba16", "yuv422", "bayer_rggb8", "32FC1", ""]),
+        is_bigendian=st.integers(0, 1), step=st.integers(-5, 1 << 20), data=st.binary(max_size=4096))
+    return st.one_of(mutated(), raw_messages, st.builds(SimpleNamespace, format=st.text(max_size=8),
+                                                         data=st.binary(max_size=2048)))
+
+
+def test_ten_thousand_hostile_messages_raise_only_decode_errors_in_bounded_time_and_memory() -> None:
+    """Every message either decodes to a model-sized RGB frame or raises the project's decode error;
+    none takes long or keeps memory."""
+    import resource
+    import time
+
+    from hypothesis import HealthCheck, given, settings
+
+    from qcraft_world_model.ingest import ImageDecodeError
+
+    size = TargetSize(32, 32)
+    slowest = [0.0]
+    start_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    @settings(max_examples=10_000, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def check(message: SimpleNamespace) -> None:
+        began = time.perf_counter()
+        try:
+            rgb = decode_any(message, size)
+        except ImageDecodeError:
+            pass
+        else:
+            assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
+        slowest[0] = max(slowest[0], time.perf_counter() - began)
+
+    check()
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start_rss_kb) / 1024
+    assert slowest[0] < 2.0, f"one message took {slowest[0]:.2f} s to refuse or decode"
+    assert grown_mb < 300, f"peak memory grew {grown_mb:.0f} MB over the run"

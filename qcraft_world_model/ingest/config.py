@@ -42,6 +42,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image.height", int, 128, "Height the model reads frames at", "px", 16, 4096),
     ParamSpec("image.resize_mode", str, "stretch",
               "How a camera's aspect ratio is fitted to the model's", choices=("stretch", "center_crop")),
+    ParamSpec("image.max_input_pixels", int, 4096 * 4096,
+              "Camera messages declaring more pixels (width x height) are refused before decoding "
+              "(decompression bombs)", "px", 1, 1 << 28),
     ParamSpec("window.size", int, 16, "Frames per camera in the model's input window", "frames", 1, 64),
     ParamSpec("window.rate_hz", float, 10.0, "Nominal camera frame rate", "Hz", 0.1, 1000.0),
     ParamSpec("window.gap_factor", float, 1.5,
@@ -103,6 +106,8 @@ class IngestConfig:
 
     cameras: tuple[CameraConfig, ...]
     image: TargetSize
+    #: Largest camera image (width x height) decoded; larger messages are refused unread.
+    max_input_pixels: int
     window_size: int
     rate_hz: float
     gap_factor: float
@@ -145,6 +150,7 @@ class IngestConfig:
         return cls(
             cameras=tuple(cameras),
             image=TargetSize(values["image.width"], values["image.height"], values["image.resize_mode"]),
+            max_input_pixels=values["image.max_input_pixels"],
             window_size=values["window.size"],
             rate_hz=values["window.rate_hz"],
             gap_factor=values["window.gap_factor"],

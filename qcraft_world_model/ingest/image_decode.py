@@ -11,7 +11,9 @@ and move on. Colour conversions reuse rosbags-image's encoding table.
 
 from __future__ import annotations
 
+import struct
 import sys
+import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +40,12 @@ _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 _REFUSED_FORMAT_WORDS = ("compresseddepth", "h264", "h265", "hevc", "av1", "vp8", "vp9", "theora")
 
 
+#: Largest image (width x height) decoded by default: 4096 x 4096. A camera message declaring more is
+#: refused before any pixel is allocated — a 600-byte JPEG header can declare 65500 x 65500 (12 GB of
+#: pixels; OpenCV's own limit turns that into an exception, and anything under it into a stall).
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
 class ImageDecodeError(ValueError):
     """A camera message could not be turned into an image."""
 
@@ -48,6 +56,16 @@ class UnsupportedEncodingError(ImageDecodeError):
 
 class MalformedImageError(ImageDecodeError):
     """The message contradicts itself (sizes, step, data length) or is corrupt."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The message declares more pixels than the camera may send (a decompression bomb, or a wrong camera)."""
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"{what} declares {width}x{height} = {width * height} pixels, more than the "
+                                 f"{max_pixels} allowed (image.max_input_pixels)")
 
 
 @dataclass(frozen=True)
@@ -65,11 +83,12 @@ class TargetSize:
             raise ValueError(f"resize mode must be 'stretch' or 'center_crop', got {self.mode!r}")
 
 
-def decode_image(msg: Any, size: TargetSize | None = None) -> np.ndarray:
+def decode_image(msg: Any, size: TargetSize | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a raw ``sensor_msgs/Image`` into an (H, W, 3) uint8 RGB array.
 
     Row padding (``step`` larger than a packed row) is honoured; 16-bit images
-    are scaled to 8 bits; ``size`` resizes the result (None keeps the camera's).
+    are scaled to 8 bits; ``size`` resizes the result (None keeps the camera's);
+    more than ``max_pixels`` is refused.
     """
     encoding = str(msg.encoding)
     if encoding not in SUPPORTED_ENCODINGS:
@@ -78,6 +97,7 @@ def decode_image(msg: Any, size: TargetSize | None = None) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise MalformedImageError(f"image size {width}x{height} (width x height) is empty")
+    _check_pixels(width, height, max_pixels, "image")
 
     depth_bits, _, typestr, channels = to_cvtype(encoding)
     pixel_bytes = depth_bits // 8 * channels
@@ -108,12 +128,15 @@ def decode_image(msg: Any, size: TargetSize | None = None) -> np.ndarray:
     return _fit(np.ascontiguousarray(rgb, dtype=np.uint8), size)
 
 
-def decode_compressed_image(msg: Any, size: TargetSize | None = None) -> np.ndarray:
+def decode_compressed_image(msg: Any, size: TargetSize | None = None,
+                            max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) into (H, W, 3) uint8 RGB.
 
     The codec is recognised from the data's magic bytes; ``format`` is only
     checked for codecs we refuse (depth images, video streams), because camera
     drivers fill it inconsistently ("jpeg", "rgb8; jpeg compressed bgr8", "").
+    The size the header declares is read first: more than ``max_pixels`` is
+    refused without decoding, and a decoded image must have the declared size.
     """
     fmt = str(getattr(msg, "format", ""))
     lowered = fmt.lower().replace(" ", "")
@@ -130,17 +153,99 @@ def decode_compressed_image(msg: Any, size: TargetSize | None = None) -> np.ndar
             f"compressed data (format {fmt!r}) starts with {data[:4].hex()}, not a "
             f"{' or '.join(SUPPORTED_COMPRESSED)} signature")
 
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    width, height = declared_size(data, codec)
+    if width <= 0 or height <= 0:
+        raise MalformedImageError(f"{codec} header declares an empty image ({width}x{height})")
+    _check_pixels(width, height, max_pixels, f"{codec} header")
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as err:  # OpenCV's own limits and codec failures: the message is at fault, not us
+        raise MalformedImageError(f"{codec} data ({len(data)} bytes) is corrupt: {err.err or err}") from err
     if bgr is None:
         raise MalformedImageError(f"{codec} data ({len(data)} bytes) is corrupt: the decoder rejected it")
+    if bgr.shape[:2] != (height, width):
+        raise MalformedImageError(f"{codec} decoded to {bgr.shape[1]}x{bgr.shape[0]}, its header says "
+                                  f"{width}x{height}")
     return _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
 
 
-def decode_any(msg: Any, size: TargetSize | None = None) -> np.ndarray:
+def declared_size(data: memoryview | bytes, codec: str) -> tuple[int, int]:
+    """(width, height) a JPEG's frame header (SOFn) or a PNG's IHDR declares, read without decoding.
+
+    Raises MalformedImageError when the header is missing or cut off.
+    """
+    if codec == "png":
+        return _png_size(data)
+    return _jpeg_size(data)
+
+
+def _png_size(data: memoryview | bytes) -> tuple[int, int]:
+    """Check every chunk of a PNG (length within the data, CRC) and return its IHDR's size.
+
+    OpenCV's PNG reader allocates what a chunk's length field says before it finds the data
+    short: a 2.4 KB PNG with one length rewritten took 3.8 GB here. A chunk that does not fit in
+    the message, or whose checksum fails, is refused before OpenCV sees it.
+    """
+    data = bytes(data)
+    end, i = len(data), 8
+    size = None
+    while i + 12 <= end:
+        (length,), kind = struct.unpack(">I", data[i:i + 4]), data[i + 4:i + 8]
+        if length > end - i - 12:
+            raise MalformedImageError(f"png data ({end} bytes) is corrupt: chunk {kind!r} at byte {i} claims "
+                                      f"{length} bytes")
+        body = data[i + 8:i + 8 + length]
+        (crc,) = struct.unpack(">I", data[i + 8 + length:i + 12 + length])
+        if zlib.crc32(kind + body) != crc:
+            raise MalformedImageError(f"png data ({end} bytes) is corrupt: chunk {kind!r} at byte {i} fails its CRC")
+        if size is None:
+            if kind != b"IHDR" or length != 13:
+                raise MalformedImageError(f"png data ({end} bytes) is corrupt: no IHDR header")
+            size = struct.unpack(">II", body[:8])
+        if kind == b"IEND":
+            return size
+        i += 12 + length
+    raise MalformedImageError(f"png data ({end} bytes) is corrupt: cut off before its end (IEND)")
+
+
+#: JPEG markers that start a frame header (SOF0-SOF15 except DHT C4, JPG C8 and DAC CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: memoryview | bytes) -> tuple[int, int]:
+    """Walk the JPEG's marker segments up to the first frame header (ITU T.81, B.1.1)."""
+    view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+    i, end = 2, len(view)
+    while i + 4 <= end:
+        if view[i] != 0xFF:
+            raise MalformedImageError(f"jpeg data ({end} bytes) is corrupt: no marker at byte {i}")
+        marker = view[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            break
+        length = (view[i + 2] << 8) | view[i + 3]
+        if length < 2:
+            raise MalformedImageError(f"jpeg data ({end} bytes) is corrupt: segment length {length} at byte {i}")
+        if marker in _JPEG_SOF:
+            if i + 9 > end:
+                break
+            height = (view[i + 5] << 8) | view[i + 6]
+            width = (view[i + 7] << 8) | view[i + 8]
+            return width, height
+        i += 2 + length
+    raise MalformedImageError(f"jpeg data ({end} bytes) is corrupt: no frame header (SOF) before its image data")
+
+
+def decode_any(msg: Any, size: TargetSize | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode either message type, told apart by CompressedImage's ``format`` field."""
     if hasattr(msg, "format"):
-        return decode_compressed_image(msg, size)
-    return decode_image(msg, size)
+        return decode_compressed_image(msg, size, max_pixels)
+    return decode_image(msg, size, max_pixels)
 
 
 def _as_bytes(data: Any) -> memoryview:

@@ -22,6 +22,18 @@ class ModelConfigError(ValueError):
 
 AGENT_MOTIONS = ("ego_relative", "absolute")
 
+#: Allowed ranges of the numeric fields (inclusive). They bound memory as much as sense: a config.json
+#: saying ``window: 20000`` got the node OOM-killed after 9 minutes, ``attention_window: 8000`` took
+#: 4.5 GB, ``rate_hz: 0`` divided by zero per window — all before this check existed.
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "image_size": (16, 2048), "cameras": (1, 16), "window": (2, 64), "patch": (2, 64), "stem_dim": (1, 1024),
+    "dim": (8, 2048), "depth": (1, 48), "heads": (1, 64), "mlp_ratio": (0.25, 16.0), "attention_window": (2, 4096),
+    "anchors": (0, 256), "modes": (1, 16), "classes": (8, 8), "decoder_dim": (1, 1024), "detection_stride": (1, 32),
+    "head_dim": (2, 1024), "rate_hz": (0.1, 1000.0),
+}
+#: Ranges of the entries of the step lists, and their most entries.
+STEP_RANGES: dict[str, tuple[int, int, int]] = {"future_frames": (1, 64, 16), "path_steps": (1, 200, 32)}
+
 
 @dataclass(frozen=True)
 class WorldModelConfig:
@@ -54,6 +66,26 @@ class WorldModelConfig:
     agent_motion: str = "absolute"
 
     def __post_init__(self) -> None:
+        for name, (low, high) in FIELD_RANGES.items():
+            value = getattr(self, name)
+            kind = float if isinstance(low, float) else int
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise ModelConfigError(f"{name} must be {'a number' if kind is float else 'an integer'}, "
+                                       f"got {value!r}")
+            if not low <= value <= high:
+                raise ModelConfigError(f"{name} {value!r} is outside {low:g}..{high:g}")
+        for name, (low, high, most) in STEP_RANGES.items():
+            steps = getattr(self, name)
+            if not steps or len(steps) > most or any(isinstance(v, bool) or not isinstance(v, int)
+                                                     or not low <= v <= high for v in steps):
+                raise ModelConfigError(f"{name} must be 1..{most} integers in {low}..{high}, got {list(steps)!r}")
+        if not isinstance(self.preset, str) or not self.preset:
+            raise ModelConfigError(f"preset must be a name, got {self.preset!r}")
+        if self.head_dim % 2:
+            raise ModelConfigError(f"head_dim must be even (two halves: image and tokens), got {self.head_dim}")
+        if self.attention_window > self.tokens:
+            raise ModelConfigError(f"attention_window {self.attention_window} exceeds the {self.tokens} latent "
+                                   "tokens it slides over")
         if self.agent_motion not in AGENT_MOTIONS:
             raise ModelConfigError(f"agent_motion {self.agent_motion!r}: one of {', '.join(AGENT_MOTIONS)}")
         if self.image_size % self.patch:
@@ -88,6 +120,9 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
+        """From a config's ``model`` mapping; every field type- and range-checked (ModelConfigError)."""
+        if not isinstance(data, dict):
+            raise ModelConfigError(f"a model config must be a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -95,7 +130,9 @@ class WorldModelConfig:
         values = dict(data)
         for key in ("future_frames", "path_steps"):
             if key in values:
-                values[key] = tuple(int(v) for v in values[key])
+                if not isinstance(values[key], (list, tuple)):
+                    raise ModelConfigError(f"{key} must be a list of integers, got {values[key]!r}")
+                values[key] = tuple(values[key])
         return cls(**values)
 
     @classmethod

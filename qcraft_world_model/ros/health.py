@@ -59,10 +59,11 @@ def camera_health(silent_s: float | None, rate_hz: float | None, decode_errors: 
 
 
 def inference_health(latency_p95_ms: float | None, stale_cameras: Sequence[str], errors: int,
-                     limits: HealthThresholds, silent_s: float = 0.0, held_too_long: str | None = None
-                     ) -> tuple[int, str]:
+                     limits: HealthThresholds, silent_s: float = 0.0, held_too_long: str | None = None,
+                     non_finite: int = 0) -> tuple[int, str]:
     """(level, message) of the inference worker; ``silent_s``: seconds since the last prediction (or
-    activation); ``held_too_long``: a camera stale beyond alignment.max_hold_s, which stops predictions."""
+    activation); ``held_too_long``: a camera stale beyond alignment.max_hold_s, which stops predictions;
+    ``non_finite``: windows dropped because the model's output was not finite (a broken model: ERROR)."""
     level, reasons = OK, []
     if held_too_long:
         level = ERROR
@@ -70,6 +71,9 @@ def inference_health(latency_p95_ms: float | None, stale_cameras: Sequence[str],
     elif silent_s > limits.no_prediction_after_s:
         level = ERROR
         reasons.append(f"no prediction for {silent_s:.1f} s")
+    if non_finite:
+        level = ERROR
+        reasons.append(f"{non_finite} window(s) with non-finite model output dropped")
     if latency_p95_ms is not None and latency_p95_ms > limits.latency_error_ms:
         level = ERROR
         reasons.append(f"latency p95 {latency_p95_ms:.0f} ms > {limits.latency_error_ms:g} ms")

@@ -6,9 +6,11 @@ A lifecycle node (``autostart`` runs configure + activate itself):
 - activate: subscribe to the cameras (sensor-data QoS, depth 1) and start the worker;
 - deactivate / cleanup: unsubscribe, stop the worker, release the backend.
 
-Each incoming frame is decoded and run through the stem in the subscription
-callback (a few milliseconds for lite; one executor thread runs the callbacks in
-turn) and cached in its camera's ring window. When every camera holds a complete
+Each incoming frame is handed by the subscription callback to its camera's own
+decode lane (a thread with a short latest-first queue), which decodes it, runs the
+stem (a few milliseconds for lite) and caches the result in the camera's ring
+window: a camera sending huge or hostile images costs its own lane time, never the
+other cameras'. When every camera holds a complete
 window (a stale camera's last one is held, see ``_job_if_ready``), a job is
 handed to the single inference worker through a latest-only slot: a job not yet
 started when a newer one arrives is dropped and counted, never queued.
@@ -85,10 +87,60 @@ class _CameraState:
     held: list | None = None
     #: The camera went stale and has not delivered a complete window since.
     recovering: bool = False
+    #: Frames its lane dropped unread because newer ones were waiting (decoding fell behind).
+    lane_dropped: int = 0
+    #: Frames whose handling failed with an unexpected error (counted, logged; the node goes on).
+    callback_errors: int = 0
 
     def __post_init__(self) -> None:
         self.ingest_ms = deque(maxlen=100)
         self.arrivals = deque(maxlen=1000)
+
+
+def output_is_finite(output: Any) -> bool:
+    """Whether every tensor of a WorldModelOutput (frames and agent maps) is finite."""
+    tensors = [output.frames, *vars(output.agents).values()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+class _DecodeLane:
+    """One camera's decode thread: the executor's callback only queues, so one camera's slow or
+    hostile images (a 4096² PNG takes 0.6 s to decode here) never hold up the others' callbacks.
+
+    The queue keeps the newest ``depth`` frames; older ones are dropped and counted, as a
+    sensor-data subscription would drop them.
+    """
+
+    def __init__(self, name: str, handle: Any, depth: int = 2) -> None:
+        self._handle, self._queue = handle, deque(maxlen=depth)
+        self._ready = threading.Condition()
+        self._running = True
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
+        self._thread.start()
+
+    def put(self, item: tuple) -> None:
+        with self._ready:
+            if len(self._queue) == self._queue.maxlen:
+                self.dropped += 1
+            self._queue.append(item)
+            self._ready.notify()
+
+    def stop(self) -> None:
+        with self._ready:
+            self._running = False
+            self._ready.notify()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while self._running and not self._queue:
+                    self._ready.wait(timeout=0.5)
+                if not self._running:
+                    return
+                item = self._queue.popleft()
+            self._handle(*item)
 
 
 class PredictorNode(LifecycleNode):
@@ -99,6 +151,11 @@ class PredictorNode(LifecycleNode):
         self.config: IngestConfig | None = None
         self._camera_subscriptions: list = []
         self._cameras: dict[str, _CameraState] = {}
+        self._lanes: dict[str, _DecodeLane] = {}
+        self._diagnostics_timer = None
+        self.pub_agents = self.pub_autoware = self.pub_markers = self.pub_diagnostics = None
+        self.pub_processing = self.pub_pipeline = None
+        self.pub_frames: dict = {}
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._pending: _Job | None = None
@@ -106,7 +163,8 @@ class PredictorNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._latencies: deque[float] = deque(maxlen=200)
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
-                        "ego_motion_estimated": 0, "odometry_rejected": 0}
+                        "ego_motion_estimated": 0, "odometry_rejected": 0, "non_finite_outputs": 0,
+                        "dropped_old": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         self._camera_info_seen: set[str] = set()
@@ -142,14 +200,7 @@ class PredictorNode(LifecycleNode):
             self._load_backend()
         except Exception as err:  # noqa: BLE001 - configure is the boundary: say why, then refuse
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
-            return TransitionCallbackReturn.FAILURE
-        model = self.backend.config
-        if (model.cameras, model.image_size, model.window) != (len(self.config.cameras), self.config.image.width,
-                                                               self.config.window_size):
-            self.get_logger().error(
-                f"configure failed: the model reads {model.cameras} camera(s) x {model.window} frames of "
-                f"{model.image_size}px; parameters give {len(self.config.cameras)} x {self.config.window_size} "
-                f"of {self.config.image.width}px")
+            self.backend = None
             return TransitionCallbackReturn.FAILURE
         self.pub_agents = self.create_lifecycle_publisher(PredictedAgents, "~/predicted_agents", 1)
         # Autoware's planners read PredictedObjects (depth 1, like Autoware's own prediction node).
@@ -172,6 +223,7 @@ class PredictorNode(LifecycleNode):
         # Nothing from before a deactivation is held over: windows refill from live frames.
         self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
         self._reset_stream_state()
+        self._lanes = {c.name: _DecodeLane(c.name, self._ingest_guarded) for c in self.config.cameras}
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
             self._camera_subscriptions.append(self.create_subscription(
@@ -190,19 +242,40 @@ class PredictorNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
         for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
         self._camera_subscriptions.clear()
+        self._stop_lanes()
+        self._stop_worker()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.backend = None
-        self.destroy_timer(self._diagnostics_timer)
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def _release(self) -> None:
+        """Undo configure: the backend, the diagnostics timer and every publisher (a second configure
+        creates them again; left alone, every output topic would have two publishers)."""
+        self.backend = None
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        for publisher in self._lifecycle_publishers():
+            self.destroy_lifecycle_publisher(publisher)
+        if self.pub_diagnostics is not None:
+            self.destroy_publisher(self.pub_diagnostics)
+        self.pub_agents = self.pub_autoware = self.pub_markers = self.pub_diagnostics = None
+        self.pub_processing = self.pub_pipeline = None
+        self.pub_frames = {}
+
+    def _lifecycle_publishers(self) -> list:
+        return [p for p in (self.pub_agents, self.pub_autoware, self.pub_markers, self.pub_processing,
+                            self.pub_pipeline, *self.pub_frames.values()) if p is not None]
+
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_lanes()
         self._stop_worker()
+        self._release()  # nothing may publish after shutdown (the diagnostics timer did)
         return TransitionCallbackReturn.SUCCESS
 
     # -- configuration -----------------------------------------------------------
@@ -228,15 +301,27 @@ class PredictorNode(LifecycleNode):
         return self.get_parameter(name).value
 
     def _load_backend(self) -> None:
+        """The model folder's config is checked against the parameters before anything is built (a
+        window of 20000 frames once warmed up for 9 minutes into an OOM kill), the weights on load,
+        and the warmed-up backend's output for finiteness."""
         from qcraft_world_model.runtime.backends import create_backend
-        from qcraft_world_model.runtime.model_folder import default_model, load_model
+        from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
 
         folder = self.params["model.path"] or str(default_model("lite"))
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"model.path {folder} is not a folder")
+        config = read_model_config(folder)
+        wanted = (len(self.config.cameras), self.config.window_size, self.config.image.width, self.config.image.height)
+        if (config.cameras, config.window, config.image_size, config.image_size) != wanted:
+            raise ValueError(f"model {folder} reads {config.cameras} camera(s) x {config.window} frames of "
+                             f"{config.image_size}x{config.image_size} px; the parameters give {wanted[0]} x "
+                             f"{wanted[1]} of {wanted[2]}x{wanted[3]} px (cameras.names, window.size, image.*)")
         model = load_model(folder)
         self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"])
-        self.backend.warm_up()
+        output = self.backend.warm_up()
+        if not output_is_finite(output):
+            raise ValueError(f"model {folder} on backend {self.backend.name} gives non-finite outputs on a blank "
+                             "window: refusing to publish from it")
         self.model_id = f"{model.config.preset}@{Path(folder).name}"
 
     # -- frames ----------------------------------------------------------------
@@ -273,13 +358,32 @@ class PredictorNode(LifecycleNode):
         return np.array([[odometry[1], odometry[2]]])
 
     def _on_frame(self, camera: str, msg: Any) -> None:
+        """The subscription callback: note the arrival, queue the frame on its camera's lane."""
         received = time.monotonic()
         state = self._cameras[camera]
         state.received += 1
         state.last_frame = received
         state.arrivals.append(received)
+        lane = self._lanes[camera]
+        lane.put((camera, msg, received))
+        state.lane_dropped = lane.dropped
+
+    def _ingest_guarded(self, camera: str, msg: Any, received: float) -> None:
+        """``_ingest``, where no error of one frame may end the lane (counted, logged, reported)."""
         try:
-            rgb = decode_any(msg, self.config.image)
+            self._ingest(camera, msg, received)
+        except Exception as err:  # noqa: BLE001 - a frame must never take the node down
+            state = self._cameras[camera]
+            state.callback_errors += 1
+            state.last_error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"camera {camera}: frame not handled: {state.last_error}",
+                                    throttle_duration_sec=5.0)
+
+    def _ingest(self, camera: str, msg: Any, received: float) -> None:
+        """Decode, stem, window; hand the inference worker a job when every camera is ready."""
+        state = self._cameras[camera]
+        try:
+            rgb = decode_any(msg, self.config.image, self.config.max_input_pixels)
         except ImageDecodeError as err:
             state.decode_errors += 1
             if str(err) != state.last_error:  # a new kind of fault is logged; repeats are only counted
@@ -356,6 +460,11 @@ class PredictorNode(LifecycleNode):
                 job, self._pending = self._pending, None
             if job.stamp_ns <= self._last_published:
                 continue  # overtaken by a newer window already out
+            if time.monotonic() - job.received > self.params["output.max_age_s"]:
+                # Its frame arrived long ago (the process was paused, the machine stalled): a prediction
+                # from it would describe a past the planner has already driven through.
+                self._counts["dropped_old"] += 1
+                continue
             try:
                 self._predict(job)
             except Exception as err:  # noqa: BLE001 - one bad window must not kill the worker
@@ -366,6 +475,11 @@ class PredictorNode(LifecycleNode):
         start = time.monotonic()
         output = self.backend.forward_window(*job.tensors())
         inference_ms = (time.monotonic() - start) * 1e3
+        if not output_is_finite(output):
+            # Planners must never see NaN; the window is dropped and the fault reported as ERROR.
+            self._counts["non_finite_outputs"] += 1
+            self.get_logger().error("the model gave non-finite outputs: window dropped", throttle_duration_sec=5.0)
+            return
         model = self.backend.config
         path_step = (model.path_steps[1] - model.path_steps[0]) / model.rate_hz
         frame_id = self.params["output.frame_id"]
@@ -418,6 +532,11 @@ class PredictorNode(LifecycleNode):
         self._last_frames_stamp = stamp_ns
         return True
 
+    def _stop_lanes(self) -> None:
+        for lane in self._lanes.values():
+            lane.stop()
+        self._lanes = {}
+
     def _stop_worker(self) -> None:
         with self._lock:
             self._running = False
@@ -436,9 +555,11 @@ class PredictorNode(LifecycleNode):
             stats = state.window.stats
             silent = None if state.last_frame is None else now - state.last_frame
             rate = arrival_rate_hz(list(state.arrivals), now)
-            level, message = camera_health(silent, rate, state.decode_errors, stats.gaps, limits)
+            level, message = camera_health(silent, rate, state.decode_errors + state.callback_errors, stats.gaps,
+                                           limits)
             values = {"received": state.received, "rate_hz": "-" if rate is None else f"{rate:.1f}",
-                      "decode_errors": state.decode_errors, "gaps": stats.gaps,
+                      "decode_errors": state.decode_errors, "lane_dropped": state.lane_dropped,
+                      "callback_errors": state.callback_errors, "gaps": stats.gaps,
                       "missing_frames": stats.missing_frames, "filled_frames": stats.filled_frames,
                       "duplicates": stats.duplicates, "out_of_order": stats.out_of_order,
                       "window_complete": state.window.is_complete,
@@ -455,7 +576,8 @@ class PredictorNode(LifecycleNode):
         stale_cameras = list(self._stale_reported)  # one copy: the worker may replace it meanwhile
         values["stale_cameras"] = ",".join(stale_cameras)
         level, message = inference_health(p95, stale_cameras, self._counts["inference_errors"], limits,
-                                          silent_s=now - self._last_publish_time, held_too_long=self._held_too_long)
+                                          silent_s=now - self._last_publish_time, held_too_long=self._held_too_long,
+                                          non_finite=self._counts["non_finite_outputs"])
         statuses.append(DiagnosticStatus(level=bytes([level]), name="qcraft_world_model: inference",
                                          message=message,
                                          values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
@@ -467,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     """``ros2 run qcraft_world_model predictor`` (or run directly with ``--ros-args --params-file ...``)."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = PredictorNode()
-    # One executor thread: the callbacks (decode + stem, a few ms per frame) run one after another,
-    # inference runs in its own worker thread. rclpy's MultiThreadedExecutor busy-waits while a ready
+    # One executor thread: the callbacks only queue frames on their camera's decode lane; decoding
+    # and the stem run in the lanes, inference in its own worker thread. rclpy's MultiThreadedExecutor
+    # (the other way to keep one camera from holding up the rest) busy-waits while a ready
     # subscription's callback group is busy, holding the GIL; with three cameras that starved the
     # callbacks until most frames were lost (py-spy: MainThread active in wait_for_ready_callbacks).
     executor = SingleThreadedExecutor()

@@ -32,6 +32,9 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.frame_id", str, "base_link", "Frame of PredictedAgents (the ego frame)"),
     ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
               "probability", 0.0, 1.0),
+    ParamSpec("output.max_age_s", float, 1.0,
+              "A window whose newest frame arrived longer ago than this is dropped, not predicted "
+              "(after a pause or a stall)", "s", 0.05, 60.0),
     ParamSpec("output.publish_frames", bool, True, "Publish PredictedFrames per camera on ~/predicted_frames/<camera>"),
     ParamSpec("output.frames_max_rate_hz", float, 10.0,
               "Publish PredictedFrames at most this often (they are large); 0: with every prediction", "Hz",

@@ -53,14 +53,16 @@ class Backend:
         with torch.inference_mode():
             return self.runner.forward_window(stem_tokens, newest, previous)
 
-    def warm_up(self, repeats: int = 2) -> None:
-        """Run dummy windows so compilation happens now, not on the first real frame."""
+    def warm_up(self, repeats: int = 2) -> WorldModelOutput:
+        """Run dummy windows so compilation happens now, not on the first real frame; returns the
+        last output (callers check it before trusting the backend)."""
         c = self.config
         frames = torch.zeros((1, c.cameras, c.window, 3, c.image_size, c.image_size), dtype=torch.uint8)
         frames = frames.to(self.device)
         for _ in range(repeats):
             tokens = torch.stack([self.stem(frames[:, :, t]) for t in range(c.window)], dim=2)
-            self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+            output = self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+        return output
 
     @property
     def device(self) -> torch.device:

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import torch
 
-from qcraft_world_model.model.config import WorldModelConfig
+from qcraft_world_model.model.config import ModelConfigError, WorldModelConfig
 from qcraft_world_model.model.world_model import WorldModel
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be used; the message names the file and, where one is, the field."""
 
 
 def model_dirs() -> list[Path]:
@@ -29,19 +33,45 @@ def default_model(preset: str = "lite") -> Path:
     raise FileNotFoundError(f"no shipped {preset!r} model found in: {', '.join(map(str, model_dirs()))}")
 
 
+def read_model_config(folder: str | Path) -> WorldModelConfig:
+    """The model configuration of a folder's ``config.json``, checked field by field, without building
+    anything: callers compare it with what they will feed the model before paying for weights."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"model folder {folder} has no config.json")
+    try:
+        document = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFolderError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
+        raise ModelFolderError(f"{path} has no \"model\" mapping (the model's fields)")
+    try:
+        return WorldModelConfig.from_dict(document["model"])
+    except (ModelConfigError, TypeError) as err:
+        raise ModelFolderError(f"{path}: model.{err}") from err
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-    """A trained model from ``model.safetensors`` + ``config.json``, in eval mode."""
+    """A trained model from ``model.safetensors`` + ``config.json``, in eval mode.
+
+    Refuses (ModelFolderError) a config that fails its checks, weights that do not fit it, and
+    weights that are not finite: a NaN weight would otherwise publish NaN agents.
+    """
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    for name in ("model.safetensors", "config.json"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"model folder {folder} has no {name}")
-    config = WorldModelConfig.from_dict(json.loads((folder / "config.json").read_text())["model"])
+    config = read_model_config(folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"model folder {folder} has no model.safetensors")
     model = WorldModel(config)
     try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+        state = load_file(str(weights), device=str(device))
+        model.load_state_dict(state)
     except Exception as err:  # safetensors raises its own error type for corrupt files
-        raise ValueError(f"{folder / 'model.safetensors'} does not load into a {config.preset} model: "
-                         f"{type(err).__name__}: {err}") from err
+        raise ModelFolderError(f"{weights} does not load into a {config.preset} model: "
+                               f"{type(err).__name__}: {err}") from err
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ModelFolderError(f"{weights} holds non-finite weights in {len(broken)} tensor(s), e.g. {broken[0]}")
     return model.to(device).eval()
