@@ -286,3 +286,36 @@ def test_configure_cleanup_configure_leaves_one_publisher_per_topic_and_shutdown
         assert node.client.count_publishers("/predictor/predicted_agents") == 0
     finally:
         node.close()
+
+
+def test_a_camera_whose_clock_jumps_back_and_forth_does_not_rewind_the_predictions(ros, tmp_path: Path) -> None:
+    """One camera alternating t and t - 5 s once made the node publish 18 predictions in 2 s stamped back in
+    time and mark the healthy cameras stale."""
+    from sensor_msgs.msg import CompressedImage, Image
+
+    rclpy, msgs = ros
+    save_random_model(tmp_path, THREE_CAMERA_MODEL)
+    node = NodeUnderTest(rclpy, msgs, tmp_path, THREE_CAMERA_PARAMS.format(tmp_path=tmp_path), cameras=("front",))
+    node.publishers = {"front": node.client.create_publisher(Image, "/cam/front", 10),
+                       "left": node.client.create_publisher(Image, "/cam/left", 10),
+                       "right": node.client.create_publisher(CompressedImage, "/cam/right/compressed", 10)}
+    try:
+        node.wait_subscribed()
+        pixels = np.zeros((32, 32, 3), np.uint8)
+        for k in range(60):
+            for name in ("front", "left", "right"):
+                sec = 1000 + k // 10 - (5 if name == "left" and k >= 25 and k % 2 else 0)
+                if name == "right":
+                    message = CompressedImage(format="jpeg", data=_jpeg(pixels))
+                else:
+                    message = Image(height=32, width=32, encoding="rgb8", step=96, data=pixels.tobytes())
+                message.header.stamp.sec, message.header.stamp.nanosec = sec, (k % 10) * 100_000_000
+                node.publishers[name].publish(message)
+            node.spin(0.1)
+        node.spin(1.0)
+        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in node.agents]
+        assert len(stamps) >= 40 and stamps == sorted(set(stamps)), "a prediction went back in time"
+        assert all(set(m.stale_cameras) <= {"left"} for m in node.agents), "a healthy camera was called stale"
+        assert any(list(m.stale_cameras) == ["left"] for m in node.agents)
+    finally:
+        node.close()

@@ -11,7 +11,8 @@ decode lane (a thread with a short latest-first queue), which decodes it, runs t
 stem (a few milliseconds for lite) and caches the result in the camera's ring
 window: a camera sending huge or hostile images costs its own lane time, never the
 other cameras'. When every camera holds a complete
-window (a stale camera's last one is held, see ``_job_if_ready``), a job is
+window (a stale camera's last one is held: ``ingest/stream_policy.py``, the policy
+``qcraft-wm check-bag`` runs too), a job is
 handed to the single inference worker through a latest-only slot: a job not yet
 started when a newer one arrives is dropped and counted, never queued.
 """
@@ -42,7 +43,7 @@ from std_msgs.msg import Float64, Header
 from visualization_msgs.msg import MarkerArray
 
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
-from qcraft_world_model.ingest.ring_window import PushOutcome
+from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.model.agent_decode import decode_agents
@@ -83,10 +84,6 @@ class _CameraState:
     ingest_ms: deque = None  # type: ignore[assignment]
     #: Monotonic arrival times of recent frames (for the rate in diagnostics; >= 2 s at 500 Hz).
     arrivals: deque = None  # type: ignore[assignment]
-    #: The last complete window a job used: what the model reads while the camera is stale.
-    held: list | None = None
-    #: The camera went stale and has not delivered a complete window since.
-    recovering: bool = False
     #: Frames its lane dropped unread because newer ones were waiting (decoding fell behind).
     lane_dropped: int = 0
     #: Frames whose handling failed with an unexpected error (counted, logged; the node goes on).
@@ -171,13 +168,18 @@ class PredictorNode(LifecycleNode):
         self._tracker = AgentTracker()
         self._reset_stream_state()
 
+    def _new_streams(self) -> None:
+        """Empty windows, one stream policy over them (the check-bag one), and per-camera counters."""
+        settings = StreamSettings(tolerance_ns=round(self.config.alignment_tolerance_ms * 1e6),
+                                  stale_after_s=self.config.stale_after_s, max_hold_s=self.params["alignment.max_hold_s"])
+        self._policy = StreamPolicy.create([c.name for c in self.config.cameras], self.config.ring_window, settings)
+        self._cameras = {name: _CameraState(stream.window) for name, stream in self._policy.streams.items()}
+
     def _reset_stream_state(self) -> None:
         """What the stream so far decided: published stamps, stale cameras (fresh at every activation)."""
-        #: Capture time of the last published window, and of the last published PredictedFrames.
-        self._last_published, self._last_frames_stamp = -1, -(1 << 62)
+        #: Capture time of the last published PredictedFrames.
+        self._last_frames_stamp = -(1 << 62)
         self._stale_reported: list[str] = []
-        #: A camera held longer than alignment.max_hold_s, which stops predictions (None: none).
-        self._held_too_long: str | None = None
         #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
         self._last_publish_time = time.monotonic()
         self._tracker.reset()
@@ -213,7 +215,7 @@ class PredictorNode(LifecycleNode):
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
-        self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
+        self._new_streams()
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
@@ -221,7 +223,7 @@ class PredictorNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         # Nothing from before a deactivation is held over: windows refill from live frames.
-        self._cameras = {c.name: _CameraState(self.config.ring_window()) for c in self.config.cameras}
+        self._new_streams()
         self._reset_stream_state()
         self._lanes = {c.name: _DecodeLane(c.name, self._ingest_guarded) for c in self.config.cameras}
         for camera in self.config.cameras:
@@ -395,58 +397,15 @@ class PredictorNode(LifecycleNode):
         tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
         state.ingest_ms.append((time.monotonic() - received) * 1e3)
         with self._lock:
-            outcome = state.window.push(stamp_ns, (tokens, frame[0, 0]))
-            if not outcome.accepted:
-                return
-            if outcome is PushOutcome.ACCEPTED_AFTER_RESET and stamp_ns < self._last_published:
-                # The stream went back in time (a bag looping): what was published before no longer
-                # bounds what comes next. Only a real reset does this: treating every late window as
-                # a loop would feed old windows to the worker when the machine is already behind.
-                self._last_published, self._last_frames_stamp = -1, -(1 << 62)
-            job = self._job_if_ready(stamp_ns, received)
+            loops = self._policy.stats.loops
+            outcome, job = self._policy.push(camera, stamp_ns, (tokens, frame[0, 0]), received)
+            if self._policy.stats.loops != loops:
+                self._last_frames_stamp = -(1 << 62)  # the bag looped: frames start over too
             if job is not None:
                 if self._pending is not None:
                     self._counts["dropped"] += 1  # the worker is busy: the older window is stale now
-                self._pending = job
+                self._pending = _Job(job.stamp_ns, job.arrival_s, job.windows, job.stale)
                 self._ready.notify()
-
-    def _job_if_ready(self, stamp_ns: int, received: float) -> _Job | None:
-        """A job when every camera holds a complete window ending near ``stamp_ns``.
-
-        A camera whose newest frame is older than ``stale_after_s`` (capture time) does
-        not hold the others up: its last complete window is read again and the job
-        names it stale, until it has a complete window again (also while it refills
-        after coming back). A live camera whose window has a gap (frames lost on the
-        way) is waited for, as before: holding it would add predictions from old
-        images exactly when the machine is short of time. Until a camera has filled
-        its window once, predictions wait for it.
-        """
-        tolerance = self.config.alignment_tolerance_ms * 1e6
-        stale_after = self.config.stale_after_s * 1e9
-        max_hold = self.params["alignment.max_hold_s"]
-        windows, stale = [], []
-        for camera in self.config.cameras:
-            state = self._cameras[camera.name]
-            window = state.window
-            newest = window.newest_stamp_ns
-            if window.is_complete and abs(newest - stamp_ns) <= tolerance:
-                state.held, state.recovering = window.items(), False
-                windows.append(state.held)
-                continue
-            # Silent by capture time (either way: after a bag loops, a dead camera's newest frame
-            # lies in the future) or by arrival time.
-            silent = (newest is not None and abs(stamp_ns - newest) > stale_after) or (
-                state.last_frame is not None and received - state.last_frame > self.config.stale_after_s)
-            if state.held is None or not (state.recovering or silent):
-                return None  # not there yet: its frame for this instant may still be on the way
-            if max_hold > 0 and state.last_frame is not None and received - state.last_frame > max_hold:
-                self._held_too_long = camera.name
-                return None  # frozen images for this long are no longer a prediction: stop, say so
-            state.recovering = True
-            windows.append(state.held)
-            stale.append(camera.name)
-        self._held_too_long = None
-        return _Job(stamp_ns, received, windows, stale)
 
     # -- inference ---------------------------------------------------------------
 
@@ -458,7 +417,8 @@ class PredictorNode(LifecycleNode):
                 if not self._running:
                     return
                 job, self._pending = self._pending, None
-            if job.stamp_ns <= self._last_published:
+                overtaken = job.stamp_ns <= self._policy.watermark_ns
+            if overtaken:
                 continue  # overtaken by a newer window already out
             if time.monotonic() - job.received > self.params["output.max_age_s"]:
                 # Its frame arrived long ago (the process was paused, the machine stalled): a prediction
@@ -514,7 +474,8 @@ class PredictorNode(LifecycleNode):
                 self.pub_frames[camera.name].publish(frames_message(
                     output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
                     steps, self.model_id))
-        self._last_published = job.stamp_ns
+        with self._lock:
+            self._policy.published(job.stamp_ns)
         self._last_publish_time = time.monotonic()
         self._counts["published"] += 1
         self._latencies.append(latency_ms)
@@ -576,7 +537,7 @@ class PredictorNode(LifecycleNode):
         stale_cameras = list(self._stale_reported)  # one copy: the worker may replace it meanwhile
         values["stale_cameras"] = ",".join(stale_cameras)
         level, message = inference_health(p95, stale_cameras, self._counts["inference_errors"], limits,
-                                          silent_s=now - self._last_publish_time, held_too_long=self._held_too_long,
+                                          silent_s=now - self._last_publish_time, held_too_long=self._policy.held_too_long,
                                           non_finite=self._counts["non_finite_outputs"])
         statuses.append(DiagnosticStatus(level=bytes([level]), name="qcraft_world_model: inference",
                                          message=message,
