@@ -427,3 +427,47 @@ def test_odometry_gives_the_ego_velocity_and_its_absence_falls_back_to_the_estim
         assert int(values["ego_motion_estimated"]) >= 1, values
     finally:
         node.close()
+
+
+def test_parameters_are_described_with_their_ranges_over_the_parameter_services(ros, tmp_path: Path) -> None:
+    """What `ros2 param describe /predictor <name>` and `ros2 param get` ask, through rclpy's services."""
+    from rcl_interfaces.srv import DescribeParameters, GetParameters
+
+    from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
+    from qcraft_world_model.ros.parameters import NODE_PARAMETERS
+
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))
+    try:
+        node.wait_subscribed()
+        specs = {s.name: s for s in (*PARAMETERS, *NODE_PARAMETERS)}
+        specs.update({f"cameras.front.{s.name}": s for s in CAMERA_PARAMETERS})
+
+        def call(service_type, name: str, request):  # noqa: ANN001, ANN202
+            client = node.client.create_client(service_type, name)
+            assert client.wait_for_service(timeout_sec=20)
+            future = client.call_async(request)
+            deadline = time.monotonic() + 20
+            while not future.done() and time.monotonic() < deadline:
+                node.spin(0.05)
+            return future.result()
+
+        described = call(DescribeParameters, "/predictor/describe_parameters",
+                         DescribeParameters.Request(names=list(specs))).descriptors
+        assert len(described) == len(specs)
+        for descriptor in described:
+            spec = specs[descriptor.name]
+            assert descriptor.description.startswith(spec.description), descriptor.name
+            if spec.minimum is not None and spec.type is float:
+                (bounds,) = descriptor.floating_point_range
+                assert (bounds.from_value, bounds.to_value) == (spec.minimum, spec.maximum), descriptor.name
+            if spec.minimum is not None and spec.type is int:
+                (bounds,) = descriptor.integer_range
+                assert (bounds.from_value, bounds.to_value) == (spec.minimum, spec.maximum), descriptor.name
+            for choice in spec.choices:
+                assert (repr(choice) if choice == "" else choice) in descriptor.additional_constraints
+        values = call(GetParameters, "/predictor/get_parameters",
+                      GetParameters.Request(names=["model.backend", "window.size"])).values
+        assert (values[0].string_value, values[1].integer_value) == ("torch", 16)
+    finally:
+        node.close()

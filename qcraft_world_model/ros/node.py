@@ -33,9 +33,11 @@ import rclpy
 import torch
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -44,7 +46,7 @@ from visualization_msgs.msg import MarkerArray
 
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
 from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
-from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS
+from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS, checked
 from qcraft_world_model.msg import PredictedAgents, PredictedFrames
 from qcraft_world_model.model.agent_decode import decode_agents
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
@@ -92,6 +94,21 @@ class _CameraState:
     def __post_init__(self) -> None:
         self.ingest_ms = deque(maxlen=100)
         self.arrivals = deque(maxlen=1000)
+
+
+def parameter_descriptor(spec: Any) -> ParameterDescriptor:
+    """The ROS descriptor of a schema entry (``ingest/config.py`` ParamSpec): description with its unit,
+    numeric range, allowed choices."""
+    unit = f" [{spec.unit}]" if spec.unit else ""
+    constraints = [f"one of: {', '.join(repr(c) if c == '' else c for c in spec.choices)}"] if spec.choices else []
+    constraints.append("read at configure: changes apply after cleanup + configure")
+    descriptor = ParameterDescriptor(description=spec.description + unit, additional_constraints="; ".join(constraints))
+    if spec.minimum is not None and spec.type is float:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.minimum),
+                                                              to_value=float(spec.maximum), step=0.0)]
+    elif spec.minimum is not None and spec.type is int:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
+    return descriptor
 
 
 def output_is_finite(output: Any) -> bool:
@@ -143,7 +160,9 @@ class _DecodeLane:
 class PredictorNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("predictor", **kwargs)
-        self.declare_parameter("autostart", True)  # read before configure; checked with the rest there
+        # Read before configure (checked with the rest there).
+        autostart = next(spec for spec in NODE_PARAMETERS if spec.name == "autostart")
+        self.declare_parameter("autostart", autostart.default, parameter_descriptor(autostart))
         self.backend = None
         self.config: IngestConfig | None = None
         self._camera_subscriptions: list = []
@@ -285,21 +304,32 @@ class PredictorNode(LifecycleNode):
     def _read_parameters(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for spec in PARAMETERS:
-            values[spec.name] = self._declare(spec.name, spec.default)
+            values[spec.name] = self._declare(spec.name, spec)
         for name in values["cameras.names"]:
             for spec in CAMERA_PARAMETERS:
-                values[f"cameras.{name}.{spec.name}"] = self._declare(f"cameras.{name}.{spec.name}", spec.default)
+                values[f"cameras.{name}.{spec.name}"] = self._declare(f"cameras.{name}.{spec.name}", spec)
         for spec in NODE_PARAMETERS:
-            values[spec.name] = self._declare(spec.name, spec.default)
+            values[spec.name] = self._declare(spec.name, spec)
         return values
 
-    def _declare(self, name: str, default: Any) -> Any:
+    def _declare(self, name: str, spec: Any) -> Any:
+        """Declare ``name`` with its schema entry's description and range (what ``ros2 param describe``
+        shows), unless a previous configure did."""
         if not self.has_parameter(name):
-            if isinstance(default, list):
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY)
-                value = self.get_parameter(name).value
-                return list(value) if value is not None else default
-            self.declare_parameter(name, default)
+            descriptor = parameter_descriptor(spec)
+            try:
+                if isinstance(spec.default, list):
+                    self.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
+                    value = self.get_parameter(name).value
+                    return list(value) if value is not None else spec.default
+                self.declare_parameter(name, spec.default, descriptor)
+            except (InvalidParameterValueException, InvalidParameterTypeException):
+                # rclpy refuses an out-of-range or mistyped override with a message that hardly names
+                # it; the schema's own check says what is wrong and what is allowed.
+                override = self._parameter_overrides.get(name)
+                if override is not None:
+                    checked(spec, override.value, name)
+                raise
         return self.get_parameter(name).value
 
     def _load_backend(self) -> None:
