@@ -94,3 +94,25 @@ def test_auto_choice_names_its_reason() -> None:
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="unknown backend 'openvino'"):
         create_backend(model(), "openvino", "fp32", cache_dir=tmp_path)
+
+
+def test_an_export_of_the_same_weights_with_other_outputs_is_not_reused(tmp_path: Path) -> None:
+    """The ONNX cache was named by the weights alone: after the head gained an output, a cached export
+    of the same weights was loaded and configure failed. The key now covers config and outputs, and a
+    folder whose graph has other outputs is refused by name."""
+    import dataclasses
+
+    from qcraft_world_model.runtime.onnx_export import OnnxWorldModel, export_key, export_onnx
+
+    absolute = WorldModel(dataclasses.replace(SMALL, agent_motion="absolute"))
+    relative = WorldModel(dataclasses.replace(SMALL, agent_motion="ego_relative"))
+    assert export_key(absolute) != export_key(relative)
+    export_onnx(model(), tmp_path / "ok")
+    OnnxWorldModel(tmp_path / "ok", SMALL)  # loads
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "ok" / "window.onnx"))
+    graph.graph.output.pop()  # the export of an older head, one output short
+    onnx.save(graph, str(tmp_path / "ok" / "window.onnx"))
+    with pytest.raises(ValueError, match="export the model again"):
+        OnnxWorldModel(tmp_path / "ok", SMALL)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
-from qcraft_world_model.runtime.onnx_export import WindowAsTuple, weights_hash
+from qcraft_world_model.runtime.onnx_export import WindowAsTuple, export_key
 
 LOG = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model: WorldModel, cache_dir: Path, threads: int | None = None) -> None:
         from qcraft_world_model.runtime.onnx_export import OnnxWorldModel, export_onnx
 
-        folder = cache_dir / f"onnx-{weights_hash(model)}"
+        folder = cache_dir / f"onnx-{export_key(model)}"
         if not (folder / "window.onnx").is_file():
             export_onnx(model, folder)  # cheap (a second) and checked against torch on export
         super().__init__(OnnxWorldModel(folder, model.config, threads), model.config, "onnxruntime-cpu/fp32")
@@ -194,7 +194,7 @@ def engine_key(model: WorldModel, precision: str, part: str, shapes: tuple[tuple
     except Exception:  # noqa: BLE001 - not installed: the key says so
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu"
-    return EngineKey(weights_hash(model), precision, tensorrt_version, torch_tensorrt_version, gpu, part,
+    return EngineKey(export_key(model), precision, tensorrt_version, torch_tensorrt_version, gpu, part,
                      tuple(tuple(s) for s in shapes))
 
 

@@ -54,6 +54,16 @@ def weights_hash(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def export_key(model: WorldModel) -> str:
+    """What an exported graph or engine is valid for: the weights, the model config and the graph's
+    outputs. Weights alone were not enough: when the head gained an output (ego_velocity) a cached
+    export of the same weights was reused and the backend failed at configure."""
+    digest = hashlib.sha256(weights_hash(model).encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
+    return digest.hexdigest()[:16]
+
+
 def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]:
     """Write ``stem.onnx`` and ``window.onnx`` (batch 1) and check them against torch in onnxruntime."""
     model = model.eval()
@@ -101,6 +111,10 @@ class OnnxWorldModel:
         self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"), options,
                                                      providers=["CPUExecutionProvider"])
                           for name in ("stem", "window")}
+        produced = [output.name for output in self._sessions["window"].get_outputs()]
+        if produced != ["frames", *AGENT_OUTPUTS]:
+            raise ValueError(f"{self.folder / 'window.onnx'} produces {', '.join(produced)}; this code reads "
+                             f"frames, {', '.join(AGENT_OUTPUTS)}: export the model again (qcraft-wm export)")
 
     def session(self, name: str) -> Any:
         return self._sessions[name]
