@@ -108,8 +108,9 @@ model: data
 	test -f $(TRUNK)/model.safetensors || git show 73c4495:models/lite/model.safetensors > $(TRUNK)/model.safetensors
 	qcraft-wm train --preset lite --data $(DATA)/train --out out/train/lite --steps 4500 --batch 8 --lr 1e-3 \
 	  --warmup 150 --init-from $(TRUNK) --freeze stem,temporal --json out/train/lite.json
-	qcraft-wm evaluate --model out/train/lite --data $(DATA)/eval --out out/eval/lite --json out/eval/lite.json --card
-	qcraft-wm evaluate --model out/train/lite --data $(DATA)/eval_moved --out out/eval/lite-moved \
+	qcraft-wm evaluate --model out/train/lite --data $(DATA)/eval --out out/eval/lite --overwrite \
+	  --json out/eval/lite.json --card
+	qcraft-wm evaluate --model out/train/lite --data $(DATA)/eval_moved --out out/eval/lite-moved --overwrite \
 	  --json out/eval/lite-moved.json
 	mkdir -p models/lite
 	cp out/train/lite/model.safetensors out/train/lite/config.json out/train/lite/curves.png \

@@ -83,7 +83,7 @@ def run(seconds: float, batch: int, steps: int) -> None:
     summary = train(run_config, progress=False, data=train_data)
     # A paused run has no model.safetensors: evaluate the checkpoint's weights directly.
     from qcraft_world_model.model.world_model import WorldModel
-    state = torch.load(out / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = torch.load(out / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)  # tensors only
     model = WorldModel(config)
     model.load_state_dict(state["model"])
     torch.set_num_threads(8)

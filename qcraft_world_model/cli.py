@@ -63,7 +63,7 @@ def _cmd_generate_clips(args: argparse.Namespace) -> int:
     if args.maps:
         plan = DatasetPlan(args.split, tuple(args.maps.split(",")), args.clips, **overrides)
     report = generate_dataset(args.out, plan, workers=args.workers,
-                              progress=_progress_bar(f"{args.split} clips", "clip"))
+                              progress=_progress_bar(f"{args.split} clips", "clip"), overwrite=args.overwrite)
     print(describe(report))
     result = report.to_dict()
     result["frames_per_second"] = report.frames_rendered / max(report.seconds, 1e-9)
@@ -129,11 +129,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claim_report_folder(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that evaluation would overwrite without ``--overwrite`` (or that holds what it did
+    not write, or an input); with it, clear evaluate's own earlier files so none is left stale."""
+    from qcraft_world_model.data.out_folder import REPORT_FILES, claim_out_folder
+
+    inputs = [args.data, args.model] + ([args.reference] if args.reference else [])
+    if claim_out_folder(args.out, "report", args.overwrite, inputs):
+        for name in REPORT_FILES:
+            (args.out / name).unlink(missing_ok=True)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
     from qcraft_world_model.runtime.model_folder import load_model
 
+    _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
     model = load_model(args.model)
     if args.recorded:
         return _evaluate_recorded(args, model)
@@ -207,6 +219,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     recorded = ", ".join(f"{topic} {count}" for topic, count in sorted(result.recorded.items())) or "nothing"
     print(f"replayed {result.published} messages of {args.bag} in {result.seconds:.1f} s (rate {args.rate:g}); "
           f"recorded {recorded} into {args.out}")
+    for line in result.dropped:  # topics the output bag lacks: never silently
+        print(f"qcraft-wm replay: warning: {line}", file=sys.stderr)
     _write_json(args.json, vars(result))
     return 0 if result.recorded.get("/predictor/predicted_agents") else 1
 
@@ -341,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="camera mount variation (default: wide for train, standard for eval); "
                             "moved: 0.7 m further forward, 5 deg more pitch, 100 deg lens")
     clips.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    clips.add_argument("--overwrite", action="store_true",
+                       help="delete the shards in --out that this plan would not keep (another plan's) "
+                            "instead of refusing")
     clips.add_argument("--json", type=Path, help="also write the generation report as JSON here")
     clips.set_defaults(func=_cmd_generate_clips)
 
@@ -352,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--image-size", type=int, default=128)
     bag.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     bag.add_argument("--out", type=Path, required=True, help="bag folder to create")
-    bag.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+    bag.add_argument("--overwrite", action="store_true",
+                     help="replace an existing bag (only a folder holding just a rosbag2)")
     bag.add_argument("--json", type=Path, help="also write a summary as JSON here")
     bag.set_defaults(func=_cmd_generate_bag)
 
@@ -381,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, required=True, help="model folder (model.safetensors, config.json)")
     evaluate.add_argument("--data", type=Path, default=Path("out/data/eval"), help="clip dataset folder")
     evaluate.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier report in --out (only a folder holding evaluate's own files)")
     evaluate.add_argument("--max-clips", type=int)
     evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
                           help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
@@ -410,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     replay.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the predictor to subscribe")
     replay.add_argument("--settle", type=float, default=2.0, help="seconds to keep recording after the last message")
-    replay.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    replay.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output bag (only a folder holding just a rosbag2, not the input)")
     replay.add_argument("--json", type=Path, help="also write a summary as JSON here")
     replay.set_defaults(func=_cmd_replay)
 
@@ -464,21 +485,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: (module, class) of the errors a user can fix: refused with one line and exit 2, not a traceback.
+USER_ERRORS = (
+    ("qcraft_world_model.data.clip_dataset", "DatasetError"),
+    ("qcraft_world_model.data.out_folder", "OutFolderError"),
+    ("qcraft_world_model.data.rosbag_io", "BagError"),
+    ("qcraft_world_model.data.sumo_maps", "MapError"),
+    ("qcraft_world_model.data.traffic_sim", "SimulationError"),
+    ("qcraft_world_model.ingest.config", "ConfigError"),
+    ("qcraft_world_model.model.config", "ModelConfigError"),
+    ("qcraft_world_model.runtime.model_folder", "ModelFolderError"),
+    ("qcraft_world_model.train.trainer", "CheckpointError"),
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The USER_ERRORS types of the modules this run imported, and FileNotFoundError.
+
+    An error of a module that was never imported cannot have been raised; importing
+    every module to name its error would load torch for ``check-bag`` too.
+    """
+    found: list[type[BaseException]] = [FileNotFoundError]
+    for module_name, class_name in USER_ERRORS:
+        error = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            found.append(error)
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``qcraft-wm``; errors a user can fix exit 2 with one clear line."""
-    from qcraft_world_model.data.clip_dataset import DatasetError
-    from qcraft_world_model.data.rosbag_io import BagError
-    from qcraft_world_model.data.sumo_maps import MapError
-    from qcraft_world_model.data.traffic_sim import SimulationError
-    from qcraft_world_model.ingest import ConfigError
-    from qcraft_world_model.model.config import ModelConfigError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BagError, ConfigError, DatasetError, MapError, SimulationError, FileNotFoundError,
-            ModelConfigError) as err:
-        print(f"qcraft-wm {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        # One line even where a message quotes a multi-line cause.
+        print(f"qcraft-wm {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 

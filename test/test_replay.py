@@ -109,8 +109,10 @@ def test_replay_refuses_an_existing_output_before_playing(ros, tmp_path: Path) -
     from qcraft_world_model.data.rosbag_io import BagError
     from qcraft_world_model.ros.replay import replay_bag
 
+    import shutil
+
     scene = tmp_path / "scene"
     write_scene_bag(scene, SceneBagConfig(map="braunschweig", seed=4, seconds=1.0))
-    (tmp_path / "out").mkdir()
+    shutil.copytree(scene, tmp_path / "out")  # an earlier output bag (an empty folder is free to use)
     with pytest.raises(BagError, match="already exists"):
         replay_bag(scene, tmp_path / "out", wait_for_subscriber_s=60.0, progress=False)  # fails at once

@@ -19,7 +19,8 @@ import numpy as np
 
 from qcraft_world_model.data.agents import Pose2D
 from qcraft_world_model.data.camera_rig import PinholeCamera
-from qcraft_world_model.data.rosbag_io import BagError, read_messages
+from qcraft_world_model.data.message_types import msgtype
+from qcraft_world_model.data.rosbag_io import CAMERA_TYPES, BagError, BagMessage, read_messages, require_type
 from qcraft_world_model.data.scene_bag import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from qcraft_world_model.ingest.image_decode import ImageDecodeError, TargetSize, decode_any
 
@@ -39,6 +40,23 @@ class BagClips:
     cameras: tuple[PinholeCamera, ...]
     stamps_ns: np.ndarray  # (N,) t0 stamps
     ego_velocity: np.ndarray  # (N, 2) the odometry's base_link velocity at t0 (x forward, y left), m/s
+
+
+def _expected_types(topic: str) -> tuple[str, ...] | None:
+    """The message types this module reads ``topic`` as, or None for a topic it does not read."""
+    if topic.startswith("/sensing/camera/") and topic.endswith("/image_raw"):
+        return CAMERA_TYPES
+    if topic.endswith("/camera_info"):
+        return ("sensor_msgs/msg/CameraInfo",)
+    return {"/tf_static": ("tf2_msgs/msg/TFMessage",), GROUND_TRUTH_TOPIC: (msgtype("GroundTruthAgents"),),
+            ODOMETRY_TOPIC: ("nav_msgs/msg/Odometry",)}.get(topic)
+
+
+def _check_type(bag: str | Path, record: BagMessage) -> None:
+    """Refuse a record of a topic read here whose type is not the one its fields are read as."""
+    expected = _expected_types(record.topic)
+    if expected is not None:
+        require_type(bag, record.topic, record.msgtype, expected)
 
 
 def _yaw(q) -> float:  # noqa: ANN001 - a geometry_msgs/Quaternion
@@ -68,6 +86,7 @@ def bag_cameras(bag: str | Path, image_size: int) -> tuple[PinholeCamera, ...]:
     for record in read_messages(bag):
         if record.message is None:
             continue
+        _check_type(bag, record)
         if record.topic.startswith("/sensing/camera/") and record.topic.endswith("/camera_info"):
             infos.setdefault(record.topic.split("/")[3], record.message)
         elif record.topic == "/tf_static":
@@ -88,6 +107,7 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
         topic, message = record.topic, record.message
         if message is None:
             continue
+        _check_type(bag, record)
         if topic.startswith("/sensing/camera/") and topic.endswith("/image_raw"):
             try:
                 frames[topic.split("/")[3]][record.stamp_ns] = decode_any(message, size)

@@ -3,6 +3,10 @@
 Splits use different maps *and* different seeds: training on the motorway,
 Ingolstadt, Braunschweig and three kinds of generated towns; evaluation on
 Berlin Adlershof, a real urban map the model never sees in training.
+
+A rerun of the same command resumes; one whose plan would replace or orphan
+shards already in the folder needs ``overwrite``, and a folder holding anything
+but this tool's shards is never written into (see ``out_folder.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from qcraft_world_model import __version__
-from qcraft_world_model.data.clip_dataset import DatasetError, finished_shard, shard_name, write_manifest, write_shard
+from qcraft_world_model.data.clip_dataset import (
+    DatasetError,
+    finished_shard,
+    shard_name,
+    sidecar_path,
+    write_manifest,
+    write_shard,
+)
 from qcraft_world_model.data.episode import EpisodeConfig, run_episode
+from qcraft_world_model.data.out_folder import foreign_entries
 from qcraft_world_model.data.sumo_maps import get_map
 
 TRAIN_MAPS = ("a10_motorway", "ingolstadt", "braunschweig", "random_grid", "random_spider", "random_organic")
@@ -101,15 +113,69 @@ def run_job(config: EpisodeConfig, out: Path) -> dict[str, Any]:
     return {**sidecar, "seconds": time.perf_counter() - start}
 
 
+def stale_shards(out: Path, episodes: list[EpisodeConfig]) -> list[str]:
+    """Shard files in ``out`` that ``episodes`` would not reuse: shards of no planned episode, and
+    finished shards of a planned one made with other settings (resuming would keep them as they are)."""
+    planned = {shard_name(e.map, e.seed): e for e in episodes}
+    # A sidecar whose shard is gone names its shard too.
+    names = sorted({p.with_suffix(".safetensors").name for p in (*out.glob("*-seed*.safetensors"),
+                                                                  *out.glob("*-seed*.json"))})
+    stale = []
+    for name in names:
+        episode = planned.get(name)
+        info = finished_shard(out / name) if episode is not None else None
+        if episode is None or (info is not None and not _same_episode(info.get("episode"), episode)):
+            stale.append(name)
+    return stale
+
+
+def _same_episode(recorded: Any, planned: EpisodeConfig) -> bool:
+    """Whether a sidecar's ``episode`` is ``planned``; a field it lacks (a shard older than the field)
+    held that field's default."""
+    if not isinstance(recorded, dict):
+        return False
+    values = json.loads(json.dumps(asdict(planned)))  # as the sidecar stored them: tuples are lists
+    defaults = {f.name: f.default for f in fields(EpisodeConfig) if f.default is not MISSING}
+    return all(recorded.get(key, defaults.get(key, value)) == value for key, value in values.items())
+
+
+def _claim_dataset_folder(out: Path, episodes: list[EpisodeConfig], overwrite: bool) -> None:
+    """Refuse an ``out`` holding anything but this tool's shards, or shards of another plan unless
+    ``overwrite`` (then those, and only those, are deleted)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DatasetError(f"cannot create output folder {out}: it exists and is not a folder")
+    if not out.exists():
+        return
+    foreign = foreign_entries(out, "clips")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DatasetError(f"{out} holds what is not a clip dataset of qcraft-wm ({shown}): not writing into it, "
+                           "choose another --out")
+    stale = stale_shards(out, episodes)
+    if stale and not overwrite:
+        raise DatasetError(f"{out} holds {len(stale)} shard(s) this plan would not keep (e.g. {stale[0]}): rerun "
+                           "with the settings that made them to resume, pass --overwrite to replace them, "
+                           "or choose another --out")
+    for name in stale:
+        shard = out / name
+        sidecar_path(shard).unlink(missing_ok=True)  # first: a shard without its sidecar counts as unfinished
+        shard.unlink(missing_ok=True)
+
+
 def generate_dataset(out: str | Path, plan: DatasetPlan, workers: int = 2,
-                     progress: Callable[[int, int], None] | None = None) -> GenerationReport:
-    """Generate (or finish) a dataset; finished shards are kept, so a rerun resumes."""
+                     progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> GenerationReport:
+    """Generate (or finish) a dataset; finished shards are kept, so a rerun resumes.
+
+    ``overwrite``: delete the shards in ``out`` this plan would not keep (another plan's) instead of
+    refusing; files that are not this tool's are never touched (DatasetError).
+    """
     out = Path(out)
+    episodes = plan.episodes()
+    _claim_dataset_folder(out, episodes, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DatasetError(f"cannot create output folder {out}: {err.strerror}") from err
-    episodes = plan.episodes()
     start = time.perf_counter()
     done: dict[str, dict[str, Any]] = {}
     todo = []

@@ -61,6 +61,7 @@ class SceneBagConfig:
 def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mcap", overwrite: bool = False,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Simulate and record one drive; returns a summary (frames, duration, ego, cameras)."""
+    writer = BagWriter(path, storage=storage, overwrite=overwrite)  # an output it may not replace: refused now
     scene = set_up_scene(config.map, config.seed, config.rig, config.image_size)
     rng, files, cameras = scene.rng, scene.files, scene.cameras
     step_s = 1.0 / config.rate_hz
@@ -68,7 +69,7 @@ def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mc
     written = 0
     with TrafficSimulation(files, step_length=step_s, radius=config.radius_m) as sim, \
             SceneRenderer(scene.geometry, cameras, scene.style) as renderer, \
-            BagWriter(path, storage=storage, overwrite=overwrite) as bag:
+            writer as bag:
         sim.advance(config.warmup_s)
         # The ego must stay long enough: ask for the route a city car covers in the bag's duration.
         for _ in range(600):

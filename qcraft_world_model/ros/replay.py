@@ -10,7 +10,10 @@ everything ``qcraft-wm evaluate --recorded`` needs: the ground truth, the
 camera frames and the live predictions.
 
 Like ``ros2 bag play`` it waits until the predictor subscribes to the cameras
-before it starts, so nothing is lost to discovery.
+before it starts, so nothing is lost to discovery. The bag clock runs from the
+first played message: what the predictor says while the player waits is
+stamped with that time, and a replay's own outputs in the input (replaying a
+replay) neither start the clock nor delay the playback.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from qcraft_world_model.data.rosbag_io import BagError, BagWriter, bag_time_span, bag_topics, read_raw
+from qcraft_world_model.data.rosbag_io import BagError, BagWriter, bag_time_span, bag_topics, first_log_time, read_raw
 
 #: The predictor's topics recorded by default (under its namespace), besides /diagnostics.
 OUTPUT_PREFIX = "/predictor/"
@@ -49,6 +52,9 @@ class ReplayResult:
     not_played: dict[str, str] = field(default_factory=dict)
     #: topic → type of outputs not written because the bag's type store has no definition for them.
     skipped: dict[str, str] = field(default_factory=dict)
+    #: One line per topic left out of the output bag, saying why (outputs not recordable here, an
+    #: earlier replay's outputs in the input).
+    dropped: list[str] = field(default_factory=list)
 
 
 def message_class(msgtype: str) -> Any:
@@ -64,8 +70,9 @@ def message_class(msgtype: str) -> Any:
 class _Recorder:
     """Subscribes (raw bytes) to every topic under a prefix as it appears, and keeps what arrives."""
 
-    def __init__(self, node: rclpy.node.Node, prefixes: tuple[str, ...], clock_ns) -> None:  # noqa: ANN001
-        self.node, self.prefixes, self.clock_ns = node, prefixes, clock_ns
+    def __init__(self, node: rclpy.node.Node, prefixes: tuple[str, ...], clock_ns,  # noqa: ANN001
+                 result: ReplayResult) -> None:
+        self.node, self.prefixes, self.clock_ns, self.result = node, prefixes, clock_ns, result
         self.types: dict[str, str] = {}
         self.messages: list[tuple[str, int, bytes]] = []
         self._lock = threading.Lock()
@@ -81,6 +88,8 @@ class _Recorder:
                 kind = message_class(types[0])
             except LookupError as err:  # an output type without bindings here: say so, record the rest
                 self.node.get_logger().warn(f"not recording {topic}: {err}")
+                self.result.dropped.append(f"not recorded: {topic} ({types[0]}): no Python bindings for its "
+                                           "type here to subscribe with")
                 continue
             reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
             self._subscriptions.append(self.node.create_subscription(
@@ -119,18 +128,24 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
     cameras = [t for t, kind in played.items() if kind in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")]
     if not cameras:
         raise BagError(f"bag {bag} has no camera topics to play")
-    if bag_time_span(bag)[2] == 0:
-        raise BagError(f"bag {bag} holds no messages")
-    writer = BagWriter(out, overwrite=overwrite)  # refuses an existing output before anything is played
+    # Refuses an existing output, or the input itself, before anything is played.
+    writer = BagWriter(out, overwrite=overwrite, inputs=(bag,))
+    first = first_log_time(bag, played)
+    if first is None:
+        raise BagError(f"bag {bag} holds no messages on the topics it would play")
     result = ReplayResult(bag=str(bag), out=str(out), rate=rate)
+    result.dropped += [f"not copied: {topic} ({kind}): an earlier replay's output, replaced by this one's"
+                       for topic, kind in sorted(topics.items()) if topic not in played]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     try:
         node = rclpy.create_node("qcraft_wm_replay", context=context)
         try:
             publishers = _publishers(node, played, cameras, result)
-            bag_now = {"ns": 0}
-            recorder = _Recorder(node, record, lambda: bag_now["ns"])
+            # The bag clock from the start: answers arriving before the first message is played are
+            # stamped with its time, not 0 (a bag starting in 1970 makes replaying it sleep for decades).
+            bag_now = {"ns": first}
+            recorder = _Recorder(node, record, lambda: bag_now["ns"], result)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             spinning = threading.Event()
@@ -145,7 +160,8 @@ def replay_bag(bag: str | Path, out: str | Path, rate: float = 1.0, record: tupl
             with writer:
                 try:
                     _wait_for_subscriber(publishers, cameras, recorder, wait_for_subscriber_s, predictor_failed)
-                    _play(bag, list(played), publishers, node, bag_now, recorder, writer, rate, result, progress)
+                    _play(bag, list(played), first, publishers, node, bag_now, recorder, writer, rate, result,
+                          progress)
                     end = time.monotonic() + settle_s
                     while time.monotonic() < end:
                         recorder.discover()
@@ -199,16 +215,18 @@ def _wait_for_subscriber(publishers: dict, cameras: list[str], recorder: _Record
     recorder.discover()
 
 
-def _play(bag: str | Path, topics: list[str], publishers: dict, node: rclpy.node.Node, bag_now: dict,
+def _play(bag: str | Path, topics: list[str], first: int, publishers: dict, node: rclpy.node.Node, bag_now: dict,
           recorder: _Recorder, writer: BagWriter, rate: float, result: ReplayResult, progress: bool) -> None:
-    """Publish every message at its (scaled) time, streaming from the bag, and write it and what the
-    predictor answered so far to the output bag, in bag-time order."""
+    """Publish every message on ``topics`` at its (scaled) time after ``first``, the earliest of them,
+    streaming from the bag, and write it and what the predictor answered so far to the output bag, in
+    bag-time order."""
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
     from tqdm import tqdm
 
     clock = node.create_publisher(Clock, CLOCK_TOPIC, 10)
-    first, last, _ = bag_time_span(bag)
+    # The bag's end bounds the progress bar only; pacing counts from the first played message.
+    last = max(first, bag_time_span(bag)[1])
     start = time.monotonic()
     bar = tqdm(total=(last - first) / 1e9, unit="s", desc="replay", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} bag s", mininterval=1.0)
@@ -241,6 +259,9 @@ def _write_recorded(recorder: _Recorder, writer: BagWriter, result: ReplayResult
     for topic, log_time, data in recorder.take():
         kind = recorder.types[topic]
         if kind not in known:  # e.g. Autoware's types on an Autoware install: no definition to store
+            if topic not in result.skipped:
+                result.dropped.append(f"not recorded: {topic} ({kind}): the output bag has no message "
+                                      "definition for its type")
             result.skipped[topic] = kind
             continue
         writer.write_raw(topic, kind, data, log_time)

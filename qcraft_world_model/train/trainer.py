@@ -1,7 +1,8 @@
 """``qcraft-wm train``: seeded, resumable training of a preset on a clip dataset.
 
 Writes into the output folder: ``checkpoint.pt`` (everything needed to resume,
-replaced atomically every ``checkpoint_every`` steps), ``log.csv`` (losses per
+replaced atomically every ``checkpoint_every`` steps; tensors and plain values
+only, read back with ``weights_only`` so a planted file cannot run code), ``log.csv`` (losses per
 logged step), and at the end ``model.safetensors`` + ``config.json`` (what
 inference loads) and ``curves.png``. Multi-GPU/multi-process with torchrun:
 each rank draws its own batches; rank 0 logs and saves.
@@ -13,6 +14,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +29,12 @@ from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.train.batches import ClipTensors
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", *AGENT_LOSSES)
+#: What a checkpoint holds (see ``_save_checkpoint``).
+CHECKPOINT_KEYS = ("model", "optimizer", "generator", "step", "elapsed", "train_config")
+
+
+class CheckpointError(ValueError):
+    """A run folder's checkpoint.pt cannot be resumed from: not this tool's, damaged, or another run's."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,9 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
     if model_config.agent_motion != "ego_relative":
         raise ValueError(f"preset {config.preset}: agent_motion {model_config.agent_motion!r} is how older model "
                          "folders are read; training targets are relative to the ego (agent_motion: ego_relative)")
+    checkpoint = out / "checkpoint.pt"
+    # Read before the data: a checkpoint that cannot be resumed fails at once, not after loading clips.
+    state = load_checkpoint(checkpoint, config, device) if checkpoint.is_file() else None
     data = data if data is not None else ClipTensors.load(config.data, model_config, config.max_clips)
 
     torch.manual_seed(config.seed)
@@ -104,15 +115,7 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
     step, elapsed = 0, 0.0
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        previous = state["train_config"]
-        defaults = TrainConfig()  # checkpoints from before a field existed hold its default
-        keys = ("preset", "data", "init_from", "qat", "freeze")
-        if any(_same(previous.get(key, getattr(defaults, key))) != _same(getattr(config, key)) for key in keys):
-            described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
-            raise ValueError(f"{checkpoint} belongs to another run ({described}); use another --out")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -217,11 +220,44 @@ def load_trunk(model: WorldModel, folder: str | Path) -> list[str]:
     return [k for k in own if k not in fits]
 
 
+def load_checkpoint(path: Path, config: TrainConfig, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The resumable state in ``path``, checked to be a checkpoint of this run.
+
+    Read with ``weights_only``: unpickling a file in a run folder must not run
+    code, whoever put it there. Raises CheckpointError (one line) for a file
+    that is not this tool's checkpoint, a damaged one, or another run's.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's message goes on to explain how to load it unsafely
+        raise CheckpointError(f"{path} holds objects other than tensors and plain values, which are not loaded "
+                              "(unpickling them could run code): not a checkpoint of qcraft-wm train; move it "
+                              "away or use another --out") from err
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError) as err:  # damaged or not torch's
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path} is not a checkpoint qcraft-wm train can resume from ({first_line}); move it "
+                              "away or use another --out") from err
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS) \
+            or not isinstance(state["train_config"], dict):
+        raise CheckpointError(f"{path} is not a checkpoint of qcraft-wm train (it lacks "
+                              f"{', '.join(CHECKPOINT_KEYS)}); move it away or use another --out")
+    previous = state["train_config"]
+    defaults = TrainConfig()  # checkpoints from before a field existed hold its default
+    keys = ("preset", "data", "init_from", "qat", "freeze")
+    if any(_same(previous.get(key, getattr(defaults, key))) != _same(getattr(config, key)) for key in keys):
+        described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
+        raise CheckpointError(f"{path} belongs to another run ({described}); use another --out")
+    return state
+
+
 def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optimizer, generator: torch.Generator,
                      step: int, elapsed: float, config: TrainConfig) -> None:
     tmp = path.with_name(path.name + ".tmp")
+    # The config as JSON values: whatever field is added later, the checkpoint stays loadable with
+    # weights_only (a field JSON cannot hold fails here, at saving, not at resuming).
+    plain_config = json.loads(json.dumps(asdict(config)))
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                "step": step, "elapsed": elapsed, "train_config": asdict(config)}, tmp)
+                "step": step, "elapsed": elapsed, "train_config": plain_config}, tmp)
     os.replace(tmp, path)
 
 
