@@ -69,7 +69,7 @@ def run(seconds: float, batch: int, steps: int) -> None:
 
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.model.config import WorldModelConfig
-    from qcraft_world_model.train.batches import ClipTensors
+    from qcraft_world_model.data.clip_tensors import ClipTensors
     from qcraft_world_model.train.trainer import TrainConfig, train
 
     out = Path(os.environ.get("OUT", "out/gpu_probe"))

@@ -94,7 +94,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     from qcraft_world_model.data.clip_dataset import ClipDataset
     from qcraft_world_model.data.preview import cameras_from_provenance, clip_preview, frame_strip
-    from qcraft_world_model.eval.drawing import label_strip
+    from qcraft_world_model.data.drawing import label_strip
 
     dataset = ClipDataset(args.dataset)
     rows = []
@@ -238,10 +238,11 @@ def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> di
     table = gate_markdown(gate, args.precision)
     print(table)
     if (not gate["passed"] or args.sensitivity) and "int8" in args.precision:
+        from qcraft_world_model.data.clip_tensors import calibration_windows
+        from qcraft_world_model.eval.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
         from qcraft_world_model.quant.pt2e import transformer_latents
-        from qcraft_world_model.quant.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
 
-        calibration = transformer_latents(model, args.calibration)
+        calibration = transformer_latents(model, calibration_windows(args.calibration, model.config))
         windows = eval_windows(model, args.data, args.sensitivity_windows)
         rows = layer_sensitivity(model, calibration, windows)
         gate["sensitivity"] = rows
@@ -286,9 +287,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
     ok = worst < 1e-3
     if args.int8_transformer:
+        from qcraft_world_model.data.clip_tensors import calibration_windows
         from qcraft_world_model.quant.pt2e import export_qdq_onnx, quantize_pt2e, transformer_latents
 
-        latents = transformer_latents(model, args.calibration)
+        latents = transformer_latents(model, calibration_windows(args.calibration, model.config))
         quantized = quantize_pt2e(model.transformer, latents)
         error = export_qdq_onnx(quantized, latents[0], str(args.out / "transformer_int8_qdq.onnx"))
         manifest["transformer_int8_qdq_relative_l2_vs_fake_quant"] = error
@@ -299,10 +301,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if (Path(folder) / QUANTIZERS_FILE).is_file():
         # A QAT folder: its ModelOpt quantizers give the symmetric-int8 Q/DQ graph TensorRT builds engines from.
+        from qcraft_world_model.data.clip_tensors import calibration_windows
         from qcraft_world_model.quant.pt2e import transformer_latents
 
         fake_quant = load_quantizers(load_model(folder), folder)
-        latent = transformer_latents(model, args.calibration, windows=1)[0]  # real: the ranges were set on such
+        # A real window: the quantizers' ranges were set on such.
+        latent = transformer_latents(model, calibration_windows(args.calibration, model.config, 1))[0]
         path = args.out / "transformer_qat_int8_qdq.onnx"
         error = export_transformer_qdq(fake_quant, latent, path)
         manifest["transformer_qat_int8_qdq_relative_l2_vs_fake_quant"] = error

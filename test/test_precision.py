@@ -102,7 +102,7 @@ def test_int8_transformer_exports_to_qdq_onnx_that_onnxruntime_agrees_with(model
 
 
 def test_per_layer_sensitivity_quantizes_one_linear_per_row(model: WorldModel) -> None:
-    from qcraft_world_model.quant.sensitivity import EvalWindow, layer_sensitivity, linear_names, sensitivity_markdown
+    from qcraft_world_model.eval.sensitivity import EvalWindow, layer_sensitivity, linear_names, sensitivity_markdown
 
     with torch.no_grad():
         calibration = [model.temporal(model.stem(w)) for w in windows(4)]

@@ -60,7 +60,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     # kept: every one of them is at an offline agent's position, with that agent's paths.
     from qcraft_world_model.eval.evaluate import model_predictions
     from qcraft_world_model.eval.recorded import RecordedPredictions
-    from qcraft_world_model.train.batches import ClipTensors
+    from qcraft_world_model.data.clip_tensors import ClipTensors
 
     recorded = RecordedPredictions.from_bag(tmp_path / "replay", model.config.image_size)
     data = ClipTensors.load(tmp_path / "replay", model.config)
@@ -69,7 +69,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
         if stamp not in recorded.agents:
             continue
         with torch.inference_mode():
-            offline_agents = model_predictions(model, data.batch(torch.tensor([index]), targets=False), 0.3).agents[0]
+            offline_agents = model_predictions(model, data.batch(torch.tensor([index])), 0.3).agents[0]
         for position, paths in zip(recorded.agents[stamp].position, recorded.agents[stamp].paths):
             gap = np.linalg.norm(offline_agents.position - position, axis=1)
             assert gap.min() < 1e-3

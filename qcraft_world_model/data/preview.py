@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcraft_world_model.data.camera_rig import PinholeCamera
-from qcraft_world_model.eval.drawing import draw_bev, draw_boxes, label_strip
+from qcraft_world_model.data.drawing import draw_bev, draw_boxes, label_strip
 from qcraft_world_model.model.geometry import box_corners
 
 

@@ -25,7 +25,7 @@ from qcraft_world_model.eval.baselines import constant_velocity, copy_last_frame
 from qcraft_world_model.eval.metrics import psnr, ssim
 from qcraft_world_model.model.agent_decode import DecodedAgents, decode_agents
 from qcraft_world_model.model.world_model import WorldModel
-from qcraft_world_model.train.batches import Batch, ClipTensors
+from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
 
 #: Agents farther than this at t0 are not scored (the by-range tables go up to it).
 EVAL_RADIUS_M = 50.0
@@ -166,7 +166,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     with torch.inference_mode():
         for first in range(0, len(chosen), batch):
             index = torch.tensor(chosen[first:first + batch])
-            sample = data.batch(index, targets=False)
+            sample = data.batch(index)
             prediction = predict(data, index.tolist(), sample)
             model_frames.add(prediction.frames, sample.future)
             if prediction.ego_velocity_estimate is not None:

@@ -4,7 +4,7 @@ Frame PSNR per horizon, the detection metrics (car LET recall/precision and AP@2
 30 m, mAP), EPA and the agents' minFDE at 3 s are compared. minFDE is computed on whichever
 agents each model matched, so a model that finds one agent more or less moves it by more
 than any rounding; the same-agent comparison is the sensitivity table's path shift
-(quant/sensitivity.py), taken on the FP32 model's agents.
+(eval/sensitivity.py), taken on the FP32 model's agents.
 """
 
 from __future__ import annotations

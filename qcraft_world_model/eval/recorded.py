@@ -25,7 +25,7 @@ from qcraft_world_model.eval.evaluate import Examples, Predictions, evaluate_cli
 from qcraft_world_model.model.agent_decode import DecodedAgents
 from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
 from qcraft_world_model.model.world_model import WorldModel
-from qcraft_world_model.train.batches import Batch, ClipTensors
+from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
 
 AGENTS_TOPIC = "/predictor/predicted_agents"
 FRAMES_PREFIX = "/predictor/predicted_frames/"

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from qcraft_world_model.eval.drawing import draw_bev, draw_ground_paths, label_strip
+from qcraft_world_model.data.drawing import draw_bev, draw_ground_paths, label_strip
 from qcraft_world_model.eval.evaluate import Examples
 from qcraft_world_model.model.geometry import box_corners
 

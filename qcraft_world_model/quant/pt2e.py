@@ -49,14 +49,11 @@ def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor], quanti
     return convert_pt2e(prepared)
 
 
-def transformer_latents(model: nn.Module, source: str, windows: int = 32) -> list[torch.Tensor]:
-    """The transformer's inputs (FP32 latents) for the first ``windows`` clips of a dataset or bag:
-    what INT8 ranges are calibrated on, and what exports are checked with."""
-    from qcraft_world_model.train.batches import ClipTensors
-
-    data = ClipTensors.load(source, model.config, max_clips=windows)
+def transformer_latents(model: nn.Module, windows: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The transformer's inputs (FP32 latents) for input windows (``ClipTensors.windows``): what INT8
+    ranges are calibrated on, and what exports are checked with."""
     with torch.no_grad():
-        return [model.temporal(model.stem(data.batch(torch.tensor([i])).window)) for i in range(len(data))]
+        return [model.temporal(model.stem(window)) for window in windows]
 
 
 def int8_weight_bytes(quantized: torch.fx.GraphModule) -> tuple[int, int]:

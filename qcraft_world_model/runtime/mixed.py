@@ -74,13 +74,12 @@ class PlannedWorldModel(nn.Module):
 def planned_model(model: WorldModel, precision: str, calibration_data: str | None = None, windows: int = 32,
                   device: str = "cpu") -> PlannedWorldModel:
     """``model`` under a named precision plan; INT8 calibrates on the first ``windows`` clips of a dataset."""
-    from qcraft_world_model.train.batches import ClipTensors
+    from qcraft_world_model.data.clip_tensors import calibration_windows
 
     plan = PrecisionPlan.named(precision, device)
     calibration: list[torch.Tensor] = []
     if plan.transformer == "int8":
         if calibration_data is None:
             raise ValueError("INT8 needs calibration data (a clip dataset)")
-        data = ClipTensors.load(calibration_data, model.config, max_clips=windows)
-        calibration = [data.batch(torch.tensor([i])).window for i in range(len(data))]
+        calibration = calibration_windows(calibration_data, model.config, windows)
     return PlannedWorldModel(model, plan, calibration)

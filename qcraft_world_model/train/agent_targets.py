@@ -19,12 +19,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from qcraft_world_model.data.clip_tensors import Batch
+from qcraft_world_model.model.config import WorldModelConfig
 from qcraft_world_model.model.detection import CLASS_GROUPS, GROUP_OF_LABEL
 from qcraft_world_model.model.geometry import CameraGeometry, box_corners, rotate
 from qcraft_world_model.model.losses import AgentTargets
 
 #: Agents whose projected box is less visible than this (behind nearer agents' boxes) are not targets.
 MIN_TARGET_VISIBILITY = 0.25
+#: Agents the model is asked to find: this close at t0 (and their footprint seen).
+TARGET_RADIUS_M = 50.0
 
 
 def box_visibility(camera: CameraGeometry, corners: np.ndarray, cells: int = 32) -> np.ndarray:
@@ -117,3 +121,17 @@ def dense_targets(position: np.ndarray, heading: np.ndarray, speed_xy: np.ndarra
                         velocity=column(5, (2,), torch.float32), future=column(6, (steps, 2), torch.float32),
                         future_valid=column(7, (steps,), torch.bool), label=column(8, (), torch.long),
                         ego_velocity=torch.as_tensor(np.asarray(ego_velocity, np.float32).reshape(batch, 2)))
+
+
+def batch_targets(batch: Batch, config: WorldModelConfig, t0: int) -> AgentTargets:
+    """The agent head's targets for a batch (``t0``: the row of the newest frame). Every agent within
+    TARGET_RADIUS_M is offered; ``dense_targets`` keeps those whose ground-contact point the camera sees."""
+    agents = batch.agents
+    t0_agents = agents[:, t0].numpy().astype(np.float64)
+    position = t0_agents[..., :2]
+    within = batch.valid[:, t0].numpy() & (np.linalg.norm(position, axis=-1) <= TARGET_RADIUS_M)
+    steps = [t0 + s for s in config.path_steps]
+    return dense_targets(position, t0_agents[..., 2], t0_agents[..., 3:5], batch.size.numpy(), batch.label.numpy(),
+                         within, agents[:, steps, :, :2].permute(0, 2, 1, 3).numpy().astype(np.float64),
+                         batch.valid[:, steps].permute(0, 2, 1).numpy(), batch.cameras, config.detection_stride,
+                         batch.ego_velocity.numpy().astype(np.float64), np.asarray(config.path_steps) / config.rate_hz)

@@ -26,7 +26,8 @@ import torch
 from qcraft_world_model.model.config import WorldModelConfig
 from qcraft_world_model.model.losses import AGENT_LOSSES, LossWeights, total_loss
 from qcraft_world_model.model.world_model import WorldModel
-from qcraft_world_model.train.batches import ClipTensors
+from qcraft_world_model.data.clip_tensors import ClipTensors
+from qcraft_world_model.train.agent_targets import batch_targets
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", *AGENT_LOSSES)
 #: What a checkpoint holds (see ``_save_checkpoint``).
@@ -146,7 +147,7 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
         index = torch.randint(len(data), (config.batch,), generator=generator)
         flip = torch.rand(config.batch, generator=generator) < 0.5
         batch = data.batch(index, flip)
-        targets = batch.targets.to(device)
+        targets = batch_targets(batch, model_config, data.past - 1).to(device)
         output = trainable(batch.window.to(device))
         loss, parts = total_loss(output.frames, batch.future.to(device), output.agents, targets, weights)
         optimizer.zero_grad(set_to_none=True)
@@ -191,8 +192,7 @@ def _initial_model(config: TrainConfig, model_config: WorldModelConfig, data: Cl
     if config.qat:
         from qcraft_world_model.quant.modelopt_qat import quantize_transformer
 
-        count = min(config.calibration_clips, len(data))
-        quantize_transformer(model, (data.batch(torch.tensor([i])).window for i in range(count)))
+        quantize_transformer(model, data.windows(config.calibration_clips))
     return model
 
 

@@ -1,4 +1,8 @@
-"""A clip dataset held in memory as tensors, cut into model inputs and targets."""
+"""A clip dataset (or scene bag) held in memory as tensors, cut into model inputs and ground truth.
+
+The training targets of the agent head are built from a batch's ground truth in
+``train/agent_targets.py``; evaluation scores the ground truth itself.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,18 @@ from qcraft_world_model.data.camera_rig import PinholeCamera
 from qcraft_world_model.data.clip_dataset import ClipDataset, DatasetError
 from qcraft_world_model.model.config import WorldModelConfig
 from qcraft_world_model.model.geometry import CameraGeometry
-from qcraft_world_model.model.losses import AgentTargets
-from qcraft_world_model.train.agent_targets import dense_targets
-
-#: Agents the model is asked to find: this close at t0 (and their footprint seen, see agent_targets.py).
-TARGET_RADIUS_M = 50.0
 
 
 @dataclass
 class Batch:
     window: torch.Tensor  # (B, C, T, 3, H, W) uint8
     future: torch.Tensor  # (B, C, horizons, 3, H, W) float in [0, 1]
-    #: Targets of the dense agent head (None when not asked for: evaluation scores the raw ground truth).
-    targets: AgentTargets | None
+    #: Ground truth as the frames show it (mirrored where flipped): (B, S, A, 5) x, y, heading, vx, vy per
+    #: step, (B, S, A) valid, (B, A, 3) size, (B, A) Autoware label.
+    agents: torch.Tensor
+    valid: torch.Tensor
+    size: torch.Tensor
+    label: torch.Tensor
     #: Per clip, per camera: the camera the frames were seen with (mirrored where the clip is flipped).
     cameras: list[list[CameraGeometry]]
     #: (B, 2) the ego's velocity at t0 (x forward, y left), m/s: what odometry reports on a vehicle.
@@ -101,9 +104,8 @@ class ClipTensors:
     def __len__(self) -> int:
         return self.frames.shape[0]
 
-    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None, targets: bool = True) -> Batch:
-        """Clips ``index`` as a batch; ``flip`` (B,) bool mirrors left/right (single camera only);
-        ``targets``: build the agent head's targets (training)."""
+    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None) -> Batch:
+        """Clips ``index`` as a batch; ``flip`` (B,) bool mirrors left/right (single camera only)."""
         cfg, t0 = self.config, self.past - 1
         frames = self.frames[index]  # (B, C, T, 3, H, W)
         window = frames[:, :, self.past - cfg.window: self.past]
@@ -121,17 +123,16 @@ class ClipTensors:
         cameras = [list(self.geometry[i]) for i in index.tolist()]
         if flip is not None and cfg.cameras == 1:
             cameras = [[c.mirrored() for c in rig] if f else rig for rig, f in zip(cameras, flip.tolist())]
-        if not targets:
-            return Batch(window=window, future=future, targets=None, cameras=cameras, ego_velocity=ego_velocity)
-        # Every agent within TARGET_RADIUS_M is offered; the target builder keeps those whose
-        # ground-contact point the camera sees.
-        t0_agents = agents[:, t0].numpy().astype(np.float64)
-        position = t0_agents[..., :2]
-        within = self.valid[index, t0].numpy() & (np.linalg.norm(position, axis=-1) <= TARGET_RADIUS_M)
-        steps = [t0 + s for s in cfg.path_steps]
-        built = dense_targets(position, t0_agents[..., 2], t0_agents[..., 3:5], self.size[index].numpy(),
-                              self.label[index].numpy(), within,
-                              agents[:, steps, :, :2].permute(0, 2, 1, 3).numpy().astype(np.float64),
-                              self.valid[index][:, steps].permute(0, 2, 1).numpy(), cameras, cfg.detection_stride,
-                              ego_velocity.numpy().astype(np.float64), np.asarray(cfg.path_steps) / cfg.rate_hz)
-        return Batch(window=window, future=future, targets=built, cameras=cameras, ego_velocity=ego_velocity)
+        return Batch(window=window, future=future, agents=agents, valid=self.valid[index], size=self.size[index],
+                     label=self.label[index], cameras=cameras, ego_velocity=ego_velocity)
+
+    def windows(self, count: int | None = None) -> list[torch.Tensor]:
+        """The first ``count`` clips' input windows, one (1, C, T, 3, H, W) each: the one calibration
+        loop (INT8 ranges, QAT start, export checks all read these)."""
+        count = len(self) if count is None else min(count, len(self))
+        return [self.batch(torch.tensor([i])).window for i in range(count)]
+
+
+def calibration_windows(source: str | Path, config: WorldModelConfig, count: int = 32) -> list[torch.Tensor]:
+    """The first ``count`` windows of a clip dataset or scene bag (see ``ClipTensors.windows``)."""
+    return ClipTensors.load(source, config, max_clips=count).windows()

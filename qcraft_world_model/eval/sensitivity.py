@@ -41,7 +41,7 @@ class EvalWindow:
 
 def eval_windows(model: nn.Module, source: str, count: int) -> list[EvalWindow]:
     """The first ``count`` held-out clips of a dataset or bag, with the FP32 stem tokens computed once."""
-    from qcraft_world_model.train.batches import ClipTensors
+    from qcraft_world_model.data.clip_tensors import ClipTensors
 
     data = ClipTensors.load(source, model.config, max_clips=count)
     windows = []
