@@ -1,9 +1,10 @@
 """Does a bag's camera data work with the node? The ingest pipeline, run offline.
 
-Every camera frame in the bag goes through the same decoder, ring window and
-multi-camera aligner the node uses, and the result is counted: frames decoded,
+Every camera frame in the bag goes through the same decoder, ring windows and
+camera-stream policy the node uses, and the result is counted: frames decoded,
 errors by kind (with examples), duplicates, out-of-order stamps, gaps, frame
-rate, complete 16-frame windows, aligned sets and cameras missing from them.
+rate, complete 16-frame windows, and exactly the model windows the node would
+form (with the cameras it would hold as stale).
 First the storage itself is checked: an MCAP chunk failing its CRC is refused
 with its byte range, since its frames would decode and be counted as healthy.
 """
@@ -26,14 +27,8 @@ from qcraft_world_model.data.rosbag_io import (
     read_messages,
     require_type,
 )
-from qcraft_world_model.ingest import (
-    ApproximateTimeAligner,
-    CameraConfig,
-    ImageDecodeError,
-    IngestConfig,
-    RingWindow,
-    decode_any,
-)
+from qcraft_world_model.ingest import CameraConfig, ImageDecodeError, IngestConfig, decode_any
+from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 
 MS = 1_000_000
 
@@ -65,17 +60,25 @@ class CameraReport:
 
 @dataclass
 class AlignmentReport:
-    """Multi-camera alignment over the whole bag."""
+    """The model windows the node would form from the bag: the node's own stream policy
+    (``ingest/stream_policy.py``) fed the bag's frames with arrival = capture time, every window
+    taken as published at once (a model infinitely fast; a slower one drops some, never adds)."""
 
     cameras: list[str]
-    sets: int = 0
-    sets_with_missing: int = 0
-    #: Camera → number of sets it was missing from.
-    missing_by_camera: dict[str, int] = field(default_factory=dict)
-    unmatched: int = 0
-    overflow: int = 0
+    #: Windows the node would run the model on, and how many read a stale camera's held window.
+    windows: int = 0
+    windows_with_stale: int = 0
+    #: Camera → windows it was stale (held) in.
+    stale_by_camera: dict[str, int] = field(default_factory=dict)
+    #: Frames behind the newest across cameras by more than the tolerance: windowed, forming no window.
+    late_frames: int = 0
+    #: Times every camera went back in time together (the bag loops).
+    loops: int = 0
+    #: Capture-time spread between the cameras' newest frames within a window.
     skew_ms_p50: float | None = None
     skew_ms_max: float | None = None
+    #: Capture stamps of the windows, in order (what a replay into the node publishes at most).
+    stamps_ns: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -115,9 +118,11 @@ def cameras_in_bag(bag: str | Path) -> tuple[CameraConfig, ...]:
 
 
 def check_bag(bag: str | Path, config: IngestConfig | None = None,
-              on_frame: Callable[[str, int, np.ndarray], None] | None = None) -> IngestReport:
+              on_frame: Callable[[str, int, np.ndarray], None] | None = None, max_hold_s: float = 5.0
+              ) -> IngestReport:
     """Run the bag's camera frames through the ingest pipeline and count what happens.
 
+    ``max_hold_s``: the node's ``alignment.max_hold_s`` (its default here).
     ``config`` selects cameras and window settings (default: every camera topic
     in the bag, default settings). ``on_frame(camera, stamp_ns, rgb)`` sees each
     decoded frame, e.g. to draw a contact sheet.
@@ -138,12 +143,12 @@ def check_bag(bag: str | Path, config: IngestConfig | None = None,
     verified, without_crc = check_mcap_crcs(bag)
 
     reports = {c.name: CameraReport(c.name, c.topic, topics[c.topic]) for c in config.cameras}
-    windows: dict[str, RingWindow[None]] = {c.name: config.ring_window() for c in config.cameras}
-    aligner: ApproximateTimeAligner[None] = ApproximateTimeAligner(
-        [c.name for c in config.cameras], tolerance_ns=round(config.alignment_tolerance_ms * MS),
-        stale_after_ns=round(config.stale_after_s * 1e9))
+    settings = StreamSettings(tolerance_ns=round(config.alignment_tolerance_ms * MS),
+                              stale_after_s=config.stale_after_s, max_hold_s=max_hold_s)
+    policy: StreamPolicy[int] = StreamPolicy.create([c.name for c in config.cameras], config.ring_window, settings)
+    windows = {name: stream.window for name, stream in policy.streams.items()}
     alignment = AlignmentReport(cameras=[c.name for c in config.cameras],
-                                missing_by_camera={c.name: 0 for c in config.cameras})
+                                stale_by_camera={c.name: 0 for c in config.cameras})
     periods: dict[str, list[int]] = {c.name: [] for c in config.cameras}
     skews: list[int] = []
 
@@ -167,7 +172,8 @@ def check_bag(bag: str | Path, config: IngestConfig | None = None,
 
         window = windows[camera]
         previous = window.newest_stamp_ns
-        outcome = window.push(stamp, None)
+        # Arrival = capture time: a replay at the recorded rate delivers the frames so.
+        outcome, job = policy.push(camera, stamp, stamp, stamp / 1e9)
         if not outcome.accepted:
             continue
         if previous is not None and stamp > previous:
@@ -175,10 +181,13 @@ def check_bag(bag: str | Path, config: IngestConfig | None = None,
         report.complete_windows += window.is_complete
         if on_frame is not None:
             on_frame(camera, stamp, rgb)
-        for aligned in aligner.add(camera, stamp, None):
-            skews.append(aligned.skew_ns)
-            for name in aligned.missing:
-                alignment.missing_by_camera[name] += 1
+        if job is not None:
+            policy.published(job.stamp_ns)
+            alignment.stamps_ns.append(job.stamp_ns)
+            live = [w[-1] for name, w in zip(policy.cameras, job.windows) if name not in job.stale]
+            skews.append(max(live) - min(live))
+            for name in job.stale:
+                alignment.stale_by_camera[name] += 1
 
     for name, report in reports.items():
         stats = windows[name].stats
@@ -186,9 +195,8 @@ def check_bag(bag: str | Path, config: IngestConfig | None = None,
         report.resets, report.gaps, report.missing_frames = stats.resets, stats.gaps, stats.missing_frames
         if periods[name]:
             report.median_period_ms = statistics.median(periods[name]) / MS
-    alignment.sets = aligner.stats.sets
-    alignment.sets_with_missing = aligner.stats.sets_with_missing
-    alignment.unmatched, alignment.overflow = aligner.stats.unmatched, aligner.stats.overflow
+    alignment.windows, alignment.windows_with_stale = policy.stats.jobs, policy.stats.jobs_with_stale
+    alignment.late_frames, alignment.loops = policy.stats.late_frames, policy.stats.loops
     if skews:
         alignment.skew_ms_p50 = float(np.percentile(skews, 50)) / MS
         alignment.skew_ms_max = max(skews) / MS
@@ -221,10 +229,10 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"  {cam.name}: {count} x {kind}")
         lines += [f"    e.g. {example}" for example in cam.error_examples]
     a = report.alignment
-    missing = ", ".join(f"{name} {n}" for name, n in a.missing_by_camera.items() if n) or "none"
+    stale = ", ".join(f"{name} {n}" for name, n in a.stale_by_camera.items() if n) or "none"
     skew = "-" if a.skew_ms_p50 is None else f"p50 {a.skew_ms_p50:.1f} ms, max {a.skew_ms_max:.1f} ms"
-    lines.append(f"aligned sets: {a.sets} ({a.sets_with_missing} with a camera missing: {missing}); "
-                 f"unmatched frames {a.unmatched}; skew {skew}")
+    lines.append(f"model windows the node would form: {a.windows} ({a.windows_with_stale} reading a stale camera's "
+                 f"held window: {stale}); late frames {a.late_frames}; loops {a.loops}; skew {skew}")
     if report.chunks_without_crc:
         lines.append(f"note: {report.chunks_without_crc} MCAP chunk(s) carry no CRC (an older writer): damage "
                      "inside them cannot be detected")
