@@ -28,9 +28,13 @@ export PATH               := $(BIN):$(PATH)
 export AMENT_PREFIX_PATH  := $(VENV)
 export CMAKE_PREFIX_PATH  := $(VENV)
 export PYTHONHASHSEED     := 0
-# Image pipelines need Fast DDS's large-data transport (ENVIRONMENT.md, DDS).
-export FASTDDS_BUILTIN_TRANSPORTS := LARGE_DATA
-export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# Everything DDS that make runs stays on this machine: the Fast DDS profile binds every socket to
+# 127.0.0.1 and carries images over shared memory (docs/security.md). With LOCALHOST instead,
+# rmw_fastrtps adds a UDP transport on 0.0.0.0 and eth0 and ignores FASTDDS_BUILTIN_TRANSPORTS.
+export FASTRTPS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
+export FASTDDS_DEFAULT_PROFILES_FILE  := $(CURDIR)/config/fastdds_loopback.xml
+export ROS_AUTOMATIC_DISCOVERY_RANGE  := SYSTEM_DEFAULT
+unexport FASTDDS_BUILTIN_TRANSPORTS ROS_LOCALHOST_ONLY ROS_STATIC_PEERS
 
 DEPS_STAMP  := $(VENV)/.deps-stamp
 BUILD_STAMP := install/.build-stamp

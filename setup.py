@@ -14,6 +14,7 @@ setup(
     data_files=[
         ("share/qcraft_world_model", ["package.xml"]),
         ("share/qcraft_world_model/msg", sorted(glob("msg/*.msg"))),
+        ("share/qcraft_world_model/config", ["config/predict.yaml", "config/fastdds_loopback.xml"]),
         ("share/qcraft_world_model/config/models", sorted(glob("config/models/*.yaml"))),
         ("share/qcraft_world_model/models/lite", sorted(glob("models/lite/*"))),
     ],

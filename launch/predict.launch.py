@@ -2,41 +2,43 @@
 
 Arguments: params_file (default: the package's config/predict.yaml), namespace, and overrides
 that apply only when given — model_path, backend, precision, camera_names, camera_topics
-(``qcraft_world_model/ros/launch_arguments.py``) — plus discovery_range (default LOCALHOST:
-DDS discovery stays on this machine; SUBNET to reach other hosts). Sets Fast DDS's large-data
-transport: without it most large camera images are lost over UDP fragments (docs/node.md).
+(``qcraft_world_model/ros/launch_arguments.py``). DDS: dds_profile (default: the package's
+config/fastdds_loopback.xml — every socket on 127.0.0.1, camera images over shared memory;
+empty: Fast DDS's defaults with its large-data transport and discovery_range, default
+LOCALHOST). docs/security.md says what each exposes.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from qcraft_world_model.ros.launch_arguments import ARGUMENTS, parameter_overrides
+from qcraft_world_model.ros.launch_arguments import ARGUMENTS, dds_environment, parameter_overrides
 
 
 def _predictor(context):  # noqa: ANN001, ANN202 - launch's OpaqueFunction signature
     params_file = LaunchConfiguration("params_file").perform(context)
     given = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     overrides = parameter_overrides(given, params_file)
+    env = dds_environment(LaunchConfiguration("dds_profile").perform(context),
+                          LaunchConfiguration("discovery_range").perform(context))
     return [Node(package="qcraft_world_model", executable="predictor", name="predictor",
-                 namespace=LaunchConfiguration("namespace"), output="screen",
+                 namespace=LaunchConfiguration("namespace"), output="screen", additional_env=env,
                  parameters=[params_file, *([overrides] if overrides else [])])]
 
 
 def generate_launch_description() -> LaunchDescription:
-    default_params = PathJoinSubstitution([FindPackageShare("qcraft_world_model"), "config", "predict.yaml"])
+    share = FindPackageShare("qcraft_world_model")
     arguments = [
-        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameter YAML"),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "predict.yaml"]),
+                              description="node parameter YAML"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("dds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_loopback.xml"]),
+                              description="Fast DDS XML profile; empty: Fast DDS defaults + discovery_range"),
         DeclareLaunchArgument("discovery_range", default_value="LOCALHOST",
-                              description="ROS_AUTOMATIC_DISCOVERY_RANGE: LOCALHOST, SUBNET, OFF or SYSTEM_DEFAULT"),
+                              description="without a profile: ROS_AUTOMATIC_DISCOVERY_RANGE (LOCALHOST, SUBNET, ...)"),
         *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in ARGUMENTS.items()),
     ]
-    return LaunchDescription([
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
-        *arguments,
-        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", LaunchConfiguration("discovery_range")),
-        OpaqueFunction(function=_predictor),
-    ])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_predictor)])

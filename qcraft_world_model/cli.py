@@ -208,8 +208,11 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from qcraft_world_model.ros.process import apply_loopback_dds_env
     from qcraft_world_model.ros.replay import replay_bag
 
+    if not args.network:
+        apply_loopback_dds_env()  # before rclpy starts: the player's sockets on 127.0.0.1 too (docs/security.md)
     try:
         result = replay_bag(args.bag, args.out, rate=args.rate, wait_for_subscriber_s=args.wait,
                             settle_s=args.settle, overwrite=args.overwrite)
@@ -436,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--settle", type=float, default=2.0, help="seconds to keep recording after the last message")
     replay.add_argument("--overwrite", action="store_true",
                         help="replace an existing output bag (only a folder holding just a rosbag2, not the input)")
+    replay.add_argument("--network", action="store_true",
+                        help="use this shell's DDS settings instead of the loopback-only Fast DDS profile "
+                             "(to reach a predictor on another host)")
     replay.add_argument("--json", type=Path, help="also write a summary as JSON here")
     replay.set_defaults(func=_cmd_replay)
 

@@ -138,8 +138,10 @@ def _live_part(out: Path) -> dict | None:
 
     bag = out / "berlin_drive"
     try:
-        from qcraft_world_model.ros.process import exit_reason, start_predictor, stop
+        from qcraft_world_model.ros.process import apply_loopback_dds_env, exit_reason, start_predictor, stop
         from qcraft_world_model.ros.replay import replay_bag
+
+        apply_loopback_dds_env()  # the player, like the node, keeps DDS on 127.0.0.1 (docs/security.md)
 
         folder = default_model("lite")
     except (ImportError, FileNotFoundError) as err:

@@ -34,8 +34,13 @@ def test_given_arguments_override_and_camera_topics_pair_with_the_files_names(tm
         parameter_overrides({**NONE_GIVEN, "camera_topics": "/only"}, tmp_path / "p.yaml")
 
 
-def test_the_launch_file_declares_every_override_and_sets_discovery() -> None:
-    """Read as text: ``launch`` itself is not installable where CI runs (docs/node.md)."""
-    text = (Path(__file__).parents[1] / "launch" / "predict.launch.py").read_text()
-    assert "parameter_overrides(" in text and '"model.backend"' not in text
-    assert 'SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE"' in text
+def test_the_dds_environment_is_the_profile_or_the_large_data_defaults() -> None:
+    from qcraft_world_model.ros.launch_arguments import dds_environment
+
+    with_profile = dds_environment("/share/fastdds_loopback.xml", "LOCALHOST")
+    assert with_profile["FASTRTPS_DEFAULT_PROFILES_FILE"] == with_profile["FASTDDS_DEFAULT_PROFILES_FILE"]
+    # LOCALHOST would make rmw_fastrtps add a UDP transport on every interface next to the profile's.
+    assert with_profile["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SYSTEM_DEFAULT"
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in with_profile
+    assert dds_environment("", "SUBNET") == {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+                                             "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}

@@ -27,6 +27,17 @@ ARGUMENTS = {
 }
 
 
+def dds_environment(profile: str, discovery_range: str) -> dict[str, str]:
+    """The node's DDS environment: with a Fast DDS ``profile`` (default: the package's loopback one,
+    every socket on 127.0.0.1, images over shared memory) discovery is the profile's
+    (SYSTEM_DEFAULT: with LOCALHOST rmw_fastrtps would add a UDP transport on every interface);
+    with ``profile`` empty, Fast DDS's defaults, the large-data transport and ``discovery_range``."""
+    if profile.strip():
+        return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile,
+                "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
+    return {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "ROS_AUTOMATIC_DISCOVERY_RANGE": discovery_range}
+
+
 def parameter_overrides(given: Mapping[str, str], params_file: str | Path) -> dict[str, Any]:
     """The node parameters the given (non-empty) launch arguments set, to pass after the file.
 
