@@ -153,7 +153,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.precision != "fp32":
         from qcraft_world_model.runtime.mixed import planned_model
 
-        evaluated = planned_model(model, args.precision, args.calibration)
+        evaluated = planned_model(model, args.precision, args.calibration, folder=args.model)
     # Planned (INT8) graphs are exported for batch 1, the deployment batch.
     result, examples = evaluate_clips(evaluated, args.data, max_clips=args.max_clips,
                                       batch=8 if args.precision == "fp32" else 1, ego_motion=args.ego_motion)
@@ -197,7 +197,7 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     if args.precision != "fp32":
         from qcraft_world_model.runtime.mixed import planned_model
 
-        offline = planned_model(model, args.precision, args.calibration)
+        offline = planned_model(model, args.precision, args.calibration, folder=args.model)
     result, _, _ = evaluate_recorded(model, args.data, offline=offline)
     table = live_offline_table(result)
     print(table)
@@ -271,10 +271,24 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     from qcraft_world_model.runtime.model_folder import default_model
 
     model_dir = str(args.model or default_model("lite"))
-    result = bench_model(model_dir, str(args.calibration), tuple(args.precisions.split(",")), args.repeats,
+    calibration = str(args.calibration) if args.calibration else None
+    result = bench_model(model_dir, calibration, tuple(args.precisions.split(",")), args.repeats,
                          ab_presets=tuple(p for p in args.ab_presets.split(",") if p))
     print(json.dumps(result, indent=2))
     _write_json(args.json, result)
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from qcraft_world_model.data.clip_tensors import calibration_windows
+    from qcraft_world_model.runtime.mixed import calibration_latents
+    from qcraft_world_model.runtime.model_folder import load_model, save_int8_calibration
+
+    model = load_model(args.model)
+    windows = calibration_windows(args.data, model.config, args.windows)
+    latents = calibration_latents(model, args.precision, windows)
+    path = save_int8_calibration(args.model, model, args.precision, latents, f"{args.data} ({len(latents)} windows)")
+    print(f"wrote {path}: {len(latents)} calibration windows of {args.data} for {args.precision}")
     return 0
 
 
@@ -415,8 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
     evaluate.add_argument("--precision", choices=("fp32", "bf16", "mixed-int8"), default="fp32",
                           help="run the model in this precision plan (INT8: PT2E transformer, CPU)")
-    evaluate.add_argument("--calibration", type=Path, default=Path("out/data/train"),
-                          help="clip dataset whose first windows calibrate INT8 (default: the training split)")
+    evaluate.add_argument("--calibration", type=Path,
+                          help="clip dataset whose first windows calibrate INT8 (default: the model folder's "
+                               "stored calibration, as the node uses it)")
     evaluate.add_argument("--recorded", action="store_true",
                           help="--data is a bag from `qcraft-wm replay`: score the live predictions it recorded, "
                                "next to --model run offline on the same windows")
@@ -445,6 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", type=Path, help="also write a summary as JSON here")
     replay.set_defaults(func=_cmd_replay)
 
+    calibrate = sub.add_parser("calibrate", help="store what the INT8 plan calibrates on in the model folder "
+                                                 "(then mixed-int8 needs no dataset: node, bench, evaluate)")
+    calibrate.add_argument("--model", type=Path, required=True, help="model folder")
+    calibrate.add_argument("--data", type=Path, default=Path("out/data/train"),
+                           help="clip dataset or scene bag whose first windows calibrate (the training split)")
+    calibrate.add_argument("--windows", type=int, default=32)
+    calibrate.add_argument("--precision", choices=("mixed-int8",), default="mixed-int8")
+    calibrate.set_defaults(func=_cmd_calibrate)
+
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
     export.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
     export.add_argument("--out", type=Path, default=Path("out/export/lite"))
@@ -472,8 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
     model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8,onnxruntime-fp32",
                              help="torch plans, and onnxruntime-fp32 (exported on the fly)")
-    model_bench.add_argument("--calibration", type=Path, default=Path("out/data/train"),
-                             help="clip dataset calibrating INT8")
+    model_bench.add_argument("--calibration", type=Path,
+                             help="clip dataset calibrating INT8 (default: the model folder's stored calibration)")
     model_bench.add_argument("--repeats", type=int, default=50)
     model_bench.add_argument("--ab-presets", default="base",
                              help="also time INT8 vs FP32 eager on these presets' transformers (random weights); "

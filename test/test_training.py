@@ -178,3 +178,38 @@ def test_load_quantizers_refuses_a_folder_without_them(tiny_data: Path, tiny_pre
                       warmup=1), progress=False)
     with pytest.raises(FileNotFoundError, match="not a QAT model folder"):
         load_quantizers(load_model(tmp_path / "fp32"), tmp_path / "fp32")
+
+
+def test_int8_runs_from_the_model_folder_alone_after_calibrate(tiny_data: Path, tiny_preset: Path,
+                                                                 tmp_path: Path) -> None:
+    """qcraft-wm calibrate stores what INT8 calibrates on; the torch backend then runs mixed-int8 with no
+    dataset (the node's case), exactly as when calibrated on the dataset, and refuses other weights."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from qcraft_world_model.runtime.backends import TorchBackend
+    from qcraft_world_model.runtime.model_folder import INT8_CALIBRATION_FILE, ModelFolderError
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=2, batch=2,
+                      warmup=1), progress=False)
+    folder = tmp_path / "run"
+    model = load_model(folder)
+    with pytest.raises(ModelFolderError, match="qcraft-wm calibrate"):
+        TorchBackend(model, "mixed-int8", folder=folder)
+    done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "calibrate", "--model", str(folder),
+                           "--data", str(tiny_data), "--windows", "4"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (folder / INT8_CALIBRATION_FILE).is_file()
+    window = torch.randint(0, 256, (1, 1, 16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    from_folder = TorchBackend(model, "mixed-int8", folder=folder)
+    from_data = TorchBackend(model, "mixed-int8", calibration=str(tiny_data))  # its first 32 = all 4 clips
+    with torch.inference_mode():
+        a, b = from_folder.runner(window), from_data.runner(window)
+    assert torch.equal(a.frames, b.frames) and torch.equal(a.agents.heatmap, b.agents.heatmap)
+    other = load_model(folder)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ModelFolderError, match="other weights"):
+        TorchBackend(other, "mixed-int8", folder=folder)

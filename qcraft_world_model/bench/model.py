@@ -83,7 +83,7 @@ def _float_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = ("fp32", "bf16", "mixed-int8"),
+def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, ...] = ("fp32", "bf16", "mixed-int8"),
                 repeats: int = 50, ab_presets: tuple[str, ...] = ("base",)) -> dict[str, Any]:
     """Each precision plan of the model: part latencies, weight bytes, peak RSS; with mixed-int8 also the
     INT8 transformer against FP32 eager, interleaved, for this model and for ``ab_presets`` (random weights)."""
@@ -101,7 +101,7 @@ def bench_model(model_dir: str, calibration: str, precisions: tuple[str, ...] = 
         if precision == "onnxruntime-fp32":
             results += _bench_onnxruntime(reference, window, repeats)
             continue
-        model = reference if precision == "fp32" else planned_model(reference, precision, calibration)
+        model = reference if precision == "fp32" else planned_model(reference, precision, calibration, folder=model_dir)
         with torch.inference_mode():
             stem_tokens = model.stem(window)
             newest, previous = window[:, :, -1], window[:, :, -2]

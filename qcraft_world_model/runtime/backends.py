@@ -71,7 +71,7 @@ class Backend:
 
 class TorchBackend(Backend):
     def __init__(self, model: WorldModel, precision: str = "fp32", device: str = "cpu",
-                 calibration: str | None = None) -> None:
+                 calibration: str | None = None, folder: str | Path | None = None) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"device {device} requested but CUDA is not available here")
         if precision == "fp32":
@@ -81,7 +81,7 @@ class TorchBackend(Backend):
         else:
             from qcraft_world_model.runtime.mixed import planned_model
 
-            runner = planned_model(model, precision, calibration, device=device).to(device)
+            runner = planned_model(model, precision, calibration, device=device, folder=folder).to(device)
         super().__init__(runner, model.config, f"torch-{device.split(':')[0]}/{precision}")
         self._device = torch.device(device)
 
@@ -257,15 +257,18 @@ def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
 
 def create_backend(model: WorldModel, kind: str = "auto", precision: str = "", device: str = "",
                    cache_dir: str | Path = Path.home() / ".cache" / "qcraft_world_model" / "engines",
-                   calibration: str | None = None, allow_build: bool = False) -> Backend:
-    """The backend for ``kind`` (``auto``, ``torch``, ``onnxruntime``, ``tensorrt``), logging the choice."""
+                   calibration: str | None = None, allow_build: bool = False, folder: str | Path | None = None
+                   ) -> Backend:
+    """The backend for ``kind`` (``auto``, ``torch``, ``onnxruntime``, ``tensorrt``), logging the choice.
+
+    INT8 calibrates on ``calibration`` (a dataset) or on what the model ``folder`` stores."""
     chosen, auto_precision, auto_device, reason = choose_backend(kind)
     precision = precision or auto_precision or "fp32"
     device = device or auto_device or ("cuda" if chosen == "tensorrt" else "cpu")
     LOG.info("backend %s/%s on %s: %s", chosen, precision, device, reason)
     cache = Path(cache_dir)
     if chosen == "torch":
-        return TorchBackend(model, precision, device, calibration)
+        return TorchBackend(model, precision, device, calibration, folder)
     if chosen == "onnxruntime":
         if precision != "fp32":
             raise BackendError(f"onnxruntime runs the FP32 export; precision {precision!r} is not available there")

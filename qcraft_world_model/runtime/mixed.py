@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,7 +23,9 @@ class PlannedWorldModel(nn.Module):
     """
 
     def __init__(self, model: WorldModel, plan: PrecisionPlan, calibration: Iterable[torch.Tensor] = (),
-                 compile_int8: bool = True) -> None:
+                 compile_int8: bool = True, latents: list[torch.Tensor] | None = None) -> None:
+        """``calibration``: input windows; or ``latents``: the transformer inputs they give under this
+        plan, computed once and stored with the model (``model_folder.INT8_CALIBRATION_FILE``)."""
         super().__init__()
         model = copy.deepcopy(model).eval()
         self.config, self.plan = model.config, plan
@@ -34,8 +38,9 @@ class PlannedWorldModel(nn.Module):
             from qcraft_world_model.quant.pt2e import quantize_pt2e
 
             # Calibrate on latents from the planned (half-precision) encoder: what INT8 will see.
-            with torch.no_grad():
-                latents = [self._latent(window) for window in calibration]
+            if latents is None:
+                with torch.no_grad():
+                    latents = [self._latent(window) for window in calibration]
             if not latents:
                 raise ValueError("an INT8 plan needs calibration windows")
             quantized = quantize_pt2e(model.transformer.float(), latents)
@@ -72,14 +77,28 @@ class PlannedWorldModel(nn.Module):
 
 
 def planned_model(model: WorldModel, precision: str, calibration_data: str | None = None, windows: int = 32,
-                  device: str = "cpu") -> PlannedWorldModel:
-    """``model`` under a named precision plan; INT8 calibrates on the first ``windows`` clips of a dataset."""
-    from qcraft_world_model.data.clip_tensors import calibration_windows
+                  device: str = "cpu", folder: str | Path | None = None) -> PlannedWorldModel:
+    """``model`` under a named precision plan. INT8 calibrates on the first ``windows`` clips of
+    ``calibration_data`` (a dataset or bag) when given, else on the calibration stored in the model
+    ``folder`` (``qcraft-wm calibrate``), so the node needs no dataset."""
+    from qcraft_world_model.runtime.model_folder import load_int8_calibration
 
     plan = PrecisionPlan.named(precision, device)
-    calibration: list[torch.Tensor] = []
-    if plan.transformer == "int8":
-        if calibration_data is None:
-            raise ValueError("INT8 needs calibration data (a clip dataset)")
-        calibration = calibration_windows(calibration_data, model.config, windows)
-    return PlannedWorldModel(model, plan, calibration)
+    if plan.transformer != "int8":
+        return PlannedWorldModel(model, plan)
+    if calibration_data is not None:
+        from qcraft_world_model.data.clip_tensors import calibration_windows
+
+        return PlannedWorldModel(model, plan, calibration_windows(calibration_data, model.config, windows))
+    if folder is None:
+        raise ValueError("INT8 needs calibration: a clip dataset, or a model folder calibrated with "
+                         "qcraft-wm calibrate")
+    return PlannedWorldModel(model, plan, latents=load_int8_calibration(folder, model, precision))
+
+
+def calibration_latents(model: WorldModel, precision: str, windows: Iterable[torch.Tensor],
+                        device: str = "cpu") -> list[torch.Tensor]:
+    """The transformer inputs ``windows`` give under ``precision``'s plan: what INT8 calibrates on."""
+    planned = PlannedWorldModel(model, dataclasses.replace(PrecisionPlan.named(precision, device), transformer="fp32"))
+    with torch.no_grad():
+        return [planned._latent(window) for window in windows]

@@ -75,3 +75,51 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldM
     if broken:
         raise ModelFolderError(f"{weights} holds non-finite weights in {len(broken)} tensor(s), e.g. {broken[0]}")
     return model.to(device).eval()
+
+
+#: What the INT8 plan calibrates on, stored with the model: the transformer inputs (latents) of the
+#: first training windows under that plan. Computed once (``qcraft-wm calibrate``), so the node and
+#: the benchmarks run ``mixed-int8`` from the folder alone; tied to the weights by their hash.
+INT8_CALIBRATION_FILE = "int8_calibration.safetensors"
+
+
+def save_int8_calibration(folder: str | Path, model: WorldModel, precision: str, latents: list[torch.Tensor],
+                          source: str) -> Path:
+    """Write ``latents`` ((1, tokens, dim) each) with the weights' hash, the plan and where they came from."""
+    from safetensors.torch import save_file
+
+    from qcraft_world_model.runtime.onnx_export import weights_hash
+
+    path = Path(folder) / INT8_CALIBRATION_FILE
+    tensors = {"latents": torch.cat([latent.detach().float().cpu() for latent in latents])}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"weights": weights_hash(model), "precision": precision, "source": source,
+                                          "windows": str(len(latents))})
+    os.replace(tmp, path)
+    return path
+
+
+def load_int8_calibration(folder: str | Path, model: WorldModel, precision: str) -> list[torch.Tensor]:
+    """The stored calibration latents; ModelFolderError when missing, made for other weights or plan."""
+    from safetensors import safe_open
+
+    from qcraft_world_model.runtime.onnx_export import weights_hash
+
+    path = Path(folder) / INT8_CALIBRATION_FILE
+    if not path.is_file():
+        raise ModelFolderError(f"{folder} has no {INT8_CALIBRATION_FILE}: INT8 needs calibration "
+                               f"(qcraft-wm calibrate --model {folder} --data CLIPS)")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata, latents = handle.metadata() or {}, handle.get_tensor("latents")
+    except Exception as err:  # safetensors' own error types for a corrupt file
+        raise ModelFolderError(f"{path} does not load: {type(err).__name__}: {err}") from err
+    if metadata.get("weights") != weights_hash(model):
+        raise ModelFolderError(f"{path} was made for other weights: run qcraft-wm calibrate again")
+    if metadata.get("precision") != precision:
+        raise ModelFolderError(f"{path} calibrates plan {metadata.get('precision')!r}, not {precision!r}")
+    if latents.ndim != 3 or latents.shape[1:] != (model.config.tokens, model.config.dim) \
+            or not torch.isfinite(latents).all():
+        raise ModelFolderError(f"{path} holds latents of shape {tuple(latents.shape)}, not (N, "
+                               f"{model.config.tokens}, {model.config.dim}) finite values")
+    return list(latents.split(1))
