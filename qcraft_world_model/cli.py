@@ -279,6 +279,20 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from qcraft_world_model.runtime.backends import BackendError, TensorRTBackend
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
+
+    folder = args.model or default_model("lite")
+    try:
+        TensorRTBackend(load_model(folder), args.precision, args.cache, build_only=True, folder=folder)
+    except BackendError as err:  # no TensorRT or no GPU here: say so in one line
+        print(f"qcraft-wm build-engine: error: {err}", file=sys.stderr)
+        return 2
+    print(f"built TensorRT engines for {folder} ({args.precision}) in {args.cache}")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.clip_tensors import calibration_windows
     from qcraft_world_model.runtime.mixed import calibration_latents
@@ -459,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(to reach a predictor on another host)")
     replay.add_argument("--json", type=Path, help="also write a summary as JSON here")
     replay.set_defaults(func=_cmd_replay)
+
+    engine = sub.add_parser("build-engine", help="build and cache the TensorRT engines of a model (NVIDIA GPU): "
+                                                 "the node never builds them at start-up")
+    engine.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    engine.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    engine.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qcraft_world_model" / "engines",
+                        help="engine cache folder (the node's default)")
+    engine.set_defaults(func=_cmd_build_engine)
 
     calibrate = sub.add_parser("calibrate", help="store what the INT8 plan calibrates on in the model folder "
                                                  "(then mixed-int8 needs no dataset: node, bench, evaluate)")

@@ -116,3 +116,31 @@ def test_an_export_of_the_same_weights_with_other_outputs_is_not_reused(tmp_path
     onnx.save(graph, str(tmp_path / "ok" / "window.onnx"))
     with pytest.raises(ValueError, match="export the model again"):
         OnnxWorldModel(tmp_path / "ok", SMALL)
+
+
+def test_a_missing_engine_names_the_command_that_builds_it_and_that_command_builds(tmp_path: Path,
+                                                                                     monkeypatch) -> None:  # noqa: ANN001
+    """With a stand-in torch_tensorrt (TensorRT cannot be installed here) and CUDA faked away: the node's
+    path (allow_build=False) refuses with `qcraft-wm build-engine ...`, a command the CLI has; the
+    build path (build_only, what that command runs) compiles and saves one engine per part."""
+    import types
+
+    import qcraft_world_model.runtime.backends as backends
+    from qcraft_world_model.cli import build_parser
+
+    saved = []
+    fake = types.SimpleNamespace(__version__="0.0-stand-in",
+                                 compile=lambda module, **kwargs: module,
+                                 save=lambda module, path, inputs: (saved.append(path), Path(path).write_bytes(b"x")))
+    monkeypatch.setattr(backends, "import_torch_tensorrt", lambda: fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "stand-in GPU")
+    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, device=None: self)
+    monkeypatch.setattr(backends, "_example_inputs", lambda config, part, dtype: ())
+    with pytest.raises(BackendError, match=r"build it first: qcraft-wm build-engine --model /m --precision fp16") as err:
+        backends.TensorRTBackend(model(), "fp16", tmp_path, folder="/m")
+    command = str(err.value).split("build it first: ")[1].split()
+    args = build_parser().parse_args(command[1:])
+    assert args.func.__name__ == "_cmd_build_engine" and args.precision == "fp16"
+    backends.TensorRTBackend(model(), "fp16", tmp_path, build_only=True, folder="/m")
+    assert len(saved) == 2 and all(Path(p).parent == tmp_path and Path(p).is_file() for p in saved)

@@ -143,7 +143,7 @@ class TensorRTBackend(Backend):
     """
 
     def __init__(self, model: WorldModel, precision: str, cache_dir: Path, allow_build: bool = False,
-                 build_only: bool = False) -> None:
+                 build_only: bool = False, folder: str | Path | None = None) -> None:
         trt = import_torch_tensorrt()
         if not torch.cuda.is_available():
             raise BackendError("TensorRT needs a CUDA GPU; none is visible here")
@@ -166,8 +166,8 @@ class TensorRTBackend(Backend):
                 continue
             if not (allow_build or build_only):
                 raise BackendError(f"no TensorRT engine for {part} at {path} (weights {key.weights}, TensorRT "
-                                   f"{key.tensorrt}, GPU {key.gpu}); build it first: "
-                                   "qcraft-wm export --tensorrt --precision " + precision)
+                                   f"{key.tensorrt}, GPU {key.gpu}); build it first: qcraft-wm build-engine "
+                                   f"--model {folder or 'MODEL_FOLDER'} --precision {precision} --cache {cache_dir}")
             example = _example_inputs(c, part, dtype)
             source = model.stem if part == "stem" else WindowAsTuple(model)
             compiled = trt.compile(source.to(dtype) if part == "stem" else source, ir="dynamo", inputs=example,
@@ -274,5 +274,5 @@ def create_backend(model: WorldModel, kind: str = "auto", precision: str = "", d
             raise BackendError(f"onnxruntime runs the FP32 export; precision {precision!r} is not available there")
         return OnnxRuntimeBackend(model, cache)
     if chosen == "tensorrt":
-        return TensorRTBackend(model, precision, cache, allow_build=allow_build)
+        return TensorRTBackend(model, precision, cache, allow_build=allow_build, folder=folder)
     raise BackendError(f"unknown backend {kind!r}; use auto, torch, onnxruntime or tensorrt")
