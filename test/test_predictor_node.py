@@ -471,3 +471,19 @@ def test_parameters_are_described_with_their_ranges_over_the_parameter_services(
         assert (values[0].string_value, values[1].integer_value) == ("torch", 16)
     finally:
         node.close()
+
+
+def test_the_int8_plan_runs_in_the_node_from_the_model_folder_alone(ros, drive: list, tmp_path: Path) -> None:
+    """model.precision: mixed-int8 with no dataset anywhere: the shipped folder's stored calibration."""
+    rclpy, msgs = ros
+    params = PARAMS.format(topic=camera_topic("front")).replace("precision: fp32", "precision: mixed-int8")
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params)
+    try:
+        node.wait_subscribed(seconds=240)  # configure compiles the INT8 graph (Inductor)
+        node.publish_at_10hz(as_rclpy(drive))
+        deadline = time.monotonic() + 20
+        while not node.agents and time.monotonic() < deadline:
+            node.spin(0.1)
+        assert node.agents and {m.backend for m in node.agents} == {"torch-cpu/mixed-int8"}
+    finally:
+        node.close()

@@ -95,6 +95,7 @@ def save_int8_calibration(folder: str | Path, model: WorldModel, precision: str,
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"weights": weights_hash(model), "precision": precision, "source": source,
                                           "windows": str(len(latents))})
+    os.chmod(tmp, 0o644)  # shipped with the model: readable like its weights
     os.replace(tmp, path)
     return path
 
