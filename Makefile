@@ -21,7 +21,7 @@ VENV   ?= $(CACHE_HOME)/qcraft_world_model/venv-$(shell printf %s '$(CURDIR)' | 
 BIN    := $(VENV)/bin
 
 # The wheels lay the venv out as a ROS prefix; CMake and ament find it through
-# these (ENVIRONMENT.md, fix 3). PYTHONHASHSEED pins the order in which the
+# these (tools/fix_ros_wheel_cmake.py fixes the wheels' own CMake paths). PYTHONHASHSEED pins the order in which the
 # wheels' bootstrapper builds LD_LIBRARY_PATH (it iterates a set).
 export VIRTUAL_ENV        := $(VENV)
 export PATH               := $(BIN):$(PATH)

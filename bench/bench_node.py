@@ -5,7 +5,7 @@ simulated drive, repeated) at the given rate from this process, and measures,
 for every PredictedAgents that comes back, the time from publishing the frame
 it is stamped with to receiving the prediction (end to end, through DDS both
 ways), plus the node's own frame-receipt → publish latency
-(~/debug/pipeline_latency_ms). Prints the JSON of docs/DESIGN.md `bench node`.
+(~/debug/pipeline_latency_ms). Prints JSON (fields documented in docs/node.md, "Measured").
 Run after `make build` with `source install/setup.bash`.
 """
 

@@ -224,12 +224,3 @@ def describe(report: GenerationReport) -> str:
              f"({report.reused_shards} reused) in {report.seconds:.0f} s"]
     lines += [f"  FAILED {line}" for line in report.failed]
     return "\n".join(lines)
-
-
-def split_overview(root: Path) -> dict[str, Any]:
-    """Clips per map of a generated dataset (for docs)."""
-    manifest = json.loads((root / "manifest.json").read_text())
-    per_map: dict[str, int] = {}
-    for shard in manifest["shards"]:
-        per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
-    return {"split": manifest["split"], "clips": manifest["clips"], "per_map": per_map}

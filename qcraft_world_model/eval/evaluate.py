@@ -140,8 +140,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                    batch: int = 8, examples: int = 4, predict: Predictor | None = None,
                    clips: Sequence[int] | None = None, ego_motion: str = "odometry"
                    ) -> tuple[dict[str, Any], Examples]:
-    """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the DESIGN.md
-    ``evaluate`` JSON and picture material.
+    """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the
+    ``evaluate`` JSON (its fields: docs/model.md) and picture material.
 
     ``predict`` replaces running the model (e.g. predictions recorded live, see
     ``recorded.py``); ``model`` then only gives the configuration. ``clips``

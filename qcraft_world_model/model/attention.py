@@ -44,7 +44,8 @@ class SparseAttention(nn.Module):
         # A buffer, not a Python attribute: tracing/export must see a real tensor. Tiled per head
         # because the blocks are folded into the head axis below: ONNX attention takes 4-D inputs.
         # Additive (0 / -inf) and 4-D: with that, SDPA runs its fused flash kernel on the CPU; a
-        # boolean mask sends it down the unfused math path, 5x slower here (ENVIRONMENT.md). It
+        # boolean mask sends it down the unfused math path, 5x slower here (docs/model.md,
+        # sparse attention). It
         # follows the module's dtype (bf16/fp16 plans), as SDPA wants the mask in the query's dtype.
         visible = local_attention_mask(tokens, window, anchors).repeat(heads, 1, 1)
         self.register_buffer("local_mask", torch.zeros(visible.shape).masked_fill(~visible, float("-inf"))[None],

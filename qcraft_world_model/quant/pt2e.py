@@ -4,7 +4,7 @@ torch.export captures the transformer, the quantizer inserts observers
 (per-channel symmetric weights, per-tensor affine activations), calibration
 runs real latents through it, and conversion leaves quantize/dequantize pairs
 that Inductor fuses into oneDNN u8 x s8 kernels (AMX or VNNI). On this CPU it
-was the only INT8 path faster than FP32 (ENVIRONMENT.md).
+was the only INT8 path faster than FP32 (docs/precision.md).
 """
 
 from __future__ import annotations

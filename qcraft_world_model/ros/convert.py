@@ -86,7 +86,7 @@ def frames_message(output: WorldModelOutput, camera: int, camera_name: str, stam
                            time_step=duration(spacing), frames=images, model_id=model_id)
 
 
-#: RGBA per Autoware label, for RViz/Foxglove.
+#: RGB per Autoware label, for RViz/Foxglove (alpha follows the existence probability).
 _MARKER_COLORS = {0: (0.6, 0.6, 0.6), 1: (0.2, 0.55, 1.0), 2: (1.0, 0.6, 0.15), 3: (1.0, 0.85, 0.0),
                   4: (0.8, 0.5, 0.25), 5: (0.85, 0.25, 0.85), 6: (0.15, 0.8, 0.8), 7: (1.0, 0.25, 0.25)}
 
@@ -107,6 +107,7 @@ def markers_message(agents: PredictedAgents, lifetime_s: float = 0.3) -> MarkerA
         box.pose.position.z = box.scale.z / 2
         markers.append(box)
         for k, path in enumerate(agent.paths):
+            # One id per (agent, mode): up to 16 modes per agent, so ids never collide within a message.
             markers.append(Marker(
                 header=agents.header, ns="paths", id=index * 16 + k, type=Marker.LINE_STRIP, action=Marker.ADD,
                 pose=Pose(orientation=Quaternion(w=1.0)), scale=Vector3(x=0.15),
