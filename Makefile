@@ -102,7 +102,9 @@ data: $(DEPS_STAMP)
 	test -d $(DATA)/eval_bag || qcraft-wm generate bag --map berlin_adlershof --seed 100000 --seconds 60 \
 	  --out $(DATA)/eval_bag --json $(DATA)/eval_bag.json
 
-# The shipped lite model. Its trunk (stem, temporal bottleneck, transformer, frame decoder) comes from
+# The shipped lite model, made by this recipe at commit 265bea2, when the agent head predicted absolute
+# motion (its config says agent_motion: absolute). The recipe now trains the ego-relative head, which
+# measured worse on held-out Berlin and is not shipped (docs/model.md, "Paths"). Its trunk (stem, temporal bottleneck, transformer, frame decoder) comes from
 # the earlier anchor-head lite (commit 73c4495, trained from scratch in 29.5 min on 2 cores); the dense
 # agent head is trained on it with the stem and temporal bottleneck kept (4500 steps, ~50 min on 2
 # cores). Then: evaluate on the held-out split, write the card, copy into models/lite/.

@@ -158,7 +158,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     steps = [t0 + int(s) for s in config.path_steps]
     model_frames, copy_frames = FrameScores(len(config.future_frames)), FrameScores(len(config.future_frames))
     windows: list[WindowAgents] = []
-    ego_true, ego_estimate = [], []
+    ego_true, ego_estimate, ego_by_window = [], [], []
     kept = Examples()
     start = time.perf_counter()
     pick = ({chosen[i] for i in np.linspace(0, len(chosen) - 1, examples).round().astype(int).tolist()}
@@ -173,6 +173,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                 ego_true.append(sample.ego_velocity.numpy())
                 ego_estimate.append(prediction.ego_velocity_estimate)
             copy_frames.add(copy_last_frame(sample.window, len(config.future_frames)), sample.future)
+            ego_by_window += sample.ego_velocity.numpy().astype(np.float64).tolist()
             for row, clip in enumerate(index.tolist()):
                 camera_xy = sample.cameras[row][0].translation[:2]
                 windows.append(window_agents(data, clip, prediction.agents[row], steps, steps_s, camera_xy))
@@ -205,7 +206,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                                        f"operating point: existence >= {EXISTENCE_THRESHOLD:g}",
                              "ego_motion": ego_motion},
                   **({"ego_velocity": ego_velocity_scores(np.concatenate(ego_true), np.concatenate(ego_estimate))}
-                     if ego_true else {})},
+                     if ego_true else {}),
+                  "velocity_by_ego_speed": velocity_by_ego_speed(windows, np.array(ego_by_window))},
         "baselines": {
             "copy_last_frame": {"frames": copy_frames.summary()},
             **baseline_scores(windows, EXISTENCE_THRESHOLD, steps_s),
@@ -217,6 +219,35 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
         "seconds": seconds,
     }
     return result, kept
+
+
+def velocity_by_ego_speed(windows: Sequence[WindowAgents], ego_velocity: np.ndarray) -> dict[str, Any]:
+    """Median velocity error of reported agents (existence >= EXISTENCE_THRESHOLD) matched to the nearest
+    in-scope agent within 2 m, by the ego's speed; beside it the error two trivial guesses make on the
+    same matches: "parked" (velocity 0) and "moves with the ego" (the ego's velocity). A model whose
+    error is above both has not learned to see motion."""
+    rows = []
+    for window, ego in zip(windows, ego_velocity):
+        keep = window.score >= EXISTENCE_THRESHOLD
+        for position, velocity in zip(window.position[keep], window.velocity[keep]):
+            gap = np.where(window.in_scope, np.linalg.norm(window.true_position - position, axis=1), np.inf)
+            g = int(np.argmin(gap)) if len(gap) else 0
+            if len(gap) and gap[g] <= 2.0:
+                truth = window.true_velocity[g]
+                rows.append((np.linalg.norm(ego), np.linalg.norm(velocity - truth), np.linalg.norm(truth),
+                             np.linalg.norm(truth - ego)))
+    table = np.array(rows).reshape(-1, 4)
+
+    def medians(mask: np.ndarray) -> dict[str, Any]:
+        part = table[mask]
+        return {"matched": int(mask.sum()), **({
+            "model_mps": round(float(np.median(part[:, 1])), 2),
+            "parked_guess_mps": round(float(np.median(part[:, 2])), 2),
+            "moves_with_ego_guess_mps": round(float(np.median(part[:, 3])), 2)} if mask.any() else {})}
+
+    bands = {"0-3 m/s": (0, 3), "3-8 m/s": (3, 8), ">8 m/s": (8, np.inf)}
+    return {"all": medians(np.ones(len(table), bool)),
+            **{name: medians((table[:, 0] >= lo) & (table[:, 0] < hi)) for name, (lo, hi) in bands.items()}}
 
 
 def ego_velocity_scores(true: np.ndarray, estimate: np.ndarray) -> dict[str, Any]:
