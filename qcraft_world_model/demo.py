@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from qcraft_world_model.data.test_pattern import write_test_pattern_bag
+from qcraft_world_model.data.pattern_bag import write_test_pattern_bag
 from qcraft_world_model.eval.ingest_check import check_bag, format_report
 
 TILE = (160, 120)  # width, height of one camera tile in the contact sheet

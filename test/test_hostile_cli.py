@@ -22,7 +22,7 @@ from qcraft_world_model.data.clip_dataset import shard_name, sidecar_path, write
 from qcraft_world_model.data.episode import Clip
 from qcraft_world_model.data.generate import DatasetPlan
 from qcraft_world_model.data.rosbag_io import BagWriter, bag_time_span, read_messages
-from qcraft_world_model.data.test_pattern import PatternCamera, PatternSpec, write_test_pattern_bag
+from qcraft_world_model.data.pattern_bag import PatternCamera, PatternSpec, write_test_pattern_bag
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "/sensing/camera/front/image_raw"

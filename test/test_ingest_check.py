@@ -9,7 +9,7 @@ import pytest
 
 from qcraft_world_model.cli import main
 from qcraft_world_model.data.rosbag_io import BagError, BagWriter, read_messages
-from qcraft_world_model.data.test_pattern import PatternCamera, PatternSpec, write_test_pattern_bag
+from qcraft_world_model.data.pattern_bag import PatternCamera, PatternSpec, write_test_pattern_bag
 from qcraft_world_model.eval.ingest_check import cameras_in_bag, check_bag
 
 RIG = (

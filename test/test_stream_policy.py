@@ -102,7 +102,7 @@ def test_check_bag_names_the_windows_the_node_forms_from_the_same_frames(ros, tm
     from sensor_msgs.msg import CompressedImage, Image
 
     from qcraft_world_model.data.rosbag_io import read_raw
-    from qcraft_world_model.data.test_pattern import PatternCamera, PatternSpec, write_test_pattern_bag
+    from qcraft_world_model.data.pattern_bag import PatternCamera, PatternSpec, write_test_pattern_bag
     from qcraft_world_model.eval.ingest_check import check_bag
 
     from test_predictor_node import NodeUnderTest, save_random_model
