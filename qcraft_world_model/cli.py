@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qcraft_world_model import __version__
+from qcraft_world_model.train.config import TrainConfig
 
 
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
@@ -412,19 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model preset on a clip dataset (resumable)",
                            description="Seeded, resumable training. Rerunning the same command resumes from "
                                        "OUT/checkpoint.pt. Under torchrun, one process per GPU/core group.")
-    train.add_argument("--preset", default="lite", help="lite, base, or a model YAML file")
-    train.add_argument("--data", type=Path, default=Path("out/data/train"), help="clip dataset folder")
-    train.add_argument("--out", type=Path, default=Path("out/train/lite"), help="run folder")
-    train.add_argument("--steps", type=int, default=3000)
-    train.add_argument("--batch", type=int, default=8)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
+    defaults = TrainConfig()  # one set of defaults: the run's own
+    train.add_argument("--preset", default=defaults.preset, help="lite, base, or a model YAML file")
+    train.add_argument("--data", type=Path, default=Path(defaults.data), help="clip dataset folder")
+    train.add_argument("--out", type=Path, default=Path(defaults.out), help="run folder")
+    train.add_argument("--steps", type=int, default=defaults.steps)
+    train.add_argument("--batch", type=int, default=defaults.batch)
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--warmup", type=int, default=defaults.warmup, help="linear warm-up steps before the cosine decay")
     train.add_argument("--init-from", type=Path, help="start from this trained model folder (fine-tuning, QAT)")
     train.add_argument("--qat", action="store_true",
                        help="quantization-aware training: INT8 fake quantizers in the transformer (NVIDIA ModelOpt); "
                             "use with --init-from and a small --lr")
     train.add_argument("--freeze", help="comma-separated parts kept at their --init-from weights, e.g. stem,temporal")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--max-clips", type=int, help="use only the first N clips")
     train.add_argument("--time-budget", type=float, help="pause (resumably) after this many seconds")
     train.add_argument("--json", type=Path, help="also write the run summary as JSON here")

@@ -16,7 +16,7 @@ import math
 import os
 import pickle
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from qcraft_world_model.model.losses import AGENT_LOSSES, LossWeights, total_los
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.train.agent_targets import batch_targets
+from qcraft_world_model.train.config import TrainConfig
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", *AGENT_LOSSES)
 #: What a checkpoint holds (see ``_save_checkpoint``).
@@ -36,34 +37,6 @@ CHECKPOINT_KEYS = ("model", "optimizer", "generator", "step", "elapsed", "train_
 
 class CheckpointError(ValueError):
     """A run folder's checkpoint.pt cannot be resumed from: not this tool's, damaged, or another run's."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    preset: str = "lite"
-    data: str = "out/data/train"
-    out: str = "out/train/lite"
-    steps: int = 3000
-    batch: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: int = 100
-    seed: int = 0
-    log_every: int = 20
-    checkpoint_every: int = 200
-    max_clips: int | None = None
-    #: Stop (resumably) after this many seconds of this run; None: run to ``steps``.
-    time_budget_s: float | None = None
-    #: Start from this trained model folder instead of random weights (fine-tuning, QAT). A model of
-    #: another head layout gives its trunk (stem, temporal bottleneck, transformer, frame decoder).
-    init_from: str | None = None
-    #: Quantization-aware training: fake INT8 quantizers in the transformer (ModelOpt), calibrated on
-    #: the first ``calibration_clips`` clips, trained through; writes quantizers.safetensors too.
-    qat: bool = False
-    calibration_clips: int = 32
-    #: Parts (WorldModel attribute names, e.g. "stem", "temporal") kept at their ``init_from`` weights:
-    #: fine-tuning a new head on a trained trunk without paying for the trunk's backward pass.
-    freeze: tuple[str, ...] = ()
 
 
 def _distributed() -> tuple[int, int]:
