@@ -162,17 +162,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result["model"]["precision"] = args.precision
     report = write_report(args.out, result, examples)
     if args.card:
-        from qcraft_world_model.train.model_card import KNOWN_LIMITS, write_model_card
+        from qcraft_world_model.train.model_card import KNOWN_LIMITS, training_command, write_model_card
 
         training = json.loads((args.model / "config.json").read_text())["training"]["config"]
-        command = (f"qcraft-wm train --preset {training['preset']} --data {training['data']} --out {training['out']} "
-                   f"--steps {training['steps']} --batch {training['batch']} --lr {training['lr']} "
-                   f"--warmup {training['warmup']} --seed {training['seed']}")
-        if training.get("init_from"):
-            command += f" --init-from {training['init_from']}" + (" --qat" if training.get("qat") else "")
-        if training.get("freeze"):
-            command += f" --freeze {','.join(training['freeze'])}"
-        card = write_model_card(args.model, result, command, KNOWN_LIMITS.get(model.config.preset, []))
+        card = write_model_card(args.model, result, training_command(training),
+                                KNOWN_LIMITS.get(model.config.preset, []))
         print(f"model card: {card}")
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     agents = result["model"]["agents"]
@@ -246,7 +240,12 @@ def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> di
         from qcraft_world_model.eval.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
         from qcraft_world_model.quant.pt2e import transformer_latents
 
-        calibration = transformer_latents(model, calibration_windows(args.calibration, model.config))
+        if args.calibration is not None:
+            calibration = transformer_latents(model, calibration_windows(args.calibration, model.config))
+        else:  # the model folder's stored calibration, as the node uses it
+            from qcraft_world_model.runtime.model_folder import load_int8_calibration
+
+            calibration = load_int8_calibration(args.model, model, args.precision)
         windows = eval_windows(model, args.data, args.sensitivity_windows)
         rows = layer_sensitivity(model, calibration, windows)
         gate["sensitivity"] = rows

@@ -81,3 +81,15 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def training_command(training: dict) -> str:
+    """The ``qcraft-wm train`` command that reproduces a run, from its config.json ``training.config``."""
+    command = (f"qcraft-wm train --preset {training['preset']} --data {training['data']} --out {training['out']} "
+               f"--steps {training['steps']} --batch {training['batch']} --lr {training['lr']} "
+               f"--warmup {training['warmup']} --seed {training['seed']}")
+    if training.get("init_from"):
+        command += f" --init-from {training['init_from']}" + (" --qat" if training.get("qat") else "")
+    if training.get("freeze"):
+        command += f" --freeze {','.join(training['freeze'])}"
+    return command
