@@ -20,10 +20,10 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
     "at 30 m (the bound table above); cars beyond 30 m are almost never within 2 m. The project's targets "
     "(cars within 30 m LET recall >= 0.8 at precision >= 0.7) are not met; a wider, higher-resolution "
     "preset is what the bound says would close most of the gap.",
-    "Paths lose to constant velocity, also to constant velocity on the model's own detections: velocity "
-    "errors grow with the ego's speed (median 1.4 m/s with the ego below 3 m/s, 5.2 m/s above 8 m/s), "
-    "the sign of a model that cannot tell its own motion from the agents'. Ego motion (odometry) as an "
-    "input is the missing piece; do not plan on these paths.",
+    "Paths lose to constant velocity, also to constant velocity on the model's own detections: its "
+    "velocity error on matched agents (2.1 m/s median) is no better than guessing 'parked' (2.07) and "
+    "worse than 'moves with the ego' (1.33). An ego-relative head fed with odometry did not fix it "
+    "(2.28 m/s, docs/model.md): at 128 px the head does not see radial motion. Do not plan on these paths.",
     "Pedestrians and two-wheelers are few in the data (42 and 69 in scope in the 200 evaluation clips) and "
     "poorly found beyond 10 m.",
     "Predicted frames beat copy-last-frame on PSNR and SSIM at every horizon on the held-out map by "
