@@ -24,30 +24,12 @@ from qcraft_world_model.data.generate import DatasetPlan
 from qcraft_world_model.data.rosbag_io import BagWriter, bag_time_span, read_messages
 from qcraft_world_model.data.pattern_bag import PatternCamera, PatternSpec, write_test_pattern_bag
 
+from predictor_params import tiny_model
+
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "/sensing/camera/front/image_raw"
 START_NS = 1_700_000_000 * 1_000_000_000
-TINY_MODEL = """
-preset: tiny
-agent_motion: ego_relative
-image_size: 32
-cameras: 1
-window: 16
-patch: 8
-stem_dim: 16
-dim: 32
-depth: 1
-heads: 2
-mlp_ratio: 2.0
-attention_window: 8
-anchors: 4
-future_frames: [2, 4]
-modes: 2
-path_steps: [5, 10, 15, 20, 25, 30]
-classes: 8
-decoder_dim: 16
-head_dim: 16
-"""
+TINY_MODEL = tiny_model("tiny", head_dim=16)
 
 
 def qcraft_wm(*args: str | Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -20,28 +20,11 @@ import pytest
 
 from qcraft_world_model.ros.process import start_predictor, stop
 
+from predictor_params import tiny_model
 from test_predictor_node import NodeUnderTest, save_random_model
 
-THREE_CAMERA_MODEL = """
-preset: tiny3
-agent_motion: ego_relative
-image_size: 32
-cameras: 3
-window: 16
-patch: 8
-stem_dim: 16
-dim: 32
-depth: 1
-heads: 2
-mlp_ratio: 2.0
-attention_window: 8
-anchors: 4
-future_frames: [2, 4]
-modes: 2
-path_steps: [5, 10, 15, 20, 25, 30]
-classes: 8
-decoder_dim: 16
-"""
+THREE_CAMERA_MODEL = tiny_model("tiny3", cameras=3)
+ONE_CAMERA_MODEL = tiny_model("tiny1")
 
 #: front and left send raw Image; right sends CompressedImage (JPEG) — both decoders face the burst.
 THREE_CAMERA_PARAMS = """/**:
@@ -164,7 +147,7 @@ def _broken_model(tmp_path: Path, change: str) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
-    folder = save_random_model(tmp_path, THREE_CAMERA_MODEL.replace("cameras: 3", "cameras: 1"))
+    folder = save_random_model(tmp_path, ONE_CAMERA_MODEL)
     config = folder / "config.json"
     document = json.loads(config.read_text())
     if change == "nan-weights":
@@ -224,7 +207,7 @@ def test_nan_outputs_at_run_time_are_dropped_and_reported_as_error(ros, tmp_path
     from sensor_msgs.msg import Image
 
     rclpy, msgs = ros
-    folder = save_random_model(tmp_path, THREE_CAMERA_MODEL.replace("cameras: 3", "cameras: 1"))
+    folder = save_random_model(tmp_path, ONE_CAMERA_MODEL)
     state = load_file(str(folder / "model.safetensors"))
     state["agent_head.image.0.0.weight"][:, 3:6] = 3e38  # input channels 3..5: newest minus previous frame
     save_file(state, str(folder / "model.safetensors"))
@@ -256,7 +239,7 @@ def test_configure_cleanup_configure_leaves_one_publisher_per_topic_and_shutdown
     from lifecycle_msgs.srv import ChangeState
 
     rclpy, msgs = ros
-    folder = save_random_model(tmp_path, THREE_CAMERA_MODEL.replace("cameras: 3", "cameras: 1"))
+    folder = save_random_model(tmp_path, ONE_CAMERA_MODEL)
     params = ONE_CAMERA.format(folder=folder).replace("    cameras:", "    autostart: false\n    cameras:")
     node = NodeUnderTest(rclpy, msgs, tmp_path, params, cameras=("front",))
     change = node.client.create_client(ChangeState, "/predictor/change_state")
@@ -330,7 +313,7 @@ def test_after_a_pause_no_prediction_older_than_max_age_is_published(ros, tmp_pa
     from sensor_msgs.msg import Image
 
     rclpy, msgs = ros
-    folder = save_random_model(tmp_path, THREE_CAMERA_MODEL.replace("cameras: 3", "cameras: 1"))
+    folder = save_random_model(tmp_path, ONE_CAMERA_MODEL)
     node = NodeUnderTest(rclpy, msgs, tmp_path, ONE_CAMERA.format(folder=folder), cameras=("front",))
     node.publishers = {"front": node.client.create_publisher(Image, "/cam/front", 10)}
     node.publisher = node.publishers["front"]

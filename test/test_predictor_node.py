@@ -13,6 +13,7 @@ from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, writ
 from qcraft_world_model.ros.process import start_predictor, stop
 
 from predictor_params import ONE_CAMERA_FP32 as PARAMS
+from predictor_params import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -298,26 +299,7 @@ def test_a_camera_that_stops_is_reported_stale(ros, drive: list, tmp_path: Path)
         node.close()
 
 
-TWO_CAMERA_MODEL = """
-preset: tiny2
-agent_motion: ego_relative
-image_size: 32
-cameras: 2
-window: 16
-patch: 8
-stem_dim: 16
-dim: 32
-depth: 1
-heads: 2
-mlp_ratio: 2.0
-attention_window: 8
-anchors: 4
-future_frames: [2, 4]
-modes: 2
-path_steps: [5, 10, 15, 20, 25, 30]
-classes: 8
-decoder_dim: 16
-"""
+TWO_CAMERA_MODEL = tiny_model("tiny2", cameras=2)
 
 
 TWO_CAMERA_PARAMS = """/**:

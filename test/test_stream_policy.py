@@ -8,6 +8,8 @@ from pathlib import Path
 from qcraft_world_model.ingest.config import IngestConfig
 from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 
+from predictor_params import tiny_model
+
 PERIOD = 100_000_000  # 10 Hz
 CAMERAS = ("front", "left", "right")
 
@@ -73,26 +75,7 @@ def test_a_silent_camera_is_held_then_stops_the_windows_after_max_hold() -> None
     assert held[0].windows[2] == held[-1].windows[2], "the held window is its last complete one"
 
 
-PATTERN_MODEL = """
-preset: tiny3
-agent_motion: ego_relative
-image_size: 32
-cameras: 3
-window: 16
-patch: 8
-stem_dim: 16
-dim: 32
-depth: 1
-heads: 2
-mlp_ratio: 2.0
-attention_window: 8
-anchors: 4
-future_frames: [2, 4]
-modes: 2
-path_steps: [5, 10, 15, 20, 25, 30]
-classes: 8
-decoder_dim: 16
-"""
+PATTERN_MODEL = tiny_model("tiny3", cameras=3)
 
 
 def test_check_bag_names_the_windows_the_node_forms_from_the_same_frames(ros, tmp_path: Path) -> None:

@@ -16,27 +16,9 @@ from qcraft_world_model.eval.report import write_report
 from qcraft_world_model.runtime.model_folder import load_model
 from qcraft_world_model.train.trainer import TrainConfig, train
 
-TINY_MODEL = """
-preset: tiny
-agent_motion: ego_relative
-image_size: 32
-cameras: 1
-window: 16
-patch: 8
-stem_dim: 16
-dim: 32
-depth: 1
-heads: 2
-mlp_ratio: 2.0
-attention_window: 8
-anchors: 4
-future_frames: [2, 4]
-modes: 2
-path_steps: [5, 10, 15, 20, 25, 30]
-classes: 8
-decoder_dim: 16
-head_dim: 16
-"""
+from predictor_params import tiny_model
+
+TINY_MODEL = tiny_model("tiny", head_dim=16)
 
 
 @pytest.fixture(scope="module")

@@ -231,8 +231,8 @@ def velocity_by_ego_speed(windows: Sequence[WindowAgents], ego_velocity: np.ndar
         keep = window.score >= EXISTENCE_THRESHOLD
         for position, velocity in zip(window.position[keep], window.velocity[keep]):
             gap = np.where(window.in_scope, np.linalg.norm(window.true_position - position, axis=1), np.inf)
-            g = int(np.argmin(gap)) if len(gap) else 0
-            if len(gap) and gap[g] <= 2.0:
+            g = int(np.argmin(gap))
+            if gap[g] <= 2.0:
                 truth = window.true_velocity[g]
                 rows.append((np.linalg.norm(ego), np.linalg.norm(velocity - truth), np.linalg.norm(truth),
                              np.linalg.norm(truth - ego)))

@@ -121,7 +121,7 @@ class StreamPolicy(Generic[ItemT]):
             return outcome, None
         if stamp_ns <= self.watermark_ns:
             return outcome, None
-        job = self._job(stamp_ns, arrival_s)
+        job = self._job(stamp_ns, arrival_s, newest)
         if job is not None:
             self.stats.jobs += 1
             self.stats.jobs_with_stale += bool(job.stale)
@@ -131,9 +131,9 @@ class StreamPolicy(Generic[ItemT]):
         """A job's window went out: nothing at or before it forms a job again (until a loop)."""
         self.watermark_ns = max(self.watermark_ns, stamp_ns)
 
-    def _job(self, stamp_ns: int, arrival_s: float) -> Job | None:
+    def _job(self, stamp_ns: int, arrival_s: float, newest_all: int) -> Job | None:
+        """``newest_all``: the newest stamp across cameras, against which silence is judged."""
         settings = self.settings
-        newest_all = self.newest_ns()
         stale_after_ns = settings.stale_after_s * NS_PER_S
         windows, stale = [], []
         for name in self.cameras:

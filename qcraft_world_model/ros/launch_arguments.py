@@ -33,8 +33,9 @@ def dds_environment(profile: str, discovery_range: str) -> dict[str, str]:
     (SYSTEM_DEFAULT: with LOCALHOST rmw_fastrtps would add a UDP transport on every interface);
     with ``profile`` empty, Fast DDS's defaults, the large-data transport and ``discovery_range``."""
     if profile.strip():
-        return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile,
-                "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
+        from qcraft_world_model.ros.process import loopback_dds_env
+
+        return loopback_dds_env(base={}, profile=profile)  # the one definition of loopback DDS
     return {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "ROS_AUTOMATIC_DISCOVERY_RANGE": discovery_range}
 
 
