@@ -57,7 +57,7 @@ def _cmd_generate_clips(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.generate import DatasetPlan, describe, generate_dataset
 
     overrides = {"clips_per_episode": args.clips_per_episode, "rig": args.rig, "image_size": args.image_size,
-                 "mount": args.mount}
+                 "image_height": args.image_height, "mount": args.mount}
     if args.seed is not None:
         overrides["seed_base"] = args.seed
     plan = DatasetPlan.for_split(args.split, args.clips, **overrides)
@@ -78,7 +78,7 @@ def _cmd_generate_bag(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
 
     config = SceneBagConfig(map=args.map, seed=args.seed, seconds=args.seconds, rig=args.rig,
-                            image_size=args.image_size)
+                            image_size=args.image_size, image_height=args.image_height)
     start = time.perf_counter()
     summary = write_scene_bag(args.out, config, storage=args.storage, overwrite=args.overwrite,
                               progress=_progress_bar("bag frames", "frame"))
@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--seed", type=int, help="first episode seed (default: 1 for train, 100000 for eval)")
     clips.add_argument("--clips-per-episode", type=int, default=25)
     clips.add_argument("--rig", default="front", help="camera rig: front or front3")
-    clips.add_argument("--image-size", type=int, default=128)
+    clips.add_argument("--image-size", type=int, default=128, help="frame width, px")
+    clips.add_argument("--image-height", type=int, help="frame height, px (default: square)")
     clips.add_argument("--mount", choices=("standard", "wide", "moved"),
                        help="camera mount variation (default: wide for train, standard for eval); "
                             "moved: 0.7 m further forward, 5 deg more pitch, 100 deg lens")
@@ -401,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--seed", type=int, default=100_000)
     bag.add_argument("--seconds", type=float, default=60.0)
     bag.add_argument("--rig", default="front")
-    bag.add_argument("--image-size", type=int, default=128)
+    bag.add_argument("--image-size", type=int, default=128, help="frame width, px")
+    bag.add_argument("--image-height", type=int, help="frame height, px (default: square)")
     bag.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     bag.add_argument("--out", type=Path, required=True, help="bag folder to create")
     bag.add_argument("--overwrite", action="store_true",

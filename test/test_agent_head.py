@@ -38,9 +38,10 @@ def scene() -> dict[str, np.ndarray]:
             "future_valid": np.ones((1, 3, len(t)), bool)}
 
 
-def perfect_maps(targets, cameras: int = 1) -> AgentPrediction:  # noqa: ANN001 - AgentTargets
-    """The maps a perfect head would output for these targets."""
-    h = w = SIZE // STRIDE
+def perfect_maps(targets, cameras: int = 1, size_hw: tuple[int, int] = (SIZE, SIZE)  # noqa: ANN001
+                 ) -> AgentPrediction:
+    """The maps a perfect head would output for these targets (AgentTargets) on frames of ``size_hw``."""
+    h, w = size_hw[0] // STRIDE, size_hw[1] // STRIDE
     maps = {name: torch.zeros(1, cameras, channels, h, w) for name, channels in
             (("heatmap", len(CLASS_GROUPS)), ("offset", 2), ("log_depth", 1), ("heading", 2), ("log_size", 3),
              ("velocity", 2), ("paths", MODES * len(STEPS_S) * 2), ("mode_logits", MODES), ("class_logits", 8))}
@@ -66,13 +67,17 @@ def perfect_maps(targets, cameras: int = 1) -> AgentPrediction:  # noqa: ANN001 
     PinholeCamera("front"),
     PinholeCamera("front", x=1.9, z=1.4, pitch_down_deg=9.0, hfov_deg=100.0),  # mounted elsewhere
     PinholeCamera("front", x=0.3, z=2.2, pitch_down_deg=1.0, hfov_deg=70.0),
+    PinholeCamera("front", width=256, height=128),  # the aspect of real cameras (lite-wide)
 ])
 def test_targets_decode_back_to_the_ground_truth_for_any_mount(camera: PinholeCamera) -> None:
     truth = scene()
     geometry = [[camera.geometry()]]
     targets = targets_for(truth, geometry)
     assert len(targets.index) == 3
-    (agents,) = decode_agents(perfect_maps(targets), geometry, STRIDE, STEPS_S, threshold=0.5,
+    # Rows index the image's height, columns its width, whatever the aspect.
+    assert targets.index[:, 2].max() < camera.height // STRIDE and targets.index[:, 3].max() < camera.width // STRIDE
+    (agents,) = decode_agents(perfect_maps(targets, size_hw=(camera.height, camera.width)), geometry, STRIDE,
+                              STEPS_S, threshold=0.5,
                               ego_velocity=EGO_VELOCITY)
     assert len(agents) == 3
     order = [int(np.argmin(np.linalg.norm(truth["position"][0] - p, axis=1))) for p in agents.position]

@@ -69,6 +69,51 @@ def test_mismatched_and_missing_datasets_are_clear_errors(tiny_data: Path, tmp_p
               progress=False)
 
 
+def test_a_square_model_hands_its_whole_trunk_to_a_wide_one(tiny_data: Path, tiny_preset: Path,
+                                                          tmp_path: Path) -> None:
+    """Frames with the aspect of real cameras end to end: rendered 64x32, trained from a 32x32 model
+    (every weight handed over, the token positions stretched to the wider grid), evaluated."""
+    from qcraft_world_model.model.config import ModelConfigError, WorldModelConfig
+    from qcraft_world_model.train.trainer import load_trunk
+    from qcraft_world_model.model.world_model import WorldModel
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "square"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    wide_data = tmp_path / "wide_data"
+    generate_dataset(wide_data, DatasetPlan("train", ("braunschweig",), clips=2, clips_per_episode=2, image_size=64,
+                                            image_height=32), workers=1)
+    wide_yaml = tmp_path / "wide.yaml"
+    wide_yaml.write_text(TINY_MODEL.replace("image_size: 32", "image_size: 64\nimage_height: 32"))
+    wide = WorldModelConfig.preset_config(wide_yaml)
+    assert wide.size_hw == (32, 64) and wide.grid_hw == (4, 8) and wide.tokens_per_camera == 32
+
+    square = load_model(tmp_path / "square")
+    position = square.temporal.position.detach().reshape(4, 4, -1)
+    with torch.no_grad():  # a position embedding that varies down the image only
+        square.temporal.position.copy_(position[:, :1].expand(4, 4, -1).reshape(square.temporal.position.shape))
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in square.state_dict().items()},
+              str(tmp_path / "square" / "model.safetensors"))
+    model = WorldModel(wide)
+    assert load_trunk(model, tmp_path / "square") == []
+    stretched = model.temporal.position.detach().reshape(4, 8, -1)
+    torch.testing.assert_close(stretched, square.temporal.position.detach().reshape(4, 4, -1)[:, :1].expand(4, 8, -1))
+
+    with pytest.raises(DatasetError, match="frames are 64x32, the model reads 32x32"):
+        train(TrainConfig(preset=str(tiny_preset), data=str(wide_data), out=str(tmp_path / "x"), steps=1),
+              progress=False)
+    summary = train(TrainConfig(preset=str(wide_yaml), data=str(wide_data), out=str(tmp_path / "wide"), steps=2,
+                                batch=2, warmup=1, init_from=str(tmp_path / "square")), progress=False)
+    assert summary["finished"]
+    trained = load_model(tmp_path / "wide")
+    out = trained(torch.zeros(1, 1, 16, 3, 32, 64, dtype=torch.uint8))
+    assert out.frames.shape[-2:] == (32, 64) and out.agents.heatmap.shape[-2:] == (32 // 4, 64 // 4)
+    result, _ = evaluate_clips(trained, wide_data)
+    assert result["data"]["clips"] == 2
+    with pytest.raises(ModelConfigError, match="image side 36 is not a multiple of patch 8"):
+        WorldModelConfig.from_dict({**wide.to_dict(), "image_height": 36})
+
+
 def test_evaluate_writes_the_documented_json_and_report(tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
     train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=1, batch=2,
                       warmup=1), progress=False)

@@ -93,7 +93,7 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
     reference = load_model(model_dir)
     config = reference.config
     torch.manual_seed(0)
-    window = torch.randint(0, 256, (1, config.cameras, config.window, 3, config.image_size, config.image_size),
+    window = torch.randint(0, 256, (1, config.cameras, config.window, 3, *config.size_hw),
                            dtype=torch.uint8)
     results: list[dict[str, Any]] = []
     ab: list[dict[str, Any]] = []

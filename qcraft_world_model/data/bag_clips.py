@@ -70,17 +70,19 @@ def _rotation(q) -> np.ndarray:  # noqa: ANN001
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
-def camera_from_messages(name: str, info, transform, size: int) -> PinholeCamera:  # noqa: ANN001
-    """A PinholeCamera from CameraInfo and its base_link → optical transform, rescaled to ``size``."""
+def camera_from_messages(name: str, info, transform, size: int,  # noqa: ANN001
+                         height: int | None = None) -> PinholeCamera:
+    """A PinholeCamera from CameraInfo and its base_link → optical transform, rescaled to ``size`` wide and
+    ``height`` (default: ``size``) tall."""
     body = _rotation(transform.transform.rotation) @ OPTICAL_FROM_BODY.T
     yaw = math.degrees(math.atan2(body[1, 0], body[0, 0]))
     pitch = math.degrees(math.asin(max(-1.0, min(1.0, -body[2, 0]))))
     hfov = math.degrees(2 * math.atan(info.width / 2 / info.k[0]))
     t = transform.transform.translation
-    return PinholeCamera(name, size, size, hfov, t.x, t.y, t.z, yaw, pitch)
+    return PinholeCamera(name, size, height or size, hfov, t.x, t.y, t.z, yaw, pitch)
 
 
-def bag_cameras(bag: str | Path, image_size: int) -> tuple[PinholeCamera, ...]:
+def bag_cameras(bag: str | Path, image_size: int, image_height: int | None = None) -> tuple[PinholeCamera, ...]:
     """The bag's cameras (CameraInfo + their /tf_static mounts), by name, without decoding any image."""
     infos, mounts = {}, {}
     for record in read_messages(bag):
@@ -93,16 +95,19 @@ def bag_cameras(bag: str | Path, image_size: int) -> tuple[PinholeCamera, ...]:
             for transform in record.message.transforms:
                 mounts[transform.child_frame_id] = transform
     names = sorted(n for n in infos if f"camera_{n}_optical" in mounts)
-    return tuple(camera_from_messages(n, infos[n], mounts[f"camera_{n}_optical"], image_size) for n in names)
+    return tuple(camera_from_messages(n, infos[n], mounts[f"camera_{n}_optical"], image_size, image_height)
+                 for n in names)
 
 
 def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_frames: int = 10,
-                   future_steps: int = 30, stride: int = 10, max_agents: int = 128) -> BagClips:
-    """Cut every ``stride``-th possible window of the bag into a clip."""
+                   future_steps: int = 30, stride: int = 10, max_agents: int = 128,
+                   image_height: int | None = None) -> BagClips:
+    """Cut every ``stride``-th possible window of the bag into a clip, frames ``image_size`` wide and
+    ``image_height`` (default: as wide) tall."""
     frames: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
     infos, mounts = {}, {}
     truth, odometry, ego_velocity = {}, {}, {}
-    size = TargetSize(image_size, image_size)
+    size = TargetSize(image_size, image_height or image_size)
     for record in read_messages(bag):
         topic, message = record.topic, record.message
         if message is None:
@@ -132,7 +137,8 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
     missing = [n for n in names if n not in infos or f"camera_{n}_optical" not in mounts]
     if missing:
         raise BagError(f"bag {bag}: no camera_info or /tf_static mount for camera(s) {', '.join(missing)}")
-    cameras = tuple(camera_from_messages(n, infos[n], mounts[f"camera_{n}_optical"], image_size) for n in names)
+    cameras = tuple(camera_from_messages(n, infos[n], mounts[f"camera_{n}_optical"], image_size, image_height)
+                    for n in names)
     stamps = sorted(set.intersection(*(set(frames[n]) for n in names), truth, odometry))
 
     rows = []

@@ -46,8 +46,8 @@ class ClipTensors:
         problems = []
         if count == 0:
             problems.append("it holds no clips")
-        if (height, width) != (config.image_size, config.image_size):
-            problems.append(f"frames are {width}x{height}, the model reads {config.image_size}x{config.image_size}")
+        if (height, width) != config.size_hw:
+            problems.append(f"frames are {width}x{height}, the model reads {config.width}x{config.height}")
         if camera_count != config.cameras:
             problems.append(f"clips have {camera_count} camera(s), the model expects {config.cameras}")
         if config.window > self.past:
@@ -87,7 +87,7 @@ class ClipTensors:
         if (source / "metadata.yaml").is_file():
             from qcraft_world_model.data.bag_clips import clips_from_bag
 
-            clips = clips_from_bag(source, config.image_size)
+            clips = clips_from_bag(source, config.width, image_height=config.height)
             arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns", "ego_velocity")}
             return cls(arrays, config, str(source), [clips.cameras] * len(arrays["frames"]))
         dataset = ClipDataset(source)
@@ -96,7 +96,16 @@ class ClipTensors:
         if not samples:
             raise DatasetError(f"dataset {source} holds no clips")
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
-        arrays = {name: np.stack([sample[name] for sample in samples]) for name in (*fields, *optional)}
+        # Frames are most of the memory (2000 clips of 256x128 are 5 GB): filled into one array clip by
+        # clip, each clip's copy released, so loading peaks at twice the frames, not three times.
+        shapes = {sample["frames"].shape for sample in samples}
+        if len(shapes) != 1:
+            raise DatasetError(f"dataset {source} mixes frame shapes {sorted(shapes)}")
+        frames = np.empty((count, *shapes.pop()), samples[0]["frames"].dtype)
+        for i, sample in enumerate(samples):
+            frames[i] = sample.pop("frames")
+        arrays = {"frames": frames, **{name: np.stack([sample[name] for sample in samples])
+                                       for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
         arrays["ego_velocity"] = np.stack([sample["ego"][past - 1, 3:5] for sample in samples])
         return cls(arrays, config, str(source), [dataset.cameras(i) for i in range(count)])

@@ -34,7 +34,9 @@ class EpisodeConfig:
     seed: int
     clips: int
     rig: str = "front"
+    #: Frame width, px; and the height unless ``image_height`` is given (real cameras are wider than tall).
     image_size: int = 128
+    image_height: int | None = None
     rate_hz: float = 10.0
     #: Frames the model sees (the newest is t0) and future frames kept as targets.
     past_frames: int = 16
@@ -133,18 +135,24 @@ class SceneSetup:
     geometry: SceneGeometry
 
 
-def set_up_scene(map_name: str, seed: int, rig: str, image_size: int, mount: str = "standard") -> SceneSetup:
-    """Prepare a scene; the order of random draws is part of reproducibility, so it lives here once."""
+def set_up_scene(map_name: str, seed: int, rig: str, image_size: int, mount: str = "standard",
+                 image_height: int | None = None) -> SceneSetup:
+    """Prepare a scene; the order of random draws is part of reproducibility, so it lives here once.
+
+    Frames are ``image_size`` wide and ``image_height`` (default: as wide) tall, at the rig's
+    horizontal field of view: a wider-than-tall frame keeps the lens and doubles the pixels per metre.
+    """
     rng = np.random.default_rng(seed)
     files = prepare_scenario(map_name, seed)
-    cameras = with_mount_jitter(get_rig(rig, image_size, image_size), rng, mount)
+    cameras = with_mount_jitter(get_rig(rig, image_size, image_height or image_size), rng, mount)
     style = SceneStyle.random(rng)
     return SceneSetup(rng, files, cameras, style, build_scene_geometry(files.net, seed=seed))
 
 
 def run_episode(config: EpisodeConfig) -> Iterator[Clip]:
     """Simulate, render and yield up to ``config.clips`` clips."""
-    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size, config.mount)
+    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size, config.mount,
+                         config.image_height)
     rng, files, cameras, style, geometry = scene.rng, scene.files, scene.cameras, scene.style, scene.geometry
     step_s = 1.0 / config.rate_hz
     made = 0

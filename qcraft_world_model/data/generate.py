@@ -49,7 +49,9 @@ class DatasetPlan:
     clips_per_episode: int = 25
     seed_base: int = 1
     rig: str = "front"
+    #: Frame width, px, and height (None: square).
     image_size: int = 128
+    image_height: int | None = None
     #: Camera mount variation (camera_rig.MOUNTS); None: ``wide`` for training, ``standard`` for evaluation.
     mount: str | None = None
 
@@ -71,6 +73,7 @@ class DatasetPlan:
             clips = min(self.clips_per_episode, self.clips - i * self.clips_per_episode)
             episodes.append(EpisodeConfig(map=self.maps[i % len(self.maps)], seed=self.seed_base + i, clips=clips,
                                           rig=self.rig, image_size=self.image_size,
+                                          image_height=self.image_height,
                                           mount=self.mount or ("wide" if self.split == "train" else "standard")))
         return episodes
 

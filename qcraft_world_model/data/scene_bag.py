@@ -51,7 +51,9 @@ class SceneBagConfig:
     seed: int
     seconds: float = 60.0
     rig: str = "front"
+    #: Frame width, px, and height (None: square).
     image_size: int = 128
+    image_height: int | None = None
     rate_hz: float = 10.0
     warmup_s: float = 120.0
     #: Agents within this distance of the ego are written as ground truth.
@@ -62,7 +64,7 @@ def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mc
                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Simulate and record one drive; returns a summary (frames, duration, ego, cameras)."""
     writer = BagWriter(path, storage=storage, overwrite=overwrite)  # an output it may not replace: refused now
-    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size)
+    scene = set_up_scene(config.map, config.seed, config.rig, config.image_size, image_height=config.image_height)
     rng, files, cameras = scene.rng, scene.files, scene.cameras
     step_s = 1.0 / config.rate_hz
     steps = round(config.seconds * config.rate_hz)

@@ -39,14 +39,15 @@ class RecordedPredictions:
     agents: dict[int, DecodedAgents] = field(default_factory=dict)
     #: stamp → camera name → the PredictedFrames images, decoded only for the windows scored.
     frames: dict[int, dict[str, list]] = field(default_factory=lambda: defaultdict(dict))
-    image_size: int = 0
+    #: (height, width) the node published its frames at.
+    size_hw: tuple[int, int] = (0, 0)
     #: Values of PredictedAgents.backend / model_id seen (what produced them).
     backends: set[str] = field(default_factory=set)
     models: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_bag(cls, bag: str | Path, image_size: int) -> RecordedPredictions:
-        recorded = cls(image_size=image_size)
+    def from_bag(cls, bag: str | Path, size_hw: tuple[int, int]) -> RecordedPredictions:
+        recorded = cls(size_hw=tuple(size_hw))
         for record in read_messages(bag):
             message = record.message
             if message is None:
@@ -74,7 +75,7 @@ class RecordedPredictions:
         clips' order, matched by name)."""
         stamps = [data.stamps_ns[i] for i in index]
         names = [camera.name for camera in data.cameras[0]]
-        size = TargetSize(self.image_size, self.image_size)
+        size = TargetSize(self.size_hw[1], self.size_hw[0])
         frames = [np.stack([np.stack([decode_any(image, size) for image in self.frames[stamp][name]])
                             for name in names]) for stamp in stamps]
         frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 2, 5, 3, 4).float() / 255.0
@@ -113,7 +114,7 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     """
     config = model.config
     data = ClipTensors.load(bag, config)
-    recorded = RecordedPredictions.from_bag(bag, config.image_size)
+    recorded = RecordedPredictions.from_bag(bag, config.size_hw)
     names = [camera.name for camera in data.cameras[0]]
     published = {name for per_camera in recorded.frames.values() for name in per_camera}
     if published and not published <= set(names):

@@ -38,7 +38,10 @@ STEP_RANGES: dict[str, tuple[int, int, int]] = {"future_frames": (1, 64, 16), "p
 @dataclass(frozen=True)
 class WorldModelConfig:
     preset: str = "lite"
+    #: Frame width, px; also the height unless ``image_height`` is set (frames wider than tall keep the
+    #: lens and give more pixels per metre where agents are: docs/model.md, "What the camera allows").
     image_size: int = 128
+    image_height: int | None = None
     cameras: int = 1
     window: int = 16
     patch: int = 8
@@ -79,6 +82,11 @@ class WorldModelConfig:
             if not steps or len(steps) > most or any(isinstance(v, bool) or not isinstance(v, int)
                                                      or not low <= v <= high for v in steps):
                 raise ModelConfigError(f"{name} must be 1..{most} integers in {low}..{high}, got {list(steps)!r}")
+        if self.image_height is not None and (isinstance(self.image_height, bool)
+                                              or not isinstance(self.image_height, int)
+                                              or not FIELD_RANGES["image_size"][0] <= self.image_height
+                                              <= FIELD_RANGES["image_size"][1]):
+            raise ModelConfigError(f"image_height must be an integer in 16..2048 or absent, got {self.image_height!r}")
         if not isinstance(self.preset, str) or not self.preset:
             raise ModelConfigError(f"preset must be a name, got {self.preset!r}")
         if self.head_dim % 2:
@@ -88,26 +96,43 @@ class WorldModelConfig:
                                    "tokens it slides over")
         if self.agent_motion not in AGENT_MOTIONS:
             raise ModelConfigError(f"agent_motion {self.agent_motion!r}: one of {', '.join(AGENT_MOTIONS)}")
-        if self.image_size % self.patch:
-            raise ModelConfigError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
+        for side in {self.width, self.height}:
+            if side % self.patch:
+                raise ModelConfigError(f"image side {side} is not a multiple of patch {self.patch}")
         if self.dim % self.heads:
             raise ModelConfigError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.attention_window < 2 or self.attention_window % 2:
             raise ModelConfigError(f"attention_window must be an even number >= 2, got {self.attention_window}")
-        if (self.image_size // self.patch) % 2:
-            raise ModelConfigError("the latent grid side must be even for the frame decoder")
-        if self.image_size % self.detection_stride or (self.image_size // self.detection_stride) % self.grid:
-            raise ModelConfigError(f"image_size / detection_stride ({self.image_size} / {self.detection_stride}) "
-                                   f"must be a multiple of the latent grid side {self.grid}")
+        for side, cells in zip((self.height, self.width), self.grid_hw):
+            if cells % 2:
+                raise ModelConfigError("the latent grid's sides must be even for the frame decoder")
+            if side % self.detection_stride or (side // self.detection_stride) % cells:
+                raise ModelConfigError(f"image side / detection_stride ({side} / {self.detection_stride}) "
+                                       f"must be a multiple of the latent grid side {cells}")
 
     @property
-    def grid(self) -> int:
-        """Latent tokens per side: one per stem patch."""
-        return self.image_size // self.patch
+    def width(self) -> int:
+        """Frame width, px."""
+        return self.image_size
+
+    @property
+    def height(self) -> int:
+        """Frame height, px."""
+        return self.image_height or self.image_size
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        """Frame (height, width), px: the shape a frame tensor has."""
+        return self.height, self.width
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """Latent tokens per column and per row: one per stem patch, in raster order."""
+        return self.height // self.patch, self.width // self.patch
 
     @property
     def tokens_per_camera(self) -> int:
-        return self.grid * self.grid
+        return self.grid_hw[0] * self.grid_hw[1]
 
     @property
     def tokens(self) -> int:

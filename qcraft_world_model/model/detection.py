@@ -66,21 +66,23 @@ def _conv(channels_in: int, channels_out: int, stride: int = 1) -> nn.Sequential
 
 
 class DenseAgentHead(nn.Module):
-    """Tokens (B*C, grid², dim) + newest/previous frames (B*C, 3, H, W) uint8 → AgentPrediction maps."""
+    """Tokens (B*C, gh*gw, dim) + newest/previous frames (B*C, 3, H, W) uint8 → AgentPrediction maps."""
 
     #: Displacements and velocities leave the network in these units (metres, m/s): targets span tens.
     PATH_SCALE = 10.0
     VELOCITY_SCALE = 10.0
 
-    def __init__(self, dim: int, grid: int, image_size: int, stride: int, width: int, classes: int, modes: int,
-                 steps: int, ego_relative: bool = True) -> None:
+    def __init__(self, dim: int, grid_hw: tuple[int, int], size_hw: tuple[int, int], stride: int, width: int,
+                 classes: int, modes: int, steps: int, ego_relative: bool = True) -> None:
         super().__init__()
-        if image_size % stride or (image_size // stride) % grid:
-            raise ValueError(f"image size {image_size} / stride {stride} must be a multiple of the grid {grid}")
-        self.grid, self.out_size, self.modes, self.steps, self.classes = grid, image_size // stride, modes, steps, classes
+        for side, cells in zip(size_hw, grid_hw):
+            if side % stride or (side // stride) % cells:
+                raise ValueError(f"image side {side} / stride {stride} must be a multiple of the grid side {cells}")
+        self.grid, self.modes, self.steps, self.classes = tuple(grid_hw), modes, steps, classes
+        self.out_size = (size_hw[0] // stride, size_hw[1] // stride)
         # Image branch: the newest frame and its change since the previous one, down to the output grid.
-        layers, channels, size = [], 6, image_size
-        while size > self.out_size:
+        layers, channels, size = [], 6, size_hw[1]
+        while size > self.out_size[1]:
             layers.append(_conv(channels, width // 2, stride=2))
             channels, size = width // 2, size // 2
         self.image = nn.Sequential(*layers, _conv(channels, width // 2))
@@ -106,7 +108,7 @@ class DenseAgentHead(nn.Module):
         dtype = self.out.weight.dtype
         last = newest.to(dtype) / 255.0
         image = self.image(torch.cat([last - 0.45, last - previous.to(dtype) / 255.0], dim=1))
-        grid = self.tokens(tokens.to(dtype).transpose(1, 2).reshape(n, -1, self.grid, self.grid))
+        grid = self.tokens(tokens.to(dtype).transpose(1, 2).reshape(n, -1, *self.grid))
         grid = F.interpolate(grid, size=self.out_size, mode="bilinear", align_corners=False)
         fused = self.fuse(torch.cat([image, grid], dim=1))
         x = self.out(fused)  # (B*C, channels, h, w)

@@ -36,9 +36,9 @@ class WorldModel(nn.Module):
         self.temporal = TemporalBottleneck(config.stem_dim, config.dim, config.tokens_per_camera, config.cameras)
         self.transformer = SparseTransformer(config.dim, config.depth, config.heads, config.mlp_ratio,
                                              config.attention_window, config.anchors, config.tokens)
-        self.frame_decoder = FrameDecoder(config.dim, config.grid, config.image_size, len(config.future_frames),
+        self.frame_decoder = FrameDecoder(config.dim, config.grid_hw, config.size_hw, len(config.future_frames),
                                           config.decoder_dim)
-        self.agent_head = DenseAgentHead(config.dim, config.grid, config.image_size, config.detection_stride,
+        self.agent_head = DenseAgentHead(config.dim, config.grid_hw, config.size_hw, config.detection_stride,
                                          config.head_dim, config.classes, config.modes, len(config.path_steps),
                                          ego_relative=config.agent_motion == "ego_relative")
 

@@ -344,9 +344,9 @@ class PredictorNode(LifecycleNode):
             raise FileNotFoundError(f"model.path {folder} is not a folder")
         config = read_model_config(folder)
         wanted = (len(self.config.cameras), self.config.window_size, self.config.image.width, self.config.image.height)
-        if (config.cameras, config.window, config.image_size, config.image_size) != wanted:
+        if (config.cameras, config.window, config.width, config.height) != wanted:
             raise ValueError(f"model {folder} reads {config.cameras} camera(s) x {config.window} frames of "
-                             f"{config.image_size}x{config.image_size} px; the parameters give {wanted[0]} x "
+                             f"{config.width}x{config.height} px; the parameters give {wanted[0]} x "
                              f"{wanted[1]} of {wanted[2]}x{wanted[3]} px (cameras.names, window.size, image.*)")
         model = load_model(folder)
         self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"],

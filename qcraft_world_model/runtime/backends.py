@@ -57,7 +57,7 @@ class Backend:
         """Run dummy windows so compilation happens now, not on the first real frame; returns the
         last output (callers check it before trusting the backend)."""
         c = self.config
-        frames = torch.zeros((1, c.cameras, c.window, 3, c.image_size, c.image_size), dtype=torch.uint8)
+        frames = torch.zeros((1, c.cameras, c.window, 3, *c.size_hw), dtype=torch.uint8)
         frames = frames.to(self.device)
         for _ in range(repeats):
             tokens = torch.stack([self.stem(frames[:, :, t]) for t in range(c.window)], dim=2)
@@ -153,7 +153,7 @@ class TensorRTBackend(Backend):
         model = model.eval().cuda()
         dtype = torch.float16 if precision == "fp16" else torch.float32
         c = model.config
-        stem_shape = (1, c.cameras, 3, c.image_size, c.image_size)
+        stem_shape = (1, c.cameras, 3, *c.size_hw)
         token_shape = (1, c.cameras, c.window, c.tokens_per_camera, c.stem_dim)
         keys = {part: engine_key(model, precision, part, shapes, trt)
                 for part, shapes in (("stem", (stem_shape,)), ("window", (token_shape, stem_shape, stem_shape)))}
@@ -199,7 +199,7 @@ def engine_key(model: WorldModel, precision: str, part: str, shapes: tuple[tuple
 
 
 def _example_inputs(config: Any, part: str, dtype: torch.dtype) -> list[torch.Tensor]:
-    frame = torch.zeros((1, config.cameras, 3, config.image_size, config.image_size), dtype=torch.uint8,
+    frame = torch.zeros((1, config.cameras, 3, *config.size_hw), dtype=torch.uint8,
                         device="cuda")
     if part == "stem":
         return [frame]

@@ -69,7 +69,7 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
     model = model.eval()
     config = model.config
     out.mkdir(parents=True, exist_ok=True)
-    frames = torch.randint(0, 256, (1, config.cameras, config.window, 3, config.image_size, config.image_size),
+    frames = torch.randint(0, 256, (1, config.cameras, config.window, 3, *config.size_hw),
                            dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         stem_tokens = model.stem(frames)

@@ -9,6 +9,7 @@ from typing import Any
 from qcraft_world_model.data.camera_rig import get_rig
 from qcraft_world_model.eval.bound import bound_markdown
 from qcraft_world_model.eval.report import agents_tables, frames_table
+from qcraft_world_model.model.config import WorldModelConfig
 
 
 #: What the evaluation showed the shipped models cannot do (kept with the code that writes the card).
@@ -44,17 +45,18 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
     for shard in manifest.get("shards", []):
         per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
     weights = model_dir / "model.safetensors"
+    config = WorldModelConfig.from_dict(model)
+    (gh, gw), stride = config.grid_hw, config.detection_stride
     lines = [
         f"# Model card: `{model['preset']}`", "",
         "A compact driving world model: 16 camera frames → future frames (flow warp + residual) and agents "
-        f"(dense heat map of ground-contact points on a {model['image_size'] // model['detection_stride']}^2 grid; "
+        f"(dense heat map of ground-contact points on a {config.width // stride}x{config.height // stride} grid; "
         f"class, box, velocity, {model['modes']} paths over {max(model['path_steps']) / 10:g} s per agent, "
         "placed in the ego frame with the camera's intrinsics and mount).", "",
         "## Model", "",
         f"- parameters: {training['parameters']:,}; weights: {weights.stat().st_size / 2**20:.1f} MiB (fp32 safetensors)",
-        f"- input: {model['cameras']} camera(s) x {model['window']} frames of {model['image_size']}x"
-        f"{model['image_size']}; {model['image_size'] // model['patch']}^2 = "
-        f"{(model['image_size'] // model['patch']) ** 2} latent tokens per camera",
+        f"- input: {model['cameras']} camera(s) x {model['window']} frames of {config.width}x{config.height}; "
+        f"{gw}x{gh} = {gw * gh} latent tokens per camera",
         f"- transformer: depth {model['depth']}, width {model['dim']}, {model['heads']} heads, sliding window "
         f"{model['attention_window']}, {model['anchors']} global anchor tokens", "",
         "## Training data", "",
@@ -73,7 +75,7 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
         *frames_table(evaluation), "",
         *agents_tables(evaluation), "",
         "## What the camera allows", "",
-        bound_markdown(get_rig("front", model["image_size"], model["image_size"])[0].geometry(),
+        bound_markdown(get_rig("front", config.width, config.height)[0].geometry(),
                        f"{model['preset']} (training rig's front camera)"),
         "Reproduce: `make model` (train, evaluate, this card); full report: docs/model.md.", "",
         "## Known limits", "", *[f"- {line}" for line in limits], "",

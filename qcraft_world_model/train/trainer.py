@@ -183,6 +183,11 @@ def load_trunk(model: WorldModel, folder: str | Path) -> list[str]:
         raise FileNotFoundError(f"--init-from {folder}: no model.safetensors there")
     source = load_file(str(path))
     own = model.state_dict()
+    if "temporal.position" in source and (Path(folder) / "config.json").is_file():
+        from qcraft_world_model.runtime.model_folder import read_model_config
+
+        source["temporal.position"] = _resampled_positions(source["temporal.position"],
+                                                           read_model_config(folder).grid_hw, model.config.grid_hw)
     fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     trunk = [k for k in own if k.startswith(TRUNK)]
     missing = [k for k in trunk if k not in fits]
@@ -191,6 +196,21 @@ def load_trunk(model: WorldModel, folder: str | Path) -> list[str]:
                          f"({len(missing)} weights differ, e.g. {missing[0]})")
     model.load_state_dict(fits, strict=False)
     return [k for k in own if k not in fits]
+
+
+def _resampled_positions(position: torch.Tensor, grid_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+    """The temporal bottleneck's position embedding (1, C, gh*gw, dim) resampled onto another token grid.
+
+    Every other trunk weight is a convolution, a GRU or a transformer layer that does not
+    depend on the grid, so a model trained at one frame size hands over its whole trunk to
+    another (a 128x128 model to a 256x128 one) once its positions are stretched bilinearly.
+    """
+    if tuple(grid_hw) == tuple(to_hw) or position.shape[2] != grid_hw[0] * grid_hw[1]:
+        return position
+    _, cameras, _, dim = position.shape
+    grid = position[0].reshape(cameras, *grid_hw, dim).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=tuple(to_hw), mode="bilinear", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, cameras, to_hw[0] * to_hw[1], dim).contiguous()
 
 
 def load_checkpoint(path: Path, config: TrainConfig, device: torch.device | str = "cpu") -> dict[str, Any]:
