@@ -1,7 +1,10 @@
-"""One backend interface: torch and onnxruntime run here; TensorRT fails clearly and its cache keys are exact."""
+"""One backend interface: torch and onnxruntime run here; TensorRT and a missing OpenVINO fail clearly;
+TensorRT's cache keys are exact."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,8 +95,35 @@ def test_auto_choice_names_its_reason() -> None:
 
 
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BackendError, match="unknown backend 'openvino'"):
+    with pytest.raises(BackendError, match="unknown backend 'tvm'; use auto, torch, onnxruntime, openvino or tensorrt"):
+        create_backend(model(), "tvm", "fp32", cache_dir=tmp_path)
+
+
+# OpenVINO where it cannot run: these need no openvino (test_openvino_backend.py runs it).
+@pytest.mark.parametrize("precision", ["mixed-int8", "fp16"])
+def test_an_unsupported_precision_says_which_openvino_runs(precision: str, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"the openvino backend runs fp32 and bf16"):
+        create_backend(model(), "openvino", precision, cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir()), "nothing is exported or compiled for a precision it refuses"
+
+
+def test_cuda_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="runs on the CPU"):
+        create_backend(model(), "openvino", "fp32", device="cuda", cache_dir=tmp_path)
+
+
+def test_missing_openvino_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    with pytest.raises(BackendError, match=r"OpenVINO backend unavailable: .*pip install openvino=="):
         create_backend(model(), "openvino", "fp32", cache_dir=tmp_path)
+
+
+def test_the_package_imports_without_openvino() -> None:
+    code = ("import sys; sys.modules['openvino'] = None\n"
+            "import qcraft_world_model.runtime.backends, qcraft_world_model.ros.parameters\n"
+            "from qcraft_world_model.ros.parameters import node_values\n"
+            "assert node_values({'model.backend': 'openvino'})['model.backend'] == 'openvino'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_an_export_of_the_same_weights_with_other_outputs_is_not_reused(tmp_path: Path) -> None:

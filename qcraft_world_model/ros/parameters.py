@@ -17,7 +17,7 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "Configure and activate on start instead of waiting for a lifecycle manager"),
     ParamSpec("model.path", str, "", "Model folder (model.safetensors + config.json); empty: the shipped lite model"),
     ParamSpec("model.backend", str, "auto", "Inference backend; auto picks the fastest available and logs why",
-              choices=("auto", "torch", "onnxruntime", "tensorrt")),
+              choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt")),
     ParamSpec("model.precision", str, "", "Precision plan; empty: the backend's choice",
               choices=("", "fp32", "bf16", "fp16", "mixed-int8")),
     ParamSpec("alignment.max_hold_s", float, 5.0,

@@ -9,6 +9,8 @@ the first camera frame.
 - ``torch``: eager PyTorch on CPU or CUDA in fp32/bf16/fp16, or the mixed plan
   (PT2E INT8 transformer, CPU).
 - ``onnxruntime``: the FP32 ONNX export on the CPU.
+- ``openvino``: the same export compiled by OpenVINO's CPU plugin in fp32 or bf16, cached on disk
+  (``runtime/openvino_backend.py``, imported only when asked for).
 - ``tensorrt``: Torch-TensorRT (dynamo) engines, cached on disk. TensorRT cannot
   be installed on the project's machines; this backend follows the documented
   Torch-TensorRT API, fails with a clear message where it is missing, and its
@@ -90,13 +92,21 @@ class TorchBackend(Backend):
         return self._device
 
 
+def onnx_export_folder(model: WorldModel, cache_dir: Path) -> Path:
+    """``<cache>/onnx-<export key>``, holding the FP32 export of ``model`` (exported if absent)."""
+    from qcraft_world_model.runtime.onnx_export import export_onnx
+
+    folder = Path(cache_dir) / f"onnx-{export_key(model)}"
+    if not all((folder / name).is_file() for name in ("stem.onnx", "window.onnx")):
+        export_onnx(model, folder)  # cheap (a second) and checked against torch on export
+    return folder
+
+
 class OnnxRuntimeBackend(Backend):
     def __init__(self, model: WorldModel, cache_dir: Path, threads: int | None = None) -> None:
-        from qcraft_world_model.runtime.onnx_export import OnnxWorldModel, export_onnx
+        from qcraft_world_model.runtime.onnx_export import OnnxWorldModel
 
-        folder = cache_dir / f"onnx-{export_key(model)}"
-        if not (folder / "window.onnx").is_file():
-            export_onnx(model, folder)  # cheap (a second) and checked against torch on export
+        folder = onnx_export_folder(model, cache_dir)
         super().__init__(OnnxWorldModel(folder, model.config, threads), model.config, "onnxruntime-cpu/fp32")
 
 
@@ -235,7 +245,14 @@ def cpu_has_bf16() -> bool:
 
 
 def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
-    """(backend, precision, device, reason) for ``kind``; ``auto`` picks the fastest available."""
+    """(backend, precision, device, reason) for ``kind``; ``auto`` picks the fastest available.
+
+    ``auto`` never picks openvino (yet): a plan enters ``auto`` once it has passed the accuracy gate
+    (eval/precision_gate.py, ``qcraft-wm evaluate --precision ...``) on the held-out clips, and
+    ``evaluate`` runs torch plans only. OpenVINO fp32 matches torch fp32 to ≤ 3e-6 relative L2 on
+    lite (test_openvino_backend.py), but its bf16, the one that would be worth picking, has not been
+    gated, nor run on a CPU with native bf16 by this project's tests.
+    """
     if kind != "auto":
         return kind, "", "", "requested"
     if torch.cuda.is_available():
@@ -259,7 +276,8 @@ def create_backend(model: WorldModel, kind: str = "auto", precision: str = "", d
                    cache_dir: str | Path = Path.home() / ".cache" / "qcraft_world_model" / "engines",
                    calibration: str | None = None, allow_build: bool = False, folder: str | Path | None = None
                    ) -> Backend:
-    """The backend for ``kind`` (``auto``, ``torch``, ``onnxruntime``, ``tensorrt``), logging the choice.
+    """The backend for ``kind`` (``auto``, ``torch``, ``onnxruntime``, ``openvino``, ``tensorrt``), logging the
+    choice.
 
     INT8 calibrates on ``calibration`` (a dataset) or on what the model ``folder`` stores."""
     chosen, auto_precision, auto_device, reason = choose_backend(kind)
@@ -273,6 +291,12 @@ def create_backend(model: WorldModel, kind: str = "auto", precision: str = "", d
         if precision != "fp32":
             raise BackendError(f"onnxruntime runs the FP32 export; precision {precision!r} is not available there")
         return OnnxRuntimeBackend(model, cache)
+    if chosen == "openvino":
+        if device != "cpu":
+            raise BackendError(f"the openvino backend runs on the CPU; device {device!r} is not available there")
+        from qcraft_world_model.runtime.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(model, precision, cache)
     if chosen == "tensorrt":
         return TensorRTBackend(model, precision, cache, allow_build=allow_build, folder=folder)
-    raise BackendError(f"unknown backend {kind!r}; use auto, torch, onnxruntime or tensorrt")
+    raise BackendError(f"unknown backend {kind!r}; use auto, torch, onnxruntime, openvino or tensorrt")
