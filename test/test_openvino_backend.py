@@ -152,3 +152,23 @@ def test_stems_from_several_threads_at_once_match_one_thread(tmp_path: Path) -> 
     for thread in threads:
         thread.join()
     assert all(torch.equal(tokens, expected[i]) for i in range(4) for tokens in got[i])
+
+
+def test_bench_model_times_openvino_and_says_what_it_compiled(monkeypatch) -> None:  # noqa: ANN001
+    import torch._inductor.config as inductor_config
+
+    from qcraft_world_model.bench.model import bench_model
+
+    monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # bench_model sets it
+    result = bench_model(str(default_model("lite")), None, ("openvino-fp32", "openvino-bf16"), repeats=2,
+                         ab_presets=())
+    rows = {(r["precision"], r["part"]): r for r in result["results"]}
+    assert set(rows) == {(p, part) for p in ("openvino-fp32", "openvino-bf16") for part in ("stem", "window",
+                                                                                          "compile")}
+    assert all(rows[(p, part)]["median_ms"] > 0 for p in ("openvino-fp32", "openvino-bf16")
+               for part in ("stem", "window"))
+    assert rows[("openvino-fp32", "compile")]["compiled_precision"] == "fp32"
+    assert rows[("openvino-bf16", "window")]["compiled_precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert max(rows[("openvino-fp32", "compile")]["relative_l2_vs_torch_fp32"].values()) < FP32_RELATIVE_L2
+    with pytest.raises(BackendError, match="the openvino backend runs fp32 and bf16"):
+        bench_model(str(default_model("lite")), None, ("openvino-int8",), repeats=2, ab_presets=())

@@ -5,6 +5,10 @@ Batch 1, one 16-frame window, the shipped model's weights, torch on this CPU
 incoming frame costs), the temporal encoder over the cached window, the
 transformer, the heads (frame decoder + agent head), and the whole window
 (temporal bottleneck + transformer + heads: what every prediction costs).
+``onnxruntime-fp32``, ``openvino-fp32`` and ``openvino-bf16`` time the FP32 ONNX export in those
+runtimes (stem and window only: the export is one graph per part). Time one runtime per process:
+onnxruntime's threads spin after a call and slow the torch code that runs next (measured); how
+OpenVINO's thread pool sits next to torch's has not been measured.
 """
 
 from __future__ import annotations
@@ -101,6 +105,9 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
         if precision == "onnxruntime-fp32":
             results += _bench_onnxruntime(reference, window, repeats)
             continue
+        if precision.startswith("openvino-"):
+            results += _bench_openvino(reference, window, repeats, precision.removeprefix("openvino-"))
+            continue
         model = reference if precision == "fp32" else planned_model(reference, precision, calibration, folder=model_dir)
         with torch.inference_mode():
             stem_tokens = model.stem(window)
@@ -158,3 +165,32 @@ def _bench_onnxruntime(model: torch.nn.Module, window: torch.Tensor, repeats: in
                  "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats)}
     return [{"backend": "onnxruntime", "precision": "onnxruntime-fp32", "part": part, **timing}
             for part, timing in parts.items()]
+
+
+def _bench_openvino(model: torch.nn.Module, window: torch.Tensor, repeats: int, precision: str
+                    ) -> list[dict[str, Any]]:
+    """The FP32 ONNX export compiled by OpenVINO (CPU) at ``precision`` (fp32, or bf16 through its
+    inference-precision hint), compiled afresh into a temporary cache: stem and window parts, the
+    compile time, and the precision OpenVINO actually compiled (fp32 where the CPU has no native bf16:
+    such rows are not bf16 numbers) with its relative L2 against torch fp32."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from qcraft_world_model.runtime.openvino_backend import OpenVinoBackend, check_precision
+
+    check_precision(precision)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        backend = OpenVinoBackend(model, precision, Path(folder), threads=torch.get_num_threads())
+        compile_s = time.perf_counter() - start
+        errors = json.loads((backend.cache_folder / "key.json").read_text())["relative_l2_vs_torch_fp32"]
+        runner = backend.runner
+        stem_tokens = runner.stem(window)
+        newest, previous = window[:, :, -1], window[:, :, -2]
+        parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats)}
+    label = f"openvino-{precision}"
+    common = {"backend": "openvino", "precision": label, "compiled_precision": backend.precision}
+    return [*({**common, "part": part, **timing} for part, timing in parts.items()),
+            {**common, "part": "compile", "compile_s": compile_s, "relative_l2_vs_torch_fp32": errors}]
