@@ -143,20 +143,15 @@ def _claim_report_folder(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.evaluate import evaluate_clips
-    from qcraft_world_model.eval.report import write_report
+    from qcraft_world_model.eval.report import evaluate_summary, write_report
     from qcraft_world_model.runtime.model_folder import load_model
 
     _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
     model = load_model(args.model)
     if args.recorded:
         return _evaluate_recorded(args, model)
-    evaluated = model
-    if args.precision != "fp32":
-        from qcraft_world_model.runtime.mixed import planned_model
-
-        evaluated = planned_model(model, args.precision, args.calibration, folder=args.model)
     # Planned (INT8) graphs are exported for batch 1, the deployment batch.
-    result, examples = evaluate_clips(evaluated, args.data, max_clips=args.max_clips,
+    result, examples = evaluate_clips(_planned(args, model), args.data, max_clips=args.max_clips,
                                       batch=8 if args.precision == "fp32" else 1, ego_motion=args.ego_motion)
     result["model"]["folder"] = str(args.model)
     result["model"]["precision"] = args.precision
@@ -168,19 +163,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         card = write_model_card(args.model, result, training_command(training),
                                 KNOWN_LIMITS.get(model.config.preset, []))
         print(f"model card: {card}")
-    frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
-    agents = result["model"]["agents"]
     print(f"report: {report}")
-    print("PSNR model / copy-last per step: " + ", ".join(f"{m:.2f}/{c:.2f}" for m, c in zip(frames, copy)))
-    cars = agents["targets"]["car_30m"]
-    cv = result["baselines"]["constant_velocity_instantaneous"]["same_agents"]
-    print(f"agents: cars within 30 m LET recall {cars['let_recall']} at precision {cars['let_precision']}, "
-          f"AP@2m {cars['ap_2m']}; mAP {agents['map']}; EPA {agents['epa']}; minFDE_1/K@3s "
-          f"{agents['minFDE_1']['3s']}/{agents['minFDE_K']['3s']} vs CV (oracle) {cv['minFDE_1']['3s']}")
+    print(evaluate_summary(result))
     if args.precision != "fp32":
-        result["gate"] = _precision_gate(args, model, result)
+        from qcraft_world_model.eval.precision_gate import gate_against_fp32
+
+        result["gate"], table = gate_against_fp32(
+            model, result, args.data, args.precision, args.model, reference=args.reference, max_clips=args.max_clips,
+            calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows)
+        (args.out / "precision_gate.md").write_text(f"# {args.precision} vs fp32\n\n{table}")
     _write_json(args.json, result)
     return 0
+
+
+def _planned(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - a WorldModel or its planned form
+    """``model`` under ``--precision`` (itself for fp32), calibrated on ``--calibration`` or the folder's."""
+    if args.precision == "fp32":
+        return model
+    from qcraft_world_model.runtime.mixed import planned_model
+
+    return planned_model(model, args.precision, args.calibration, folder=args.model)
 
 
 def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
@@ -188,12 +190,7 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import live_offline_table
 
-    offline = model
-    if args.precision != "fp32":
-        from qcraft_world_model.runtime.mixed import planned_model
-
-        offline = planned_model(model, args.precision, args.calibration, folder=args.model)
-    result, _, _ = evaluate_recorded(model, args.data, offline=offline)
+    result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model))
     table = live_offline_table(result)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -221,39 +218,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"qcraft-wm replay: warning: {line}", file=sys.stderr)
     _write_json(args.json, vars(result))
     return 0 if result.recorded.get("/predictor/predicted_agents") else 1
-
-
-def _precision_gate(args: argparse.Namespace, model, planned_result: dict) -> dict:  # noqa: ANN001
-    """FP32 on the same data next to the planned model; the per-layer sensitivity table when it misses."""
-    from qcraft_world_model.eval.evaluate import evaluate_clips
-    from qcraft_world_model.eval.precision_gate import gate_markdown, precision_gate
-    from qcraft_world_model.runtime.model_folder import load_model
-
-    # A QAT model is judged against the FP32 model it was fine-tuned from (--reference), not its own weights.
-    reference_model = load_model(args.reference) if args.reference else model
-    reference, _ = evaluate_clips(reference_model, args.data, max_clips=args.max_clips, examples=0)
-    gate = precision_gate(reference, planned_result)
-    table = gate_markdown(gate, args.precision)
-    print(table)
-    if (not gate["passed"] or args.sensitivity) and "int8" in args.precision:
-        from qcraft_world_model.data.clip_tensors import calibration_windows
-        from qcraft_world_model.eval.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
-        from qcraft_world_model.quant.pt2e import transformer_latents
-
-        if args.calibration is not None:
-            calibration = transformer_latents(model, calibration_windows(args.calibration, model.config))
-        else:  # the model folder's stored calibration, as the node uses it
-            from qcraft_world_model.runtime.model_folder import load_int8_calibration
-
-            calibration = load_int8_calibration(args.model, model, args.precision)
-        windows = eval_windows(model, args.data, args.sensitivity_windows)
-        rows = layer_sensitivity(model, calibration, windows)
-        gate["sensitivity"] = rows
-        sensitivity = sensitivity_markdown(rows, reference["data"]["future_frames_s"])
-        print(f"per-layer INT8 sensitivity on {len(windows)} held-out windows:\n{sensitivity}")
-        table += f"\n## Per-layer INT8 sensitivity ({len(windows)} held-out windows)\n\n{sensitivity}"
-    (args.out / "precision_gate.md").write_text(f"# {args.precision} vs fp32\n\n{table}")
-    return gate
 
 
 def _cmd_bench_attention(args: argparse.Namespace) -> int:
@@ -307,43 +271,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from qcraft_world_model.runtime.onnx_export import export_onnx
-    from qcraft_world_model.runtime.model_folder import default_model, load_model
+    from qcraft_world_model.eval.export_check import export_checked
+    from qcraft_world_model.runtime.model_folder import default_model
 
-    folder = args.model or default_model("lite")
-    model = load_model(folder)
-    manifest = export_onnx(model, args.out)
-    worst = max(manifest["relative_l2_vs_torch"].values())
-    print(f"{args.out}: stem.onnx, window.onnx (opset {manifest['opset']}, weights {manifest['weights']}); "
-          f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
-    ok = worst < 1e-3
-    if args.int8_transformer:
-        from qcraft_world_model.data.clip_tensors import calibration_windows
-        from qcraft_world_model.quant.pt2e import export_qdq_onnx, quantize_pt2e, transformer_latents
-
-        latents = transformer_latents(model, calibration_windows(args.calibration, model.config))
-        quantized = quantize_pt2e(model.transformer, latents)
-        error = export_qdq_onnx(quantized, latents[0], str(args.out / "transformer_int8_qdq.onnx"))
-        manifest["transformer_int8_qdq_relative_l2_vs_fake_quant"] = error
-        print(f"{args.out / 'transformer_int8_qdq.onnx'}: explicit Q/DQ; onnxruntime vs torch fake-quant: "
-              f"relative L2 {error:.1e}")
-        ok = ok and error < 2e-2
-    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, export_transformer_qdq, load_quantizers
-
-    if (Path(folder) / QUANTIZERS_FILE).is_file():
-        # A QAT folder: its ModelOpt quantizers give the symmetric-int8 Q/DQ graph TensorRT builds engines from.
-        from qcraft_world_model.data.clip_tensors import calibration_windows
-        from qcraft_world_model.quant.pt2e import transformer_latents
-
-        fake_quant = load_quantizers(load_model(folder), folder)
-        # A real window: the quantizers' ranges were set on such.
-        latent = transformer_latents(model, calibration_windows(args.calibration, model.config, 1))[0]
-        path = args.out / "transformer_qat_int8_qdq.onnx"
-        error = export_transformer_qdq(fake_quant, latent, path)
-        manifest["transformer_qat_int8_qdq_relative_l2_vs_fake_quant"] = error
-        print(f"{path}: ModelOpt QAT ranges, symmetric int8 Q/DQ (TensorRT's form); onnxruntime vs torch "
-              f"fake-quant: relative L2 {error:.1e}")
-        ok = ok and error < 2e-2
+    manifest, ok = export_checked(args.model or default_model("lite"), args.out, args.int8_transformer,
+                                  args.calibration)
     _write_json(args.json, manifest)
     return 0 if ok else 1
 

@@ -81,6 +81,24 @@ def test_onnx_export_matches_torch_in_onnxruntime(model: WorldModel, tmp_path) -
     assert torch.allclose(out.agents.paths, ref.agents.paths, atol=1e-3)
 
 
+def test_export_check_passes_a_faithful_export_and_fails_one_beyond_its_tolerance(model: WorldModel,
+                                                                                   tmp_path) -> None:  # noqa: ANN001
+    """``qcraft-wm export`` exits 1 when a graph disagrees with torch: the tolerances of eval/export_check.py."""
+    from qcraft_world_model.eval.export_check import FP32_TOLERANCE, QDQ_TOLERANCE, export_checked, export_passes
+    from qcraft_world_model.train.trainer import save_model
+
+    (tmp_path / "model").mkdir()
+    save_model(tmp_path / "model", model, SMALL, {})
+    said: list[str] = []
+    manifest, ok = export_checked(tmp_path / "model", tmp_path / "onnx", say=said.append)
+    assert ok and (tmp_path / "onnx" / "window.onnx").is_file()
+    assert len(said) == 1 and said[0].endswith(f"worst relative L2 {max(manifest['relative_l2_vs_torch'].values()):.1e}")
+    off = {**manifest, "relative_l2_vs_torch": {**manifest["relative_l2_vs_torch"], "window": FP32_TOLERANCE * 2}}
+    assert not export_passes(off)
+    assert export_passes({**manifest, "transformer_int8_qdq_relative_l2_vs_fake_quant": QDQ_TOLERANCE / 2})
+    assert not export_passes({**manifest, "transformer_qat_int8_qdq_relative_l2_vs_fake_quant": QDQ_TOLERANCE * 2})
+
+
 def test_missing_export_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
     from qcraft_world_model.runtime.onnx_export import OnnxWorldModel
 

@@ -9,6 +9,8 @@ than any rounding; the same-agent comparison is the sensitivity table's path shi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 #: Relative difference to FP32 a planned model may show (issue 5: 0.5 %).
@@ -54,3 +56,41 @@ def gate_markdown(gate: dict[str, Any], precision: str) -> str:
     lines.append(f"\nminFDE is over the agents each model matched: {matched['fp32']} (fp32) vs "
                  f"{matched['planned']} ({precision}).")
     return "\n".join(lines) + "\n"
+
+
+def gate_against_fp32(model, planned: dict[str, Any], data: str | Path, precision: str, folder: str | Path, *,  # noqa: ANN001
+                      reference: str | Path | None = None, max_clips: int | None = None,
+                      calibration: str | Path | None = None, sensitivity: bool = False, sensitivity_windows: int = 64,
+                      say: Callable[[str], None] = print) -> tuple[dict[str, Any], str]:
+    """``qcraft-wm evaluate --precision P``'s gate: ``model`` (FP32, from ``folder``) scored on the same
+    ``data`` next to ``planned`` (its evaluation under plan ``precision``), and for an INT8 plan the
+    per-layer sensitivity table when the gate misses (or ``sensitivity``). A QAT model is judged against
+    the FP32 model it was fine-tuned from (``reference``, a folder), not its own weights. INT8 calibrates
+    on ``calibration`` (a clip dataset or bag), default the folder's stored calibration, as the node uses
+    it. Returns the gate (with ``sensitivity`` rows when run) and its Markdown; ``say`` gets each table
+    as it is ready."""
+    from qcraft_world_model.eval.evaluate import evaluate_clips
+    from qcraft_world_model.runtime.model_folder import load_model
+
+    reference_model = load_model(reference) if reference else model
+    fp32, _ = evaluate_clips(reference_model, data, max_clips=max_clips, examples=0)
+    gate = precision_gate(fp32, planned)
+    table = gate_markdown(gate, precision)
+    say(table)
+    if (not gate["passed"] or sensitivity) and "int8" in precision:
+        from qcraft_world_model.data.clip_tensors import calibration_windows
+        from qcraft_world_model.eval.sensitivity import eval_windows, layer_sensitivity, sensitivity_markdown
+        from qcraft_world_model.quant.pt2e import transformer_latents
+        from qcraft_world_model.runtime.model_folder import load_int8_calibration
+
+        if calibration is not None:
+            latents = transformer_latents(model, calibration_windows(calibration, model.config))
+        else:
+            latents = load_int8_calibration(folder, model, precision)
+        windows = eval_windows(model, data, sensitivity_windows)
+        rows = layer_sensitivity(model, latents, windows)
+        gate["sensitivity"] = rows
+        markdown = sensitivity_markdown(rows, fp32["data"]["future_frames_s"])
+        say(f"per-layer INT8 sensitivity on {len(windows)} held-out windows:\n{markdown}")
+        table += f"\n## Per-layer INT8 sensitivity ({len(windows)} held-out windows)\n\n{markdown}"
+    return gate, table

@@ -213,6 +213,18 @@ def write_report(out: Path, result: dict[str, Any], examples: Examples) -> Path:
     return path
 
 
+def evaluate_summary(result: dict[str, Any]) -> str:
+    """Two lines of an ``evaluate`` result: frame PSNR per step next to copy-last-frame; the agents."""
+    frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
+    agents = result["model"]["agents"]
+    cars = agents["targets"]["car_30m"]
+    cv = result["baselines"]["constant_velocity_instantaneous"]["same_agents"]
+    return ("PSNR model / copy-last per step: " + ", ".join(f"{m:.2f}/{c:.2f}" for m, c in zip(frames, copy)) + "\n"
+            f"agents: cars within 30 m LET recall {cars['let_recall']} at precision {cars['let_precision']}, "
+            f"AP@2m {cars['ap_2m']}; mAP {agents['map']}; EPA {agents['epa']}; minFDE_1/K@3s "
+            f"{agents['minFDE_1']['3s']}/{agents['minFDE_K']['3s']} vs CV (oracle) {cv['minFDE_1']['3s']}")
+
+
 def live_offline_table(result: dict[str, Any]) -> str:
     """Live (recorded from the node) next to offline (the model in-process) on the same windows, Markdown."""
     live, offline = result["live"]["model"], result.get("offline", {}).get("model")
