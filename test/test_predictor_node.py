@@ -469,3 +469,22 @@ def test_the_int8_plan_runs_in_the_node_from_the_model_folder_alone(ros, drive: 
         assert node.agents and {m.backend for m in node.agents} == {"torch-cpu/mixed-int8"}
     finally:
         node.close()
+
+
+def test_the_node_predicts_on_the_openvino_backend(ros, drive: list, tmp_path: Path) -> None:
+    """model.backend: openvino configures (compiled or imported from the cache, warmed up) and publishes
+    with that backend's name."""
+    pytest.importorskip("openvino", reason="OpenVINO is installed by make test (requirements/dev.txt)")
+    rclpy, msgs = ros
+    params = PARAMS.format(topic=camera_topic("front")).replace("backend: torch", "backend: openvino")
+    node = NodeUnderTest(rclpy, msgs, tmp_path, params)
+    try:
+        node.wait_subscribed(seconds=120)
+        node.publish_at_10hz(as_rclpy(drive))
+        deadline = time.monotonic() + 20
+        while not node.agents and time.monotonic() < deadline:
+            node.spin(0.1)
+        assert node.agents and {m.backend for m in node.agents} == {"openvino-cpu/fp32"}
+        assert node.frames and len(node.frames[0].frames) == 5
+    finally:
+        node.close()
