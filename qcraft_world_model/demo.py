@@ -40,6 +40,9 @@ PREDICTOR_PARAMS = """/**:
       path: "{model}"
       backend: torch
       precision: fp32
+    image:
+      width: {width}
+      height: {height}
     ego_motion:
       odometry_topic: /localization/odometry
 """
@@ -108,8 +111,12 @@ def _model_part(out: Path) -> dict | None:
         return None
     bag = out / "berlin_drive"
     print(f"\nsimulating a {DRIVE_SECONDS:g} s drive on Berlin Adlershof (held out from training) into {bag} ...")
-    write_scene_bag(bag, SceneBagConfig(map="berlin_adlershof", seed=DRIVE_SEED, seconds=DRIVE_SECONDS), overwrite=True)
-    result, examples = evaluate_clips(load_model(folder), bag, examples=3)
+    model = load_model(folder)
+    # The drive is rendered at the model's frame size: the camera, not a resize, decides what it sees.
+    write_scene_bag(bag, SceneBagConfig(map="berlin_adlershof", seed=DRIVE_SEED, seconds=DRIVE_SECONDS,
+                                        image_size=model.config.width, image_height=model.config.height),
+                    overwrite=True)
+    result, examples = evaluate_clips(model, bag, examples=3)
     report = write_report(out / "model", result, examples)
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     seconds = result["data"]["future_frames_s"]
@@ -134,7 +141,7 @@ def _live_part(out: Path) -> dict | None:
 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import camera_paths_picture, frames_picture, live_offline_table
-    from qcraft_world_model.runtime.model_folder import default_model, load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
 
     bag = out / "berlin_drive"
     try:
@@ -154,8 +161,9 @@ def _live_part(out: Path) -> dict | None:
     from qcraft_world_model.data.bag_clips import bag_cameras
     from qcraft_world_model.ros.camera_geometry import camera_parameters_yaml
 
-    (camera,) = bag_cameras(bag, 128)
-    params.write_text(PREDICTOR_PARAMS.format(model=folder.resolve()).replace(
+    config = read_model_config(folder)
+    (camera,) = bag_cameras(bag, config.width, config.height)
+    params.write_text(PREDICTOR_PARAMS.format(model=folder.resolve(), width=config.width, height=config.height).replace(
         "topic: /sensing/camera/front/image_raw\n", "topic: /sensing/camera/front/image_raw\n"
         + camera_parameters_yaml(camera, "/sensing/camera/front/camera_info")))
     domain = 150 + os.getpid() % 80  # a domain of its own: nothing else on this machine hears the demo
