@@ -77,9 +77,15 @@ def camera_from_messages(name: str, info, transform, size: int,  # noqa: ANN001
     body = _rotation(transform.transform.rotation) @ OPTICAL_FROM_BODY.T
     yaw = math.degrees(math.atan2(body[1, 0], body[0, 0]))
     pitch = math.degrees(math.asin(max(-1.0, min(1.0, -body[2, 0]))))
-    hfov = math.degrees(2 * math.atan(info.width / 2 / info.k[0]))
+    # The intrinsics as the images are resized for the model (stretched, like decode_any with the
+    # default TargetSize): a 1600x900 camera read at 128x128 has fy = 0.56 fx, and placing agents
+    # with an ideal square-pixel pinhole instead put every one at the wrong range.
+    height = height or size
+    sx, sy = size / info.width, height / info.height
+    intrinsics = (info.k[0] * sx, info.k[4] * sy, info.k[2] * sx, info.k[5] * sy)
+    hfov = math.degrees(2 * math.atan(size / 2 / intrinsics[0]))
     t = transform.transform.translation
-    return PinholeCamera(name, size, height or size, hfov, t.x, t.y, t.z, yaw, pitch)
+    return PinholeCamera(name, size, height, hfov, t.x, t.y, t.z, yaw, pitch, measured_intrinsics=intrinsics)
 
 
 def bag_cameras(bag: str | Path, image_size: int, image_height: int | None = None) -> tuple[PinholeCamera, ...]:

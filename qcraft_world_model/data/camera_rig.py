@@ -30,22 +30,27 @@ class PinholeCamera:
     #: Mount orientation: yaw (left positive) and pitch (down positive), degrees.
     yaw_deg: float = 0.0
     pitch_down_deg: float = 4.0
+    #: (fx, fy, cx, cy) px of a real camera (a bag's CameraInfo, resized like its images): then these,
+    #: not an ideal pinhole of ``hfov_deg`` with square pixels centred in the image.
+    measured_intrinsics: tuple[float, float, float, float] | None = None
 
     @property
     def fx(self) -> float:
+        if self.measured_intrinsics is not None:
+            return self.measured_intrinsics[0]
         return self.width / 2 / math.tan(math.radians(self.hfov_deg) / 2)
 
     @property
     def fy(self) -> float:
-        return self.fx  # square pixels
+        return self.fx if self.measured_intrinsics is None else self.measured_intrinsics[1]  # square pixels
 
     @property
     def cx(self) -> float:
-        return self.width / 2
+        return self.width / 2 if self.measured_intrinsics is None else self.measured_intrinsics[2]
 
     @property
     def cy(self) -> float:
-        return self.height / 2
+        return self.height / 2 if self.measured_intrinsics is None else self.measured_intrinsics[3]
 
     @property
     def vfov_deg(self) -> float:
@@ -85,7 +90,10 @@ class PinholeCamera:
 def camera_from_dict(data: dict) -> PinholeCamera:
     """A camera from ``PinholeCamera.to_dict()`` (manifests); derived fields (fx, K, ...) are ignored."""
     names = {f.name for f in fields(PinholeCamera)}
-    return PinholeCamera(**{k: v for k, v in data.items() if k in names})
+    values = {k: v for k, v in data.items() if k in names}
+    if values.get("measured_intrinsics") is not None:
+        values["measured_intrinsics"] = tuple(float(v) for v in values["measured_intrinsics"])
+    return PinholeCamera(**values)
 
 
 #: Camera rigs by name: the default single front camera and a three-camera front rig.
