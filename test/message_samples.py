@@ -82,6 +82,8 @@ def samples() -> dict[str, Any]:
             header=_header(1_700_000_002, "base_link"),
             agents=[agent_trajectory(i, with_paths=False) for i in range(5)],
             source="sumo:berlin_adlershof seed=7"),
+        msgtype("Float64Stamped"): _t(msgtype("Float64Stamped"))(
+            stamp=_t("builtin_interfaces/msg/Time")(sec=1_700_000_003, nanosec=250_000_000), data=41.5),
     }
 
 

@@ -54,6 +54,9 @@ class NodeUnderTest:
                                             self.frames_by_camera[name].append, reliable)
         self.frames = self.frames_by_camera[cameras[0]]
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
+        self.debug: dict[str, list] = {name: [] for name in ("processing_time_ms", "pipeline_latency_ms")}
+        for name, received in self.debug.items():
+            self.client.create_subscription(msgs.Float64Stamped, f"/predictor/debug/{name}", received.append, reliable)
         from visualization_msgs.msg import MarkerArray
 
         self.markers: list = []
@@ -121,11 +124,20 @@ def test_node_predicts_from_a_live_camera_stream(ros, drive: list, tmp_path: Pat
         while len(node.agents) < 3 and time.monotonic() < deadline:
             node.spin(0.1)
         assert len(node.agents) >= 3, "too few predictions for 30 frames"
+        node.spin(0.5)  # the last window's debug values follow its agents
         for message in node.agents:
             assert stamp_of(message) in sent and stamp_of(message) >= sent[15], \
                 "stamped with the newest frame of a full window"
             assert message.header.frame_id == "base_link" and message.backend == "torch-cpu/fp32"
             assert message.inference_time_ms > 0
+        predicted = {stamp_of(m): m for m in node.agents}
+        for name, received in node.debug.items():
+            stamps = [m.stamp.sec * 10**9 + m.stamp.nanosec for m in received]
+            assert stamps and set(stamps) <= set(predicted), f"~/debug/{name}: not stamped with the windows it measures"
+            assert all(m.data > 0 for m in received)
+        for message in node.debug["processing_time_ms"]:  # the same inference as the agents' inference_time_ms
+            agents = predicted[message.stamp.sec * 10**9 + message.stamp.nanosec]
+            assert abs(message.data - agents.inference_time_ms) < 1e-3 * max(1.0, message.data)
         assert node.frames and len(node.frames[0].frames) == 5 and node.frames[0].frames[0].height == 128
         assert node.markers and node.markers[-1].markers[0].action == node.markers[-1].markers[0].DELETEALL
         if os.environ.get("QCRAFT_WM_REQUIRE_ROS") == "1":  # make test builds the Autoware stand-in

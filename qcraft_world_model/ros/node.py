@@ -41,13 +41,13 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Float64, Header
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow, decode_any
 from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS, checked
-from qcraft_world_model.msg import PredictedAgents, PredictedFrames
+from qcraft_world_model.msg import Float64Stamped, PredictedAgents, PredictedFrames
 from qcraft_world_model.model.agent_decode import decode_agents
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.camera_geometry import camera_geometry
@@ -232,8 +232,9 @@ class PredictorNode(LifecycleNode):
                            for c in self.config.cameras}
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 1)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
-        self.pub_processing = self.create_lifecycle_publisher(Float64, "~/debug/processing_time_ms", 1)
-        self.pub_pipeline = self.create_lifecycle_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
+        # Measurements of one window each, stamped with its newest frame (the stamp of its PredictedAgents).
+        self.pub_processing = self.create_lifecycle_publisher(Float64Stamped, "~/debug/processing_time_ms", 1)
+        self.pub_pipeline = self.create_lifecycle_publisher(Float64Stamped, "~/debug/pipeline_latency_ms", 1)
         self._new_streams()
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -510,8 +511,8 @@ class PredictorNode(LifecycleNode):
         self._last_publish_time = time.monotonic()
         self._counts["published"] += 1
         self._latencies.append(latency_ms)
-        self.pub_processing.publish(Float64(data=inference_ms))
-        self.pub_pipeline.publish(Float64(data=latency_ms))
+        self.pub_processing.publish(Float64Stamped(stamp=agents.header.stamp, data=inference_ms))
+        self.pub_pipeline.publish(Float64Stamped(stamp=agents.header.stamp, data=latency_ms))
 
     def _frames_due(self, stamp_ns: int) -> bool:
         """PredictedFrames are large: publish them at most ``output.frames_max_rate_hz`` (by capture time,
