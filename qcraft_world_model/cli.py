@@ -36,8 +36,11 @@ def _cmd_check_bag(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(description: str, unit: str):  # noqa: ANN202 - a progress callback
-    """A tqdm bar driven by (done, total) callbacks."""
-    from tqdm import tqdm
+    """A tqdm bar driven by (done, total) callbacks; plain lines where tqdm is missing (a bare GPU machine)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return lambda done, total: print(f"{description}: {done}/{total} {unit}", file=sys.stderr, flush=True)
 
     bar = None
 
@@ -243,6 +246,67 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_node(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from qcraft_world_model.ros.process import apply_loopback_dds_env
+    from qcraft_world_model.runtime.model_folder import default_model
+
+    apply_loopback_dds_env()  # before rclpy starts: the bench's own sockets on 127.0.0.1 too (docs/security.md)
+    from qcraft_world_model.ros.node_bench import bench_node
+
+    work = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    if args.model is not None:
+        model, note = args.model, str(args.model)
+    elif args.cameras == 1:
+        model, note = default_model("lite"), "shipped lite"
+    else:
+        model, note = _random_weight_lite(args.cameras, work / "model"), f"lite, {args.cameras} cameras, random weights"
+    try:
+        result = bench_node(model, note, args.cameras, args.rate, args.seconds, args.backend, not args.no_frames,
+                            args.depth, args.stagger_ms, work, progress=_progress_bar("bench node", "frame"))
+    except TimeoutError as err:  # the node did not come up: its log says why
+        print(f"qcraft-wm bench node: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    _write_json(args.json, result)
+    return 0
+
+
+def _random_weight_lite(cameras: int, folder: Path) -> Path:
+    """The lite preset with ``cameras`` cameras and random weights (latency does not depend on them). Saved
+    here because saving a model folder lives in train/, which bench/ and ros/ do not import."""
+    import torch
+
+    from qcraft_world_model.model import WorldModel, WorldModelConfig
+    from qcraft_world_model.train.trainer import save_model
+
+    config = WorldModelConfig.from_dict({**WorldModelConfig.preset_config("lite").to_dict(), "cameras": cameras})
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder, WorldModel(config), config, {"note": "random weights, latency benchmark only"})
+    return folder
+
+
+def _cmd_bench_render(args: argparse.Namespace) -> int:
+    from qcraft_world_model.bench.render import MAPS, bench_render
+
+    result = bench_render(tuple(args.maps.split(",")) if args.maps else MAPS, args.frames, args.size, args.rig,
+                          progress=_progress_bar("bench render", "map"))
+    print(json.dumps(result, indent=2))
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_bench_gpu(args: argparse.Namespace) -> int:
+    from qcraft_world_model.bench.gpu import bench_gpu
+
+    result = bench_gpu(progress=_progress_bar("bench gpu", "case"))
+    print(json.dumps(result, indent=2))
+    _write_json(args.json, result)
+    return 0
+
+
 def _cmd_build_engine(args: argparse.Namespace) -> int:
     from qcraft_world_model.runtime.backends import BackendError, TensorRTBackend
     from qcraft_world_model.runtime.model_folder import default_model, load_model
@@ -435,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--json", type=Path, help="also write the export manifest here")
     export.set_defaults(func=_cmd_export)
 
-    bench = sub.add_parser("bench", help="benchmarks (JSON): attention, model")
+    bench = sub.add_parser("bench", help="benchmarks (JSON): attention, model, node, render, gpu")
     bench_sub = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
     attention = bench_sub.add_parser("attention", help="sparse vs dense attention: time and peak memory vs n")
     attention.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[256, 1024, 4096])
@@ -462,6 +526,37 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_argument("--json", type=Path, help="also write the result here")
     model_bench.set_defaults(func=_cmd_bench_model)
 
+    node_bench = bench_sub.add_parser("node", help="the predictor through DDS, as its own process: end-to-end and "
+                                                   "node latency, drops, memory (needs the colcon build)")
+    node_bench.add_argument("--cameras", type=int, choices=(1, 2, 3), default=1,
+                            help="cameras (more than 1: lite with that many cameras, random weights)")
+    node_bench.add_argument("--model", type=Path,
+                            help="model folder with --cameras cameras (default: the shipped lite, or random weights)")
+    node_bench.add_argument("--rate", type=float, default=10.0, help="camera frame rate, Hz")
+    node_bench.add_argument("--seconds", type=float, default=30.0, help="seconds of frames to publish")
+    node_bench.add_argument("--backend", default="auto", help="the node's model.backend")
+    node_bench.add_argument("--no-frames", action="store_true", help="do not publish PredictedFrames")
+    node_bench.add_argument("--depth", type=int, default=10,
+                            help="history depth of the camera publishers (1 lost frames in this process: see "
+                                 "docs/node.md)")
+    node_bench.add_argument("--stagger-ms", type=float, default=0.0, help="pause between the cameras' publishes")
+    node_bench.add_argument("--json", type=Path, help="also write the result here")
+    node_bench.set_defaults(func=_cmd_bench_node)
+
+    render_bench = bench_sub.add_parser("render", help="scene rendering speed: frames/s for one camera on one core")
+    render_bench.add_argument("--maps", help="comma-separated maps (default: Berlin Adlershof, the A10 motorway, "
+                                             "Braunschweig, a generated grid town)")
+    render_bench.add_argument("--frames", type=int, default=300, help="frames rendered per map")
+    render_bench.add_argument("--size", type=int, default=128, help="frame side, px")
+    render_bench.add_argument("--rig", default="front", help="camera rig: front or front3")
+    render_bench.add_argument("--json", type=Path, help="also write the result here")
+    render_bench.set_defaults(func=_cmd_bench_render)
+
+    gpu_bench = bench_sub.add_parser("gpu", help="on a lent GPU: attention to n = 16384 and the lite and base "
+                                                 "models in fp32/fp16/bf16 on CUDA")
+    gpu_bench.add_argument("--json", type=Path, help="also write the result here")
+    gpu_bench.set_defaults(func=_cmd_bench_gpu)
+
     preview = sub.add_parser("preview", help="picture of dataset clips: frames, ground-truth boxes, top-down view")
     preview.add_argument("dataset", type=Path, help="clip dataset folder (with manifest.json)")
     preview.add_argument("--clips", type=lambda text: [int(i) for i in text.split(",")], default=[0],
@@ -478,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: (module, class) of the errors a user can fix: refused with one line and exit 2, not a traceback.
 USER_ERRORS = (
+    ("qcraft_world_model.bench.gpu", "GpuMissing"),
     ("qcraft_world_model.data.clip_dataset", "DatasetError"),
     ("qcraft_world_model.data.out_folder", "OutFolderError"),
     ("qcraft_world_model.data.rosbag_io", "BagError"),

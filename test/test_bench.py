@@ -1,0 +1,58 @@
+"""The benchmarks behind ``qcraft-wm bench``: their set-up and arithmetic (timings are never asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def test_bench_node_parameters_are_what_the_node_reads(tmp_path: Path) -> None:
+    from qcraft_world_model.bench.node import camera_names, camera_topic, predictor_params
+    from qcraft_world_model.ingest.config import IngestConfig, load_parameters
+    from qcraft_world_model.ros.parameters import node_values
+
+    names = camera_names(3)
+    (tmp_path / "params.yaml").write_text(predictor_params(names, tmp_path / "a model: folder", "torch", False))
+    values = load_parameters(tmp_path / "params.yaml")
+    config = IngestConfig.from_parameters(values)
+    assert [(c.name, c.topic) for c in config.cameras] == [(n, camera_topic(n)) for n in names]
+    node = node_values(values)
+    assert node["model.path"] == str(tmp_path / "a model: folder") and node["model.backend"] == "torch"
+    assert node["output.publish_frames"] is False
+    with pytest.raises(ValueError, match="1 to 3 cameras"):
+        camera_names(4)
+
+
+def test_bench_node_counts_drops_from_the_first_full_window() -> None:
+    from qcraft_world_model.bench.node import percentiles, summary
+
+    result = summary(1, 10.0, 3.0, 30, 16, [float(v) for v in range(1, 13)], [5.0], (400.0, 410.0), "torch", {},
+                     "shipped lite", Path("node.log"))
+    assert result["published"] == 12 and result["dropped"] == 30 - 15 - 12  # frames 16..30 each complete a window
+    assert result["e2e_latency_ms"]["p50"] == pytest.approx(6.5) and result["node_latency_ms"]["p99"] == 5.0
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
+
+
+def test_bench_gpu_measures_each_preset_and_precision_on_the_device_given() -> None:
+    """The GPU benchmark's model part, run on the CPU with one preset and one precision."""
+    from qcraft_world_model.bench.gpu import bench_gpu
+
+    seen: list[tuple[int, int]] = []
+    result = bench_gpu("cpu", sizes=(), presets=("lite",), precisions=("fp32",), repeats=1,
+                       progress=lambda done, total: seen.append((done, total)))
+    (row,) = result["models"]
+    assert (row["preset"], row["precision"], row["backend"]) == ("lite", "fp32", "torch-cpu")
+    assert row["window"]["median_ms"] > 0 and row["stem_per_frame"]["median_ms"] > 0 and row["parameters"] > 0
+    assert "attention_fp32" not in result and seen == [(0, 1), (1, 1)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_gpu_without_a_gpu_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "bench", "gpu"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.startswith("qcraft-wm bench: error: no CUDA device here") and done.stderr.count("\n") == 1
