@@ -56,3 +56,16 @@ def test_bench_gpu_without_a_gpu_is_one_line() -> None:
                           text=True, timeout=120)
     assert done.returncode == 2 and not done.stdout
     assert done.stderr.startswith("qcraft-wm bench: error: no CUDA device here") and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["lite", "base", "lite-wide"])
+def test_bench_gpu_reads_the_presets_without_pyyaml(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU machine runs the source tree and may lack PyYAML: the flat preset files are read without it."""
+    from qcraft_world_model.bench.gpu import preset
+    from qcraft_world_model.model.config import WorldModelConfig
+
+    expected = WorldModelConfig.preset_config(name)
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml now raises ImportError
+    with pytest.raises(ImportError):
+        WorldModelConfig.preset_config(name)
+    assert preset(name) == expected
