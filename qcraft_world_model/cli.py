@@ -516,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench = bench_sub.add_parser("model", help="latency per part and weight bytes per precision plan")
     model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
     model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8,onnxruntime-fp32",
-                             help="torch plans, and onnxruntime-fp32 (exported on the fly)")
+                             help="torch plans (fp32, bf16, mixed-int8), onnxruntime-fp32, openvino-fp32, openvino-bf16 "
+                                  "(the ONNX export, compiled on the fly)")
     model_bench.add_argument("--calibration", type=Path,
                              help="clip dataset calibrating INT8 (default: the model folder's stored calibration)")
     model_bench.add_argument("--repeats", type=int, default=50)
