@@ -249,19 +249,14 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
 def _cmd_bench_node(args: argparse.Namespace) -> int:
     import tempfile
 
+    from qcraft_world_model.bench.node import node_model
     from qcraft_world_model.ros.process import apply_loopback_dds_env
-    from qcraft_world_model.runtime.model_folder import default_model
 
     apply_loopback_dds_env()  # before rclpy starts: the bench's own sockets on 127.0.0.1 too (docs/security.md)
     from qcraft_world_model.ros.node_bench import bench_node
 
     work = Path(tempfile.mkdtemp(prefix="bench_node_"))
-    if args.model is not None:
-        model, note = args.model, str(args.model)
-    elif args.cameras == 1:
-        model, note = default_model("lite"), "shipped lite"
-    else:
-        model, note = _random_weight_lite(args.cameras, work / "model"), f"lite, {args.cameras} cameras, random weights"
+    model, note = node_model(args.model, args.cameras, work)
     try:
         result = bench_node(model, note, args.cameras, args.rate, args.seconds, args.backend, not args.no_frames,
                             args.depth, args.stagger_ms, work, progress=_progress_bar("bench node", "frame"))
@@ -271,21 +266,6 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2))
     _write_json(args.json, result)
     return 0
-
-
-def _random_weight_lite(cameras: int, folder: Path) -> Path:
-    """The lite preset with ``cameras`` cameras and random weights (latency does not depend on them). Saved
-    here because saving a model folder lives in train/, which bench/ and ros/ do not import."""
-    import torch
-
-    from qcraft_world_model.model import WorldModel, WorldModelConfig
-    from qcraft_world_model.train.trainer import save_model
-
-    config = WorldModelConfig.from_dict({**WorldModelConfig.preset_config("lite").to_dict(), "cameras": cameras})
-    torch.manual_seed(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(folder, WorldModel(config), config, {"note": "random weights, latency benchmark only"})
-    return folder
 
 
 def _cmd_bench_render(args: argparse.Namespace) -> int:

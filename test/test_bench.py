@@ -37,6 +37,23 @@ def test_bench_node_counts_drops_from_the_first_full_window() -> None:
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
 
 
+def test_bench_node_runs_the_model_given_the_shipped_lite_or_a_random_weight_lite(tmp_path: Path) -> None:
+    """More cameras than the shipped lite has: lite with that many, seeded random weights, a folder the
+    node loads like a trained one (written through runtime/model_folder.py)."""
+    from qcraft_world_model.bench.node import node_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model
+
+    assert node_model(tmp_path / "mine", 3, tmp_path) == (tmp_path / "mine", str(tmp_path / "mine"))
+    assert node_model(None, 1, tmp_path) == (default_model("lite"), "shipped lite")
+    assert not (tmp_path / "model").exists()
+    folder, note = node_model(None, 2, tmp_path / "a")
+    assert folder == tmp_path / "a" / "model" and note == "lite, 2 cameras, random weights"
+    model = load_model(folder)
+    assert model.config.cameras == 2 and model.config.preset == "lite"
+    assert (folder / "model.safetensors").read_bytes() == (node_model(None, 2, tmp_path / "b")[0]
+                                                           / "model.safetensors").read_bytes()  # seeded
+
+
 def test_bench_gpu_measures_each_preset_and_precision_on_the_device_given() -> None:
     """The GPU benchmark's model part, run on the CPU with one preset and one precision."""
     from qcraft_world_model.bench.gpu import bench_gpu

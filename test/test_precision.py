@@ -85,7 +85,7 @@ def test_export_check_passes_a_faithful_export_and_fails_one_beyond_its_toleranc
                                                                                    tmp_path) -> None:  # noqa: ANN001
     """``qcraft-wm export`` exits 1 when a graph disagrees with torch: the tolerances of eval/export_check.py."""
     from qcraft_world_model.eval.export_check import FP32_TOLERANCE, QDQ_TOLERANCE, export_checked, export_passes
-    from qcraft_world_model.train.trainer import save_model
+    from qcraft_world_model.runtime.model_folder import save_model
 
     (tmp_path / "model").mkdir()
     save_model(tmp_path / "model", model, SMALL, {})

@@ -211,7 +211,7 @@ def save_random_model(tmp_path: Path, yaml_text: str) -> Path:
     import torch
 
     from qcraft_world_model.model import WorldModel, WorldModelConfig
-    from qcraft_world_model.train.trainer import save_model
+    from qcraft_world_model.runtime.model_folder import save_model
 
     (tmp_path / "preset.yaml").write_text(yaml_text)
     config = WorldModelConfig.preset_config(tmp_path / "preset.yaml")

@@ -49,6 +49,24 @@ def test_run_time_code_never_imports_training() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_the_cli_imports_training_only_to_train_and_write_the_card() -> None:
+    """Run-time commands (bench, export, calibrate, ...) reach models through runtime/, not train/; the
+    module level may name train/config.py (torch-free), whose defaults the train command shows."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    allowed = {"_cmd_train": "qcraft_world_model.train.trainer", "_cmd_evaluate": "qcraft_world_model.train.model_card"}
+    bad = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qcraft_world_model.train"):
+            if node.module != "qcraft_world_model.train.config":
+                bad.append(f"module level imports {node.module}")
+        elif isinstance(node, ast.FunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("qcraft_world_model.train") \
+                        and allowed.get(node.name) != inner.module:
+                    bad.append(f"{node.name} imports {inner.module}")
+    assert not bad, "\n".join(bad)
+
+
 def test_rclpy_is_imported_only_under_ros() -> None:
     bad = [f"{file} imports {name}" for file, part, name in imports()
            if name.split(".")[0] in ("rclpy", "launch", "launch_ros") and part != "ros"]

@@ -6,7 +6,7 @@ comes back the time from publishing the frame it is stamped with to receiving th
 to end, through DDS both ways), plus the node's own frame-receipt → publish latency
 (``~/debug/pipeline_latency_ms``). The fields of the result are explained in docs/node.md, "Measured".
 
-This module holds the set-up and the arithmetic; the DDS side (publishing the cameras, listening to
+This module holds the set-up (which model, the parameters, the frames) and the arithmetic; the DDS side (publishing the cameras, listening to
 the node) is ``ros/node_bench.py``, since rclpy is imported under ``ros/`` only.
 """
 
@@ -32,6 +32,32 @@ def camera_names(cameras: int) -> list[str]:
 
 def camera_topic(name: str) -> str:
     return f"/bench/{name}/image_raw"
+
+
+def node_model(model: Path | None, cameras: int, work: Path) -> tuple[Path, str]:
+    """The model folder the node runs and how the result names it: ``model`` when given, else the
+    shipped lite for one camera, else lite with ``cameras`` cameras and random weights, saved in ``work``."""
+    if model is not None:
+        return model, str(model)
+    from qcraft_world_model.runtime.model_folder import default_model
+
+    if cameras == 1:
+        return default_model("lite"), "shipped lite"
+    return random_weight_lite(cameras, work / "model"), f"lite, {cameras} cameras, random weights"
+
+
+def random_weight_lite(cameras: int, folder: Path) -> Path:
+    """The lite preset with ``cameras`` cameras and random weights (seed 0; latency does not depend on them)."""
+    import torch
+
+    from qcraft_world_model.model import WorldModel, WorldModelConfig
+    from qcraft_world_model.runtime.model_folder import save_model
+
+    config = WorldModelConfig.from_dict({**WorldModelConfig.preset_config("lite").to_dict(), "cameras": cameras})
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder, WorldModel(config), config, {"note": "random weights, latency benchmark only"})
+    return folder
 
 
 def predictor_params(names: list[str], model: Path, backend: str, publish_frames: bool) -> str:

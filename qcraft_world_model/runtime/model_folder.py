@@ -1,5 +1,6 @@
-"""The one model-folder loader: ``model.safetensors`` + ``config.json`` → a WorldModel, and where the
-shipped models live. The node, evaluation, export and benchmarks all load models through here."""
+"""The one model-folder module: a WorldModel ↔ ``model.safetensors`` + ``config.json`` (written by
+training and by the benchmarks' random-weight models, read by the node, evaluation, export and
+benchmarks), the stored INT8 calibration, and where the shipped models live."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -75,6 +77,22 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> WorldM
     if broken:
         raise ModelFolderError(f"{weights} holds non-finite weights in {len(broken)} tensor(s), e.g. {broken[0]}")
     return model.to(device).eval()
+
+
+def save_model(out: str | Path, model: WorldModel, config: WorldModelConfig, summary: dict[str, Any]) -> None:
+    """The deployable artefacts: weights (safetensors) and the model config + training summary."""
+    from safetensors.torch import save_file
+
+    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, split_state
+
+    out = Path(out)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # A QAT model's quantizer ranges go to their own file: model.safetensors stays an ordinary model.
+    plain, quantizers = split_state(state)
+    save_file(plain, str(out / "model.safetensors"), metadata={"preset": config.preset})
+    if quantizers:
+        save_file(quantizers, str(out / QUANTIZERS_FILE), metadata={"preset": config.preset})
+    (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": summary}, indent=2) + "\n")
 
 
 #: What the INT8 plan calibrates on, stored with the model: the transformer inputs (latents) of the

@@ -27,6 +27,7 @@ from qcraft_world_model.model.config import WorldModelConfig
 from qcraft_world_model.model.losses import AGENT_LOSSES, LossWeights, total_loss
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import ClipTensors
+from qcraft_world_model.runtime.model_folder import save_model
 from qcraft_world_model.train.agent_targets import batch_targets
 from qcraft_world_model.train.config import TrainConfig
 
@@ -252,21 +253,6 @@ def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optim
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                 "step": step, "elapsed": elapsed, "train_config": plain_config}, tmp)
     os.replace(tmp, path)
-
-
-def save_model(out: Path, model: WorldModel, config: WorldModelConfig, summary: dict[str, Any]) -> None:
-    """The deployable artefacts: weights (safetensors) and the model config + training summary."""
-    from safetensors.torch import save_file
-
-    from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, split_state
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # A QAT model's quantizer ranges go to their own file: model.safetensors stays an ordinary model.
-    plain, quantizers = split_state(state)
-    save_file(plain, str(out / "model.safetensors"), metadata={"preset": config.preset})
-    if quantizers:
-        save_file(quantizers, str(out / QUANTIZERS_FILE), metadata={"preset": config.preset})
-    (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": summary}, indent=2) + "\n")
 
 
 def plot_curves(log_path: Path, png: Path) -> None:
