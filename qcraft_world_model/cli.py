@@ -160,12 +160,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result["model"]["precision"] = args.precision
     report = write_report(args.out, result, examples)
     if args.card:
-        from qcraft_world_model.train.model_card import KNOWN_LIMITS, training_command, write_model_card
+        from qcraft_world_model.train.model_card import write_model_card
 
-        training = json.loads((args.model / "config.json").read_text())["training"]["config"]
-        card = write_model_card(args.model, result, training_command(training),
-                                KNOWN_LIMITS.get(model.config.preset, []))
-        print(f"model card: {card}")
+        print(f"model card: {write_model_card(args.model, result)}")
     print(f"report: {report}")
     print(evaluate_summary(result))
     if args.precision != "fp32":

@@ -145,6 +145,33 @@ def test_evaluate_writes_the_documented_json_and_report(tiny_data: Path, tiny_pr
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["data"]["clips"] == 4
 
 
+def test_evaluate_card_names_the_training_command_and_the_presets_limits(tiny_data: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """``evaluate --card`` writes MODEL_CARD.md from the folder alone: the command that trained it (a
+    fine-tune: --init-from, --freeze) and the known limits of its preset (here a tiny model called lite)."""
+    from qcraft_world_model.cli import main
+    from qcraft_world_model.train.model_card import KNOWN_LIMITS
+
+    (tmp_path / "lite.yaml").write_text(tiny_model("lite", head_dim=16))
+    base = TrainConfig(preset=str(tmp_path / "lite.yaml"), data=str(tiny_data), out=str(tmp_path / "base"), steps=1,
+                       batch=2, warmup=1)
+    train(base, progress=False)
+    train(TrainConfig(**{**vars(base), "out": str(tmp_path / "ft"), "init_from": str(tmp_path / "base"),
+                         "freeze": ("stem", "temporal")}), progress=False)
+    assert main(["evaluate", "--model", str(tmp_path / "ft"), "--data", str(tiny_data), "--out",
+                 str(tmp_path / "report"), "--max-clips", "2", "--card"]) == 0
+    card = (tmp_path / "ft" / "MODEL_CARD.md").read_text()
+    assert f"model card: {tmp_path / 'ft' / 'MODEL_CARD.md'}" in capsys.readouterr().out
+    assert card.startswith("# Model card: `lite`")
+    assert (f"- command: `qcraft-wm train --preset {tmp_path / 'lite.yaml'} --data {tiny_data} --out {tmp_path / 'ft'} "
+            f"--steps 1 --batch 2 --lr 0.001 --warmup 1 --seed 0 --init-from {tmp_path / 'base'} "
+            "--freeze stem,temporal`") in card
+    assert "kept at the --init-from weights: stem, temporal" in card
+    assert f"held-out map: {tiny_data}, 2 clips" in card
+    limits = card.split("## Known limits\n\n")[1]
+    assert limits == "".join(f"- {line}\n" for line in KNOWN_LIMITS["lite"]) and len(KNOWN_LIMITS["lite"]) > 3
+
+
 def test_evaluate_scores_a_scene_bag_like_a_clip_set(tiny_preset: Path, tiny_data: Path, tmp_path: Path) -> None:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
 

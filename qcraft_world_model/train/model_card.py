@@ -34,8 +34,10 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
 ]}
 
 
-def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, limits: list[str]) -> Path:
-    """MODEL_CARD.md from the run's config.json and an evaluation result."""
+def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
+    """``model_dir``/MODEL_CARD.md from the run's config.json (the model, the data, the command that
+    trained it, its preset's known limits) and an evaluation result of it."""
+    model_dir = Path(model_dir)
     run = json.loads((model_dir / "config.json").read_text())
     training, model = run["training"], run["model"]
     train_cfg = training["config"]
@@ -46,6 +48,7 @@ def write_model_card(model_dir: Path, evaluation: dict[str, Any], command: str, 
         per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
     weights = model_dir / "model.safetensors"
     config = WorldModelConfig.from_dict(model)
+    command, limits = training_command(train_cfg), KNOWN_LIMITS.get(config.preset, [])
     (gh, gw), stride = config.grid_hw, config.detection_stride
     lines = [
         f"# Model card: `{model['preset']}`", "",
