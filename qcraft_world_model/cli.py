@@ -94,26 +94,12 @@ def _cmd_generate_bag(args: argparse.Namespace) -> int:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     import cv2
-    import numpy as np
 
-    from qcraft_world_model.data.clip_dataset import ClipDataset
-    from qcraft_world_model.data.preview import cameras_from_provenance, clip_preview, frame_strip
-    from qcraft_world_model.data.drawing import label_strip
+    from qcraft_world_model.data.preview import dataset_preview
 
-    dataset = ClipDataset(args.dataset)
-    rows = []
-    for index in args.clips:
-        if not 0 <= index < len(dataset):
-            raise FileNotFoundError(f"clip {index} is out of range: {args.dataset} has {len(dataset)} clips")
-        sample, provenance = dataset[index], dataset.provenance(index)
-        preview = clip_preview(sample, cameras_from_provenance(provenance))
-        strip = frame_strip(sample)
-        strip = cv2.resize(strip, (preview.shape[1], round(strip.shape[0] * preview.shape[1] / strip.shape[1])))
-        caption = f"clip {index}: {provenance['map']} seed {provenance['seed']} - frames every 0.3 s, " \
-                  "the last 4 are the future"
-        rows.append(np.vstack([label_strip(caption, preview.shape[1]), preview, strip]))
+    picture = dataset_preview(args.dataset, args.clips)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(args.out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out}")
     return 0
 

@@ -211,6 +211,24 @@ def test_evaluate_does_not_replace_a_report_without_overwrite(tmp_path: Path) ->
     assert files_of(data) == before
 
 
+def test_preview_writes_one_row_per_clip_asked_and_refuses_a_clip_out_of_range(tmp_path: Path) -> None:
+    import cv2
+
+    from qcraft_world_model.data.preview import dataset_preview
+
+    data = synthetic_dataset(tmp_path / "data", DatasetPlan("train", ("braunschweig",), clips=2, clips_per_episode=1,
+                                                            image_size=32))
+    one, other, both = dataset_preview(data, [0]), dataset_preview(data, [1]), dataset_preview(data, [0, 1])
+    assert both.dtype == np.uint8 and both.ndim == 3 and both.shape[2] == 3
+    assert np.array_equal(both, np.vstack([one, other])) and not np.array_equal(one, other)  # captions differ
+    done = qcraft_wm("preview", data, "--clips", "0,1", "--out", tmp_path / "pictures" / "preview.png")
+    assert done.returncode == 0 and done.stdout == f"wrote {tmp_path / 'pictures' / 'preview.png'}\n", done.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "pictures" / "preview.png"))[..., ::-1], both)  # cv2 reads BGR
+    assert_refused(qcraft_wm("preview", data, "--clips", "0,2", "--out", tmp_path / "none" / "preview.png"),
+                   "clip 2 is out of range", "has 2 clips")
+    assert not (tmp_path / "none").exists()
+
+
 def test_generate_clips_leaves_a_manifest_that_is_not_its_own(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()

@@ -1,10 +1,16 @@
-"""A picture of one clip: what the cameras saw at t0 with ground-truth boxes, and a bird's-eye view."""
+"""``qcraft-wm preview``: a picture of dataset clips, each what the cameras saw at t0 with ground-truth
+boxes beside a bird's-eye view, over the clip's frames past and future."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from qcraft_world_model.data.camera_rig import PinholeCamera
+from qcraft_world_model.data.clip_dataset import ClipDataset
 from qcraft_world_model.data.drawing import draw_bev, draw_boxes, label_strip
 from qcraft_world_model.model.geometry import box_corners
 
@@ -37,3 +43,21 @@ def frame_strip(sample: dict[str, np.ndarray], camera: int = 0, every: int = 3) 
     """Every ``every``-th frame of one camera across the clip, past and future, side by side."""
     frames = sample["frames"][::every, camera]
     return np.hstack(list(frames))
+
+
+def dataset_preview(dataset: str | Path, clips: Sequence[int]) -> np.ndarray:
+    """The preview (RGB) of clips ``clips`` of a clip dataset, one captioned row per clip, top to bottom:
+    ``clip_preview`` over ``frame_strip`` scaled to its width."""
+    data = ClipDataset(dataset)
+    rows = []
+    for index in clips:
+        if not 0 <= index < len(data):
+            raise FileNotFoundError(f"clip {index} is out of range: {dataset} has {len(data)} clips")
+        sample, provenance = data[index], data.provenance(index)
+        preview = clip_preview(sample, cameras_from_provenance(provenance))
+        strip = frame_strip(sample)
+        strip = cv2.resize(strip, (preview.shape[1], round(strip.shape[0] * preview.shape[1] / strip.shape[1])))
+        caption = f"clip {index}: {provenance['map']} seed {provenance['seed']} - frames every 0.3 s, " \
+                  "the last 4 are the future"
+        rows.append(np.vstack([label_strip(caption, preview.shape[1]), preview, strip]))
+    return np.vstack(rows)
