@@ -135,6 +135,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.report import evaluate_summary, write_report
     from qcraft_world_model.runtime.model_folder import load_model
 
+    if args.tracks and not (args.data / "metadata.yaml").is_file():
+        from qcraft_world_model.data.clip_dataset import DatasetError
+
+        raise DatasetError(f"--tracks needs a scene bag (a rosbag2 folder): {args.data} is a clip set, whose "
+                         "clips have no before or after to track through")
     _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
     model = load_model(args.model)
     if args.recorded:
@@ -144,6 +149,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                       batch=8 if args.precision == "fp32" else 1, ego_motion=args.ego_motion)
     result["model"]["folder"] = str(args.model)
     result["model"]["precision"] = args.precision
+    if args.tracks:
+        from qcraft_world_model.eval.tracked import tracked_baseline
+
+        result["baselines"]["constant_velocity_own_tracks"] = tracked_baseline(_planned(args, model), args.data,
+                                                                              args.ego_motion)
     report = write_report(args.out, result, examples)
     if args.card:
         from qcraft_world_model.train.model_card import write_model_card
@@ -402,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
                           help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
                                "model's own estimate (what the node uses without an odometry topic)")
+    evaluate.add_argument("--tracks", action="store_true",
+                          help="also score constant velocity on the model's own tracks (scene bags only: the "
+                               "model runs on every frame and the node's tracker follows its detections)")
     evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
     evaluate.add_argument("--precision", choices=("fp32", "bf16", "mixed-int8"), default="fp32",
                           help="run the model in this precision plan (INT8: PT2E transformer, CPU)")

@@ -411,3 +411,13 @@ def test_replay_stamps_with_the_bag_clock_replays_a_replay_and_names_dropped_top
     assert "Traceback" not in second.stderr, second.stderr
     assert "not copied: /predictor/debug (std_msgs/msg/String)" in second.stderr
     assert bag_time_span(tmp_path / "out2")[0] == START_NS
+
+
+def test_evaluate_tracks_on_a_clip_set_is_one_line(tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "manifest.json").write_text("{}")
+    done = qcraft_wm("evaluate", "--model", REPO / "models" / "lite", "--data", clips, "--out", tmp_path / "r",
+                     "--tracks")
+    assert done.returncode == 2 and "--tracks needs a scene bag" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -182,6 +182,14 @@ def test_evaluate_scores_a_scene_bag_like_a_clip_set(tiny_preset: Path, tiny_dat
     assert result["data"]["clips"] == 2  # windows at t0 = 1.5 s and 2.5 s of a 6 s bag (stride 1 s)
     assert result["data"]["split"] is None
     assert len(result["model"]["frames"]["psnr"]) == 2
+    # Constant velocity on the model's own tracks: the model on every frame (15 windows of 46 frames
+    # in 60), scored on the same two windows and the same detections as the model.
+    from qcraft_world_model.eval.tracked import tracked_baseline
+
+    tracked = tracked_baseline(load_model(tmp_path / "run"), tmp_path / "bag")
+    assert tracked["windows_tracked"] == 15 and 0.0 <= tracked["tracked_share"] <= 1.0
+    own = result["baselines"]["constant_velocity_own_detections"]["agents"]
+    assert tracked["agents"]["matched"] == own["matched"] and tracked["agents"]["detections"] == own["detections"]
 
 
 def test_qat_fine_tunes_through_int8_quantizers_and_exports_symmetric_qdq(

@@ -40,6 +40,7 @@ class BagClips:
     cameras: tuple[PinholeCamera, ...]
     stamps_ns: np.ndarray  # (N,) t0 stamps
     ego_velocity: np.ndarray  # (N, 2) the odometry's base_link velocity at t0 (x forward, y left), m/s
+    ego_pose: np.ndarray  # (N, 3) the odometry's map pose at t0: x, y (m), heading (rad)
 
 
 def _expected_types(topic: str) -> tuple[str, ...] | None:
@@ -154,7 +155,9 @@ def clips_from_bag(bag: str | Path, image_size: int, past: int = 16, future_fram
         if np.any(np.diff(window) > 1.5 * np.median(np.diff(stamps))):
             continue  # a gap (a bad frame): not an evenly spaced window
         row = _clip(window, past, future_frames, max_agents, names, frames, truth, odometry, cameras)
-        rows.append({**row, "ego_velocity": np.array(ego_velocity[window[past - 1]], np.float32)})
+        pose = odometry[window[past - 1]]
+        rows.append({**row, "ego_velocity": np.array(ego_velocity[window[past - 1]], np.float32),
+                     "ego_pose": np.array([pose.x, pose.y, pose.heading], np.float64)})
     if not rows:
         raise BagError(f"bag {bag} has {len(stamps)} complete instants, fewer than one window of {span}")
     stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}

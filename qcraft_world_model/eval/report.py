@@ -181,8 +181,13 @@ def agents_tables(result: dict[str, Any]) -> list[str]:
               "|---|---|---|---|---|---|",
               f"| model | {triple(agents, 'minADE_1')} | {triple(agents, 'minFDE_1')} | {triple(agents, 'minFDE_K')} | "
               f"{fmt(agents['miss_rate_K'])} | {fmt(agents['epa'], 3)} |",
-              f"| CV on the model's own detections | {triple(own, 'minADE_1')} | {triple(own, 'minFDE_1')} | – | "
-              f"{fmt(own['miss_rate_K'])} | {fmt(own['epa'], 3)} |"]
+              f"| CV on the model's own detections (the head's velocity) | {triple(own, 'minADE_1')} | "
+              f"{triple(own, 'minFDE_1')} | – | {fmt(own['miss_rate_K'])} | {fmt(own['epa'], 3)} |"]
+    if "constant_velocity_own_tracks" in base:  # evaluate --tracks, on a bag
+        tracks = base["constant_velocity_own_tracks"]
+        lines.append(f"| CV on the model's own tracks ({fmt(100 * tracks['tracked_share'], 0)} % seen before) | "
+                     f"{triple(tracks['agents'], 'minADE_1')} | {triple(tracks['agents'], 'minFDE_1')} | – | "
+                     f"{fmt(tracks['agents']['miss_rate_K'])} | {fmt(tracks['agents']['epa'], 3)} |")
     for name, b in (("CV oracle, instantaneous velocity", cv_i), ("CV oracle, finite difference", cv_f)):
         same, every = b["same_agents"], b["all_agents"]
         lines.append(f"| {name} (same agents) | {triple(same, 'minADE_1')} | {triple(same, 'minFDE_1')} | – | "
