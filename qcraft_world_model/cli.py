@@ -230,7 +230,7 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     from qcraft_world_model.bench.model import bench_model
     from qcraft_world_model.runtime.model_folder import default_model
 
-    model_dir = str(args.model or default_model("lite"))
+    model_dir = str(args.model or default_model())
     calibration = str(args.calibration) if args.calibration else None
     result = bench_model(model_dir, calibration, tuple(args.precisions.split(",")), args.repeats,
                          ab_presets=tuple(p for p in args.ab_presets.split(",") if p))
@@ -284,7 +284,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     from qcraft_world_model.runtime.backends import BackendError, TensorRTBackend
     from qcraft_world_model.runtime.model_folder import default_model, load_model
 
-    folder = args.model or default_model("lite")
+    folder = args.model or default_model()
     try:
         TensorRTBackend(load_model(folder), args.precision, args.cache, build_only=True, folder=folder)
     except BackendError as err:  # no TensorRT or no GPU here: say so in one line
@@ -311,7 +311,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.export_check import export_checked
     from qcraft_world_model.runtime.model_folder import default_model
 
-    manifest, ok = export_checked(args.model or default_model("lite"), args.out, args.int8_transformer,
+    manifest, ok = export_checked(args.model or default_model(), args.out, args.int8_transformer,
                                   args.calibration)
     _write_json(args.json, manifest)
     return 0 if ok else 1
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = sub.add_parser("build-engine", help="build and cache the TensorRT engines of a model (NVIDIA GPU): "
                                                  "the node never builds them at start-up")
-    engine.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    engine.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
     engine.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
     engine.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qcraft_world_model" / "engines",
                         help="engine cache folder (the node's default)")
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
-    export.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    export.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
     export.add_argument("--out", type=Path, default=Path("out/export/lite"))
     export.add_argument("--int8-transformer", action="store_true",
                         help="also export the PT2E INT8 transformer as Q/DQ ONNX (calibrated on --calibration)")
@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     attention.set_defaults(func=_cmd_bench_attention)
 
     model_bench = bench_sub.add_parser("model", help="latency per part and weight bytes per precision plan")
-    model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped lite model)")
+    model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
     model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8,onnxruntime-fp32",
                              help="torch plans (fp32, bf16, mixed-int8), onnxruntime-fp32, openvino-fp32, openvino-bf16 "
                                   "(the ONNX export, compiled on the fly)")

@@ -105,7 +105,7 @@ def _model_part(out: Path) -> dict | None:
     from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     try:
-        folder = default_model("lite")
+        folder = default_model()
     except FileNotFoundError as err:
         print(f"world model part skipped: {err}")
         return None
@@ -150,7 +150,7 @@ def _live_part(out: Path) -> dict | None:
 
         apply_loopback_dds_env()  # the player, like the node, keeps DDS on 127.0.0.1 (docs/security.md)
 
-        folder = default_model("lite")
+        folder = default_model()
     except (ImportError, FileNotFoundError) as err:
         print(f"\nlive node part skipped: {err} (make demo builds and sources the ROS workspace)")
         return None

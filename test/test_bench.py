@@ -44,7 +44,7 @@ def test_bench_node_runs_the_model_given_the_shipped_lite_or_a_random_weight_lit
     from qcraft_world_model.runtime.model_folder import default_model, load_model
 
     assert node_model(tmp_path / "mine", 3, tmp_path) == (tmp_path / "mine", str(tmp_path / "mine"))
-    assert node_model(None, 1, tmp_path) == (default_model("lite"), "shipped lite")
+    assert node_model(None, 1, tmp_path) == (default_model(), "the shipped default model")
     assert not (tmp_path / "model").exists()
     folder, note = node_model(None, 2, tmp_path / "a")
     assert folder == tmp_path / "a" / "model" and note == "lite, 2 cameras, random weights"

@@ -42,7 +42,7 @@ def node_model(model: Path | None, cameras: int, work: Path) -> tuple[Path, str]
     from qcraft_world_model.runtime.model_folder import default_model
 
     if cameras == 1:
-        return default_model("lite"), "shipped lite"
+        return default_model(), "the shipped default model"
     return random_weight_lite(cameras, work / "model"), f"lite, {cameras} cameras, random weights"
 
 

@@ -340,7 +340,7 @@ class PredictorNode(LifecycleNode):
         from qcraft_world_model.runtime.backends import create_backend
         from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
 
-        folder = self.params["model.path"] or str(default_model("lite"))
+        folder = self.params["model.path"] or str(default_model())
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"model.path {folder} is not a folder")
         config = read_model_config(folder)

@@ -27,8 +27,13 @@ def model_dirs() -> list[Path]:
             *(Path(p) / "share" / "qcraft_world_model" / "models" for p in prefixes)]
 
 
-def default_model(preset: str = "lite") -> Path:
-    """The folder of the shipped model of a preset."""
+#: The shipped model the node, the demo and the CLI use when no model folder is given.
+DEFAULT_PRESET = "lite"
+
+
+def default_model(preset: str | None = None) -> Path:
+    """The folder of the shipped model of a preset (default: DEFAULT_PRESET)."""
+    preset = preset or DEFAULT_PRESET
     for folder in model_dirs():
         if (folder / preset / "model.safetensors").is_file():
             return folder / preset
