@@ -17,5 +17,6 @@ setup(
         ("share/qcraft_world_model/config", ["config/predict.yaml", "config/fastdds_loopback.xml"]),
         ("share/qcraft_world_model/config/models", sorted(glob("config/models/*.yaml"))),
         ("share/qcraft_world_model/models/lite", sorted(glob("models/lite/*"))),
+        ("share/qcraft_world_model/models/lite-wide", sorted(glob("models/lite-wide/*"))),
     ],
 )

@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = sub.add_parser("build-engine", help="build and cache the TensorRT engines of a model (NVIDIA GPU): "
                                                  "the node never builds them at start-up")
-    engine.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
+    engine.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite-wide)")
     engine.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
     engine.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qcraft_world_model" / "engines",
                         help="engine cache folder (the node's default)")
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
-    export.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
+    export.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite-wide)")
     export.add_argument("--out", type=Path, default=Path("out/export/lite"))
     export.add_argument("--int8-transformer", action="store_true",
                         help="also export the PT2E INT8 transformer as Q/DQ ONNX (calibrated on --calibration)")
@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     attention.set_defaults(func=_cmd_bench_attention)
 
     model_bench = bench_sub.add_parser("model", help="latency per part and weight bytes per precision plan")
-    model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite)")
+    model_bench.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite-wide)")
     model_bench.add_argument("--precisions", default="fp32,bf16,mixed-int8,onnxruntime-fp32",
                              help="torch plans (fp32, bf16, mixed-int8), onnxruntime-fp32, openvino-fp32, openvino-bf16 "
                                   "(the ONNX export, compiled on the fly)")

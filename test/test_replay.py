@@ -20,17 +20,19 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.ros.process import start_predictor, stop
     from qcraft_world_model.ros.replay import replay_bag
-    from qcraft_world_model.runtime.model_folder import default_model, load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
 
     scene = tmp_path / "scene"
-    write_scene_bag(scene, SceneBagConfig(map="berlin_adlershof", seed=100_321, seconds=8.0))
+    config = read_model_config(default_model())  # the node's model: the drive is rendered at its size
+    write_scene_bag(scene, SceneBagConfig(map="berlin_adlershof", seed=100_321, seconds=8.0,
+                                          image_size=config.width, image_height=config.height))
     domain = 101 + os.getpid() % 100
     # The node places agents with the camera's mount; it cannot read /tf_static here, so the bag's mount
     # goes into the parameters, and the intrinsics come from the bag's CameraInfo.
     from qcraft_world_model.data.bag_clips import bag_cameras
     from qcraft_world_model.ros.camera_geometry import camera_parameters_yaml
 
-    (camera,) = bag_cameras(scene, 128)
+    (camera,) = bag_cameras(scene, config.width, config.height)
     params = PARAMS.format(topic=camera_topic("front")).replace(
         f"topic: {camera_topic('front')}\n",
         f"topic: {camera_topic('front')}\n" + camera_parameters_yaml(camera, camera_info_topic("front")))
@@ -48,7 +50,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     assert result.recorded.get("/predictor/predicted_frames/front", 0) > 0, log
     assert set(result.not_played) <= {"/tf", "/tf_static"}  # tf2_msgs has no PyPI wheel; a ROS install has it
 
-    model = load_model(default_model("lite"))
+    model = load_model(default_model())
     scored, _, _ = evaluate_recorded(model, tmp_path / "replay", offline=model)
     coverage, live, offline = scored["coverage"], scored["live"]["model"], scored["offline"]["model"]
     assert coverage["windows"] == 4 and coverage["predicted_live"] >= 1

@@ -15,7 +15,7 @@ from qcraft_world_model.ingest.config import ConfigError, ParamSpec, checked, sp
 NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", bool, True,
               "Configure and activate on start instead of waiting for a lifecycle manager"),
-    ParamSpec("model.path", str, "", "Model folder (model.safetensors + config.json); empty: the shipped default model (models/lite)"),
+    ParamSpec("model.path", str, "", "Model folder (model.safetensors + config.json); empty: the shipped default model (models/lite-wide)"),
     ParamSpec("model.backend", str, "auto", "Inference backend; auto picks the fastest available and logs why",
               choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt")),
     ParamSpec("model.precision", str, "", "Precision plan; empty: the backend's choice",
