@@ -142,6 +142,8 @@ data-wide: $(DEPS_STAMP)
 	  --out $(DATA_WIDE)/eval --json $(DATA_WIDE)/eval.json
 	qcraft-wm generate clips --split eval --clips 200 --mount moved --image-size 256 --image-height 128 \
 	  --out $(DATA_WIDE)/eval_moved --json $(DATA_WIDE)/eval_moved.json
+	test -d $(DATA_WIDE)/eval_bag || qcraft-wm generate bag --map berlin_adlershof --seed 100000 --seconds 60 \
+	  --image-size 256 --image-height 128 --out $(DATA_WIDE)/eval_bag --json $(DATA_WIDE)/eval_bag.json
 
 # The default model, models/lite-wide (256x128), as made in session 5: every weight of models/lite handed
 # over (token positions stretched), the stem kept, 1300 steps (~64 min on 2 cores; that run's first 200
