@@ -190,6 +190,7 @@ def test_node_camera_geometry_from_camera_info_and_from_parameters() -> None:
     from qcraft_world_model.ros.camera_geometry import CameraInfoError, camera_geometry
 
     config = IngestConfig.from_parameters({"cameras.front.topic": "/cam", "cameras.front.mount.x": 1.9,
+                                           "image.width": 128, "image.height": 128,
                                            "cameras.front.mount.pitch_down_deg": 9.0, "cameras.front.hfov_deg": 100.0})
     (camera,) = config.cameras
     from_params = camera_geometry(camera, config.image)

@@ -159,9 +159,14 @@ def test_bench_model_times_openvino_and_says_what_it_compiled(monkeypatch) -> No
 
     from qcraft_world_model.bench.model import bench_model
 
-    monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # bench_model sets it
-    result = bench_model(str(default_model("lite")), None, ("openvino-fp32", "openvino-bf16"), repeats=2,
-                         ab_presets=())
+    # bench_model sets freezing; restored by assignment: pytest's monkeypatch undo deleted the attribute from
+    # torch's config module, and every later torch.compile failed ("freezing does not exist").
+    freezing = inductor_config.freezing
+    try:
+        result = bench_model(str(default_model("lite")), None, ("openvino-fp32", "openvino-bf16"), repeats=2,
+                             ab_presets=())
+    finally:
+        inductor_config.freezing = freezing
     rows = {(r["precision"], r["part"]): r for r in result["results"]}
     assert set(rows) == {(p, part) for p in ("openvino-fp32", "openvino-bf16") for part in ("stem", "window",
                                                                                           "compile")}

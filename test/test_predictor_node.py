@@ -228,7 +228,8 @@ def test_inference_slower_than_the_camera_drops_windows_and_serves_the_newest(ro
     windows that were overtaken are dropped and counted, never queued, and the newest is served."""
     rclpy, msgs = ros
     folder = save_random_model(tmp_path, SLOW_MODEL)
-    params = PARAMS.format(topic=camera_topic("front")) + f"      path: {folder}\n"
+    params = PARAMS.format(topic=camera_topic("front")) + f"      path: {folder}\n" \
+        + "    image:\n      width: 128\n      height: 128\n"  # the slow model's frames, not the default's
     node = NodeUnderTest(rclpy, msgs, tmp_path, params)
     try:
         node.wait_subscribed()
@@ -271,7 +272,8 @@ def test_missing_or_corrupt_model_fails_configure_with_a_clear_message(ros, tmp_
     corrupt = tmp_path / "model"
     corrupt.mkdir()
     (corrupt / "model.safetensors").write_bytes(b"not a model")
-    (corrupt / "config.json").write_text('{"model": {"preset": "lite"}}')
+    # The default parameters' frame size, so the weights are what fails.
+    (corrupt / "config.json").write_text('{"model": {"preset": "lite-wide", "image_size": 256, "image_height": 128}}')
     params = PARAMS.format(topic=camera_topic("front")) + f"      path: {corrupt}\n"
     node = NodeUnderTest(rclpy, msgs, tmp_path, params)
     try:

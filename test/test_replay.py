@@ -64,7 +64,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     from qcraft_world_model.eval.recorded import RecordedPredictions
     from qcraft_world_model.data.clip_tensors import ClipTensors
 
-    recorded = RecordedPredictions.from_bag(tmp_path / "replay", model.config.image_size)
+    recorded = RecordedPredictions.from_bag(tmp_path / "replay", model.config.size_hw)
     data = ClipTensors.load(tmp_path / "replay", model.config)
     compared = 0
     for index, stamp in enumerate(data.stamps_ns):
