@@ -38,8 +38,8 @@ PREDICTOR_PARAMS = """/**:
         topic: /sensing/camera/front/image_raw
     model:
       path: "{model}"
-      backend: torch
-      precision: fp32
+      backend: auto
+      precision: ""
     image:
       width: {width}
       height: {height}
