@@ -22,21 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictor_params import ONE_CAMERA_FP32 as PARAMS
 
 WIDTH, HEIGHT = 1920, 1080
 TOPIC = "/sensing/camera/front/image_raw"
 FRAMES = 10
-
-PARAMS = """/**:
-  ros__parameters:
-    cameras:
-      names: [front]
-      front:
-        topic: {topic}
-    model:
-      backend: torch
-      precision: fp32
-"""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from qcraft_world_model.data.message_types import msgtype
 from qcraft_world_model.data.rosbag_io import CAMERA_TYPES, BagError, BagMessage, read_messages, require_type
 from qcraft_world_model.data.scene_bag import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from qcraft_world_model.ingest.image_decode import ImageDecodeError, TargetSize, decode_any
+from qcraft_world_model.model.geometry import CameraGeometry
 
 OPTICAL_FROM_BODY = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]])
 
@@ -82,8 +83,10 @@ def camera_from_messages(name: str, info, transform, size: int,  # noqa: ANN001
     # default TargetSize): a 1600x900 camera read at 128x128 has fy = 0.56 fx, and placing agents
     # with an ideal square-pixel pinhole instead put every one at the wrong range.
     height = height or size
-    sx, sy = size / info.width, height / info.height
-    intrinsics = (info.k[0] * sx, info.k[4] * sy, info.k[2] * sx, info.k[5] * sy)
+    native = CameraGeometry.from_mount(int(info.width), int(info.height), info.k[0], info.k[4], info.k[2],
+                                       info.k[5], 0.0, 0.0, 0.0, 0.0, 0.0)
+    resized = native.resized(size, height)  # the node's resize of CameraInfo too (ros/camera_geometry.py)
+    intrinsics = (resized.fx, resized.fy, resized.cx, resized.cy)
     hfov = math.degrees(2 * math.atan(size / 2 / intrinsics[0]))
     t = transform.transform.translation
     return PinholeCamera(name, size, height, hfov, t.x, t.y, t.z, yaw, pitch, measured_intrinsics=intrinsics)

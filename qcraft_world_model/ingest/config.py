@@ -38,8 +38,8 @@ class ParamSpec:
 #: Every ingest parameter except the per-camera ones (see CAMERA_PARAMETERS).
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras.names", list, ["front"], "Cameras to subscribe to, in model order"),
-    ParamSpec("image.width", int, 256, "Width the model reads frames at (the model folder's)", "px", 16, 4096),
-    ParamSpec("image.height", int, 128, "Height the model reads frames at (the model folder's)", "px", 16, 4096),
+    ParamSpec("image.width", int, 256, "Width the model reads frames at (must equal the model folder's)", "px", 16, 4096),
+    ParamSpec("image.height", int, 128, "Height the model reads frames at (must equal the model folder's)", "px", 16, 4096),
     ParamSpec("image.resize_mode", str, "stretch",
               "How a camera's aspect ratio is fitted to the model's", choices=("stretch", "center_crop")),
     ParamSpec("image.max_input_pixels", int, 4096 * 4096,
