@@ -32,3 +32,6 @@ class TrainConfig:
     #: Parts (WorldModel attribute names, e.g. "stem", "temporal") kept at their ``init_from`` weights:
     #: fine-tuning a new head on a trained trunk without paying for the trunk's backward pass.
     freeze: tuple[str, ...] = ()
+    #: Strength of the per-clip photometric jitter (exposure, white balance, gamma, contrast, sensor
+    #: noise; ``augment.PhotometricJitter``); 0: the frames as rendered.
+    photometric: float = 0.0

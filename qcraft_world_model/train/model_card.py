@@ -115,4 +115,6 @@ def training_command(training: dict) -> str:
         command += f" --init-from {training['init_from']}" + (" --qat" if training.get("qat") else "")
     if training.get("freeze"):
         command += f" --freeze {','.join(training['freeze'])}"
+    if training.get("photometric"):
+        command += f" --photometric {training['photometric']:g}"
     return command
