@@ -145,16 +145,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if args.recorded:
         return _evaluate_recorded(args, model)
-    # Planned (INT8) graphs are exported for batch 1, the deployment batch.
-    result, examples = evaluate_clips(_planned(args, model), args.data, max_clips=args.max_clips,
-                                      batch=8 if args.precision == "fp32" else 1, ego_motion=args.ego_motion)
+    runner = _planned(args, model)
+    plan = args.precision if args.backend == "torch" else f"{args.backend}-{args.precision}"
+    # Planned (INT8) graphs and the other backends' exports run at batch 1, the deployment batch.
+    result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
+                                      batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion)
     result["model"]["folder"] = str(args.model)
-    result["model"]["precision"] = args.precision
+    result["model"]["precision"] = plan
+    if args.backend != "torch":
+        result["model"]["backend"] = runner.name
     if args.tracks:
         from qcraft_world_model.eval.tracked import tracked_baseline
 
-        result["baselines"]["constant_velocity_own_tracks"] = tracked_baseline(_planned(args, model), args.data,
-                                                                              args.ego_motion)
+        result["baselines"]["constant_velocity_own_tracks"] = tracked_baseline(runner, args.data, args.ego_motion)
     report = write_report(args.out, result, examples)
     if args.card:
         from qcraft_world_model.train.model_card import write_model_card
@@ -162,19 +165,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"model card: {write_model_card(args.model, result)}")
     print(f"report: {report}")
     print(evaluate_summary(result))
-    if args.precision != "fp32":
+    if plan != "fp32":
         from qcraft_world_model.eval.precision_gate import gate_against_fp32
 
         result["gate"], table = gate_against_fp32(
-            model, result, args.data, args.precision, args.model, reference=args.reference, max_clips=args.max_clips,
+            model, result, args.data, plan, args.model, reference=args.reference, max_clips=args.max_clips,
             calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows)
-        (args.out / "precision_gate.md").write_text(f"# {args.precision} vs fp32\n\n{table}")
+        (args.out / "precision_gate.md").write_text(f"# {plan} vs fp32\n\n{table}")
     _write_json(args.json, result)
     return 0
 
 
-def _planned(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - a WorldModel or its planned form
-    """``model`` under ``--precision`` (itself for fp32), calibrated on ``--calibration`` or the folder's."""
+def _planned(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - a WorldModel, its planned form or a Backend
+    """``model`` under ``--precision`` on ``--backend`` (itself for torch fp32); INT8 calibrated on
+    ``--calibration`` or the folder's. Another backend is created and warmed up as the node does it."""
+    if args.backend != "torch":
+        from qcraft_world_model.runtime.backends import create_backend
+
+        backend = create_backend(model, args.backend, args.precision, "cpu", folder=args.model)
+        backend.warm_up()
+        return backend
     if args.precision == "fp32":
         return model
     from qcraft_world_model.runtime.mixed import planned_model
@@ -422,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--card", action="store_true", help="also write MODEL_CARD.md into the model folder")
     evaluate.add_argument("--precision", choices=("fp32", "bf16", "mixed-int8"), default="fp32",
                           help="run the model in this precision plan (INT8: PT2E transformer, CPU)")
+    evaluate.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch",
+                          help="run the model on this inference backend (batch 1, as the node does) and, other "
+                               "than torch fp32, gate it against torch fp32 on the same clips")
     evaluate.add_argument("--calibration", type=Path,
                           help="clip dataset whose first windows calibrate INT8 (default: the model folder's "
                                "stored calibration, as the node uses it)")
@@ -562,6 +575,7 @@ USER_ERRORS = (
     ("qcraft_world_model.data.traffic_sim", "SimulationError"),
     ("qcraft_world_model.ingest.config", "ConfigError"),
     ("qcraft_world_model.model.config", "ModelConfigError"),
+    ("qcraft_world_model.runtime.backends", "BackendError"),
     ("qcraft_world_model.runtime.model_folder", "ModelFolderError"),
     ("qcraft_world_model.train.trainer", "CheckpointError"),
 )

@@ -275,3 +275,33 @@ def test_int8_runs_from_the_model_folder_alone_after_calibrate(tiny_data: Path, 
         next(other.parameters()).add_(1.0)
     with pytest.raises(ModelFolderError, match="other weights"):
         TorchBackend(other, "mixed-int8", folder=folder)
+
+
+def test_evaluate_scores_another_backend_and_gates_it_against_torch_fp32(tiny_data: Path, tiny_preset: Path,
+                                                                          tmp_path: Path) -> None:
+    """``evaluate --backend onnxruntime`` (the real CLI) runs the node's backend at batch 1 on the same clips
+    and writes the gate against torch fp32; the export matches torch, so the gate passes, with the same
+    agents matched. A precision the backend cannot run is a one-line refusal."""
+    import subprocess
+    import sys
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    env = {**__import__("os").environ, "HOME": str(tmp_path)}  # the export cache lands in this test's folder
+    done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "evaluate", "--model", str(tmp_path / "run"),
+                           "--data", str(tiny_data), "--out", str(tmp_path / "ort"), "--backend", "onnxruntime",
+                           "--json", str(tmp_path / "ort.json")], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "ort.json").read_text())
+    assert result["model"]["precision"] == "onnxruntime-fp32"
+    assert result["model"]["backend"] == "onnxruntime-cpu/fp32"
+    gate = result["gate"]
+    assert gate["passed"], gate["rows"]
+    assert gate["matched_agents"]["fp32"] == gate["matched_agents"]["planned"]
+    assert "onnxruntime-fp32 vs fp32" in (tmp_path / "ort" / "precision_gate.md").read_text()
+    refused = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "evaluate", "--model",
+                              str(tmp_path / "run"), "--data", str(tiny_data), "--out", str(tmp_path / "bf16"),
+                              "--backend", "onnxruntime", "--precision", "bf16"],
+                             capture_output=True, text=True, timeout=600, env=env)
+    assert refused.returncode == 2 and "onnxruntime runs the FP32 export" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -55,6 +55,22 @@ class Backend:
         with torch.inference_mode():
             return self.runner.forward_window(stem_tokens, newest, previous)
 
+    def __call__(self, window: torch.Tensor) -> WorldModelOutput:
+        """Whole windows (B, C, T, 3, H, W) uint8, as ``WorldModel`` takes them: each window stemmed frame
+        by frame and predicted at batch 1 (the node's batch, the one every export is built for), so an
+        evaluation scores exactly what the node would publish on this backend."""
+        from qcraft_world_model.model.detection import AgentPrediction
+
+        outputs = []
+        for row in window.split(1):
+            row = row.to(self.device)
+            tokens = torch.stack([self.stem(row[:, :, t]) for t in range(row.shape[2])], dim=2)
+            outputs.append(self.forward_window(tokens, row[:, :, -1], row[:, :, -2]))
+        agents = {name: torch.cat([getattr(o.agents, name).float().cpu() for o in outputs])
+                  for name in vars(outputs[0].agents)}
+        return WorldModelOutput(frames=torch.cat([o.frames.float().cpu() for o in outputs]),
+                                agents=AgentPrediction(**agents))
+
     def warm_up(self, repeats: int = 2) -> WorldModelOutput:
         """Run dummy windows so compilation happens now, not on the first real frame; returns the
         last output (callers check it before trusting the backend)."""
