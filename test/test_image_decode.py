@@ -104,6 +104,52 @@ def test_jpeg_and_png_decode() -> None:
     assert np.abs(out.astype(int) - smooth).max() <= 3
 
 
+def test_a_full_hd_jpeg_is_decoded_at_a_quarter_and_matches_the_full_decode() -> None:
+    """1920x1080 for a 256x128 model: libjpeg's 1/4-scale decode (480x270), then the area resize,
+    gives what decoding every pixel and resizing gives, to within JPEG's own rounding."""
+    from qcraft_world_model.ingest.image_decode import jpeg_reduction
+
+    ys, xs = np.mgrid[0:1080, 0:1920]
+    scene = np.dstack([(xs * 255 // 1919), (ys * 255 // 1079), ((xs // 40 + ys // 40) % 2) * 200 + 20])
+    scene = scene.astype(np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    target = TargetSize(256, 128)
+    assert jpeg_reduction(1920, 1080, target) == 4
+    reduced = decode_compressed_image(compressed(jpeg.tobytes()), target)
+    full = cv2.resize(cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), (256, 128),
+                      interpolation=cv2.INTER_AREA)
+    assert reduced.shape == (128, 256, 3) and reduced.dtype == np.uint8
+    difference = np.abs(reduced.astype(int) - full.astype(int))
+    assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 8, (difference.mean(), difference.max())
+
+
+@pytest.mark.parametrize("width, height, target, factor", [
+    (1920, 1080, TargetSize(256, 128), 4),  # 240x135 at 1/8 is narrower than 256
+    (1280, 720, TargetSize(256, 128), 4),  # 320x180
+    (2048, 1024, TargetSize(256, 128), 8),  # exactly 256x128
+    (640, 480, TargetSize(256, 128), 2),
+    (300, 200, TargetSize(256, 128), 1),
+    (1920, 1080, None, 1),  # the camera's own size: every pixel
+    (3840, 1080, TargetSize(256, 256, "center_crop"), 4),  # the 1080x1080 middle, 270 at 1/4
+])
+def test_jpeg_reduction_never_goes_below_the_target(width: int, height: int, target: TargetSize | None,
+                                                    factor: int) -> None:
+    from qcraft_world_model.ingest.image_decode import jpeg_reduction
+
+    assert jpeg_reduction(width, height, target) == factor
+
+
+def test_a_reduced_decode_keeps_the_centre_crop_and_png_is_decoded_whole() -> None:
+    wide = np.zeros((1080, 3840, 3), np.uint8)
+    wide[:, 1380:2460] = 200  # the 1080-wide middle is bright, the sides dark
+    ok, jpeg = cv2.imencode(".jpg", wide)
+    out = decode_compressed_image(compressed(jpeg.tobytes()), TargetSize(256, 256, "center_crop"))
+    assert out.shape == (256, 256, 3) and out[:, 8:-8].min() > 150
+    ok, png = cv2.imencode(".png", wide[:540, :960])
+    assert decode_compressed_image(compressed(png.tobytes(), "png"), TargetSize(64, 32)).shape == (32, 64, 3)
+
+
 def test_decode_any_tells_the_two_message_types_apart() -> None:
     png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))[1].tobytes()
     np.testing.assert_array_equal(decode_any(compressed(png, "png")), decode_any(raw(RGB, "rgb8")))
