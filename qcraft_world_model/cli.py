@@ -256,6 +256,10 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
     from qcraft_world_model.bench.node import node_model
     from qcraft_world_model.ros.process import apply_loopback_dds_env
 
+    if (args.width is None) != (args.height is None) or min(args.width or 1, args.height or 1) < 1:
+        print("qcraft-wm bench node: error: give the camera size as both --width and --height, positive",
+              file=sys.stderr)
+        return 2
     apply_loopback_dds_env()  # before rclpy starts: the bench's own sockets on 127.0.0.1 too (docs/security.md)
     from qcraft_world_model.ros.node_bench import bench_node
 
@@ -263,7 +267,8 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
     model, note = node_model(args.model, args.cameras, work)
     try:
         result = bench_node(model, note, args.cameras, args.rate, args.seconds, args.backend, not args.no_frames,
-                            args.depth, args.stagger_ms, work, progress=_progress_bar("bench node", "frame"))
+                            args.depth, args.stagger_ms, work, progress=_progress_bar("bench node", "frame"),
+                            size=None if args.width is None else (args.width, args.height), encoding=args.encoding)
     except TimeoutError as err:  # the node did not come up: its log says why
         print(f"qcraft-wm bench node: error: {err}", file=sys.stderr)
         return 2
@@ -534,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="history depth of the camera publishers (1 lost frames in this process: see "
                                  "docs/node.md)")
     node_bench.add_argument("--stagger-ms", type=float, default=0.0, help="pause between the cameras' publishes")
+    node_bench.add_argument("--width", type=int, help="camera image width, px (with --height; default: the model's)")
+    node_bench.add_argument("--height", type=int, help="camera image height, px")
+    node_bench.add_argument("--encoding", choices=("rgb8", "bgr8", "jpeg"), default="rgb8",
+                            help="raw sensor_msgs/Image in this channel order, or JPEG CompressedImage")
     node_bench.add_argument("--json", type=Path, help="also write the result here")
     node_bench.set_defaults(func=_cmd_bench_node)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,14 +17,25 @@ def test_bench_node_parameters_are_what_the_node_reads(tmp_path: Path) -> None:
     from qcraft_world_model.ingest.config import IngestConfig, load_parameters
     from qcraft_world_model.ros.parameters import node_values
 
+    from qcraft_world_model.runtime.model_folder import default_model, read_model_config
+
     names = camera_names(3)
-    (tmp_path / "params.yaml").write_text(predictor_params(names, tmp_path / "a model: folder", "torch", False))
+    model = tmp_path / "a model: folder"
+    shutil.copytree(default_model(), model)
+    (tmp_path / "params.yaml").write_text(predictor_params(names, model, "torch", False))
     values = load_parameters(tmp_path / "params.yaml")
     config = IngestConfig.from_parameters(values)
-    assert [(c.name, c.topic) for c in config.cameras] == [(n, camera_topic(n)) for n in names]
+    assert [(c.name, c.topic, c.transport) for c in config.cameras] == [(n, camera_topic(n), "raw") for n in names]
+    shipped = read_model_config(model)
+    assert (config.image.width, config.image.height) == (shipped.width, shipped.height)  # what configure checks
     node = node_values(values)
-    assert node["model.path"] == str(tmp_path / "a model: folder") and node["model.backend"] == "torch"
+    assert node["model.path"] == str(model) and node["model.backend"] == "torch"
     assert node["output.publish_frames"] is False
+    (tmp_path / "jpeg.yaml").write_text(predictor_params(names, model, "torch", False, "jpeg"))
+    jpeg = IngestConfig.from_parameters(load_parameters(tmp_path / "jpeg.yaml"))
+    assert {c.transport for c in jpeg.cameras} == {"compressed"}
+    with pytest.raises(ValueError, match="rgb8, bgr8, jpeg"):
+        predictor_params(names, model, "torch", False, "png")
     with pytest.raises(ValueError, match="1 to 3 cameras"):
         camera_names(4)
 
@@ -37,19 +50,19 @@ def test_bench_node_counts_drops_from_the_first_full_window() -> None:
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
 
 
-def test_bench_node_runs_the_model_given_the_shipped_lite_or_a_random_weight_lite(tmp_path: Path) -> None:
-    """More cameras than the shipped lite has: lite with that many, seeded random weights, a folder the
-    node loads like a trained one (written through runtime/model_folder.py)."""
+def test_bench_node_runs_the_model_given_the_shipped_one_or_a_random_weight_one(tmp_path: Path) -> None:
+    """More cameras than the shipped model has: its preset with that many, seeded random weights, a folder
+    the node loads like a trained one (written through runtime/model_folder.py)."""
     from qcraft_world_model.bench.node import node_model
-    from qcraft_world_model.runtime.model_folder import default_model, load_model
+    from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET, default_model, load_model
 
     assert node_model(tmp_path / "mine", 3, tmp_path) == (tmp_path / "mine", str(tmp_path / "mine"))
     assert node_model(None, 1, tmp_path) == (default_model(), "the shipped default model")
     assert not (tmp_path / "model").exists()
     folder, note = node_model(None, 2, tmp_path / "a")
-    assert folder == tmp_path / "a" / "model" and note == "lite, 2 cameras, random weights"
+    assert folder == tmp_path / "a" / "model" and note == f"{DEFAULT_PRESET}, 2 cameras, random weights"
     model = load_model(folder)
-    assert model.config.cameras == 2 and model.config.preset == "lite"
+    assert model.config.cameras == 2 and model.config.preset == DEFAULT_PRESET
     assert (folder / "model.safetensors").read_bytes() == (node_model(None, 2, tmp_path / "b")[0]
                                                            / "model.safetensors").read_bytes()  # seeded
 
@@ -86,3 +99,26 @@ def test_bench_gpu_reads_the_presets_without_pyyaml(name: str, monkeypatch: pyte
     with pytest.raises(ImportError):
         WorldModelConfig.preset_config(name)
     assert preset(name) == expected
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "jpeg"])
+def test_bench_node_sends_real_camera_sizes_the_node_decodes(tmp_path: Path, encoding: str) -> None:
+    """1280x720 frames in each encoding are what the node's decoder reads back to the same picture: the
+    bench's cameras look like a real camera's on the wire."""
+    from rosbags.typesys import Stores  # noqa: F401 - the real serializer the bag tools use
+
+    from qcraft_world_model.bench.node import camera_frames
+    from qcraft_world_model.data.message_types import make_typestore
+    from qcraft_world_model.ingest import TargetSize, decode_any
+
+    frames, kind = camera_frames(tmp_path / "drive", (1280, 720), encoding)
+    assert kind == ("sensor_msgs/msg/CompressedImage" if encoding == "jpeg" else "sensor_msgs/msg/Image")
+    typestore = make_typestore()
+    first = typestore.deserialize_cdr(frames[0], kind)
+    full = decode_any(first)
+    assert full.shape == (720, 1280, 3)
+    small = decode_any(first, TargetSize(256, 128))
+    reference = decode_any(typestore.deserialize_cdr(camera_frames(tmp_path / "ref", (1280, 720), "rgb8")[0][0],
+                                                     "sensor_msgs/msg/Image"), TargetSize(256, 128))
+    assert np.abs(small.astype(int) - reference.astype(int)).mean() < (3.0 if encoding == "jpeg" else 1e-9)
+    assert len(frames) == 50 and (encoding != "jpeg" or len(frames[0]) < 1280 * 720 * 3 // 4)

@@ -22,6 +22,9 @@ import numpy as np
 CAMERAS = ("front", "front_left", "front_right")
 #: The drive whose front-camera frames are published (repeated) on every camera.
 DRIVE = {"map": "braunschweig", "seed": 3, "seconds": 5.0}
+#: How the bench's cameras send their frames: raw ``sensor_msgs/Image`` in either channel order, or JPEG
+#: ``sensor_msgs/CompressedImage`` (quality 90, as the scene bags write it).
+ENCODINGS = ("rgb8", "bgr8", "jpeg")
 
 
 def camera_names(cameras: int) -> list[str]:
@@ -36,48 +39,99 @@ def camera_topic(name: str) -> str:
 
 def node_model(model: Path | None, cameras: int, work: Path) -> tuple[Path, str]:
     """The model folder the node runs and how the result names it: ``model`` when given, else the
-    shipped lite for one camera, else lite with ``cameras`` cameras and random weights, saved in ``work``."""
+    shipped default model for one camera, else its preset with ``cameras`` cameras and random weights,
+    saved in ``work``."""
     if model is not None:
         return model, str(model)
-    from qcraft_world_model.runtime.model_folder import default_model
+    from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET, default_model
 
     if cameras == 1:
         return default_model(), "the shipped default model"
-    return random_weight_lite(cameras, work / "model"), f"lite, {cameras} cameras, random weights"
+    return (random_weight_model(cameras, work / "model"),
+            f"{DEFAULT_PRESET}, {cameras} cameras, random weights")
 
 
-def random_weight_lite(cameras: int, folder: Path) -> Path:
-    """The lite preset with ``cameras`` cameras and random weights (seed 0; latency does not depend on them)."""
+def random_weight_model(cameras: int, folder: Path) -> Path:
+    """The default preset with ``cameras`` cameras and random weights (seed 0; latency does not depend on them)."""
     import torch
 
     from qcraft_world_model.model import WorldModel, WorldModelConfig
-    from qcraft_world_model.runtime.model_folder import save_model
+    from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET, save_model
 
-    config = WorldModelConfig.from_dict({**WorldModelConfig.preset_config("lite").to_dict(), "cameras": cameras})
+    config = WorldModelConfig.from_dict({**WorldModelConfig.preset_config(DEFAULT_PRESET).to_dict(),
+                                         "cameras": cameras})
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     save_model(folder, WorldModel(config), config, {"note": "random weights, latency benchmark only"})
     return folder
 
 
-def predictor_params(names: list[str], model: Path, backend: str, publish_frames: bool) -> str:
-    """The predictor's parameter file: ``names`` on ``camera_topic``, ``model`` on ``backend``."""
+def predictor_params(names: list[str], model: Path, backend: str, publish_frames: bool,
+                     encoding: str = "rgb8") -> str:
+    """The predictor's parameter file: ``names`` on ``camera_topic`` (JPEG ``encoding``: compressed
+    transport), ``model`` on ``backend``, the image size the model folder reads."""
+    from qcraft_world_model.runtime.model_folder import read_model_config
+
+    if encoding not in ENCODINGS:
+        raise ValueError(f"bench node encodes frames as {', '.join(ENCODINGS)}, not {encoding!r}")
+    config = read_model_config(model)
     lines = ["/**:", "  ros__parameters:", "    cameras:", f"      names: [{', '.join(names)}]"]
     for name in names:
         lines += [f"      {name}:", f"        topic: {camera_topic(name)}"]
-    lines += ["    model:", f"      path: {json.dumps(str(model))}", f"      backend: {backend}",
+        if encoding == "jpeg":
+            lines.append("        transport: compressed")
+    lines += ["    image:", f"      width: {config.width}", f"      height: {config.height}",
+              "    model:", f"      path: {json.dumps(str(model))}", f"      backend: {backend}",
               "    output:", f"      publish_frames: {str(publish_frames).lower()}"]
     return "\n".join(lines) + "\n"
 
 
+def camera_frames(folder: Path, size: tuple[int, int] | None, encoding: str) -> tuple[list[bytes], str]:
+    """The drive's front-camera frames as CDR messages of the camera's ``size`` (width, height; None: the
+    drive's own) and ``encoding``, and their message type. Frames are rendered at the default model's
+    size and scaled up (bilinear) to a real camera's: the bytes on the wire and the node's decode and
+    resize work are a real camera's, though the picture holds no more detail."""
+    import cv2
+
+    from qcraft_world_model.data.message_types import make_typestore
+    from qcraft_world_model.ingest.image_decode import decode_image
+
+    if encoding not in ENCODINGS:
+        raise ValueError(f"bench node encodes frames as {', '.join(ENCODINGS)}, not {encoding!r}")
+    typestore = make_typestore()
+    types = typestore.types
+    messages, kind = [], "sensor_msgs/msg/CompressedImage" if encoding == "jpeg" else "sensor_msgs/msg/Image"
+    for data in drive_frames(folder):
+        image = typestore.deserialize_cdr(data, "sensor_msgs/msg/Image")
+        rgb = decode_image(image)
+        if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+            rgb = cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_LINEAR)
+        if encoding == "jpeg":
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if not ok:
+                raise ValueError(f"JPEG encoding failed for a {rgb.shape[1]}x{rgb.shape[0]} frame")
+            message = types[kind](header=image.header, format="jpeg", data=jpeg.reshape(-1))
+        else:
+            pixels = rgb if encoding == "rgb8" else np.ascontiguousarray(rgb[:, :, ::-1])
+            message = types[kind](header=image.header, height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
+                                  is_bigendian=0, step=rgb.shape[1] * 3, data=pixels.reshape(-1))
+        messages.append(bytes(typestore.serialize_cdr(message, kind)))
+    return messages, kind
+
+
 def drive_frames(folder: Path) -> list[bytes]:
-    """The front-camera ``sensor_msgs/Image`` messages (CDR) of ``DRIVE``, written as a scene bag into ``folder``."""
+    """The front-camera ``sensor_msgs/Image`` messages (CDR) of ``DRIVE`` at the default model's frame size,
+    written as a scene bag into ``folder``."""
     from qcraft_world_model.data.message_types import make_typestore
     from qcraft_world_model.data.rosbag_io import read_messages
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
     from qcraft_world_model.data.scene_bag import camera_topic as bag_camera_topic
 
-    write_scene_bag(folder, SceneBagConfig(**DRIVE))
+    from qcraft_world_model.model.config import WorldModelConfig
+    from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET
+
+    shipped = WorldModelConfig.preset_config(DEFAULT_PRESET)  # rendered at the default model's own size
+    write_scene_bag(folder, SceneBagConfig(**DRIVE, image_size=shipped.width, image_height=shipped.height))
     typestore = make_typestore()
     return [bytes(typestore.serialize_cdr(record.message, "sensor_msgs/msg/Image"))
             for record in read_messages(folder, topics=[bag_camera_topic("front")])]
@@ -91,10 +145,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 def summary(cameras: int, rate_hz: float, seconds: float, frames_in: int, window: int, e2e_ms: list[float],
             node_ms: list[float], rss_mb: tuple[float, float], backend: str, diagnostics: dict[str, Any],
-            model: str, node_log: Path) -> dict[str, Any]:
+            model: str, node_log: Path, camera: dict[str, Any] | None = None) -> dict[str, Any]:
     """The benchmark's result: ``frames_in`` frames published per camera, a prediction possible for every
-    frame from the ``window``-th on."""
-    return {"cameras": cameras, "rate_hz": rate_hz, "seconds": seconds, "frames_in": frames_in,
+    frame from the ``window``-th on; ``camera``: how the frames were sent (size, encoding, bytes)."""
+    return {"cameras": cameras, "camera": camera or {}, "rate_hz": rate_hz, "seconds": seconds, "frames_in": frames_in,
             "published": len(e2e_ms), "dropped": max(0, frames_in - (window - 1) - len(e2e_ms)),
             "e2e_latency_ms": percentiles(e2e_ms), "node_latency_ms": percentiles(node_ms),
             "rss_mb": {"start": rss_mb[0], "end": rss_mb[1]}, "backend": backend,

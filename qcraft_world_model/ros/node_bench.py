@@ -15,9 +15,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
-from qcraft_world_model.bench.node import camera_names, camera_topic, drive_frames, predictor_params, rss_mb, summary
+from qcraft_world_model.bench.node import camera_frames, camera_names, camera_topic, predictor_params, rss_mb, summary
 from qcraft_world_model.msg import Float64Stamped, PredictedAgents
 from qcraft_world_model.ros.process import start_predictor, stop
 from qcraft_world_model.runtime.model_folder import read_model_config
@@ -32,22 +32,30 @@ def _ns(stamp) -> int:  # noqa: ANN001 - builtin_interfaces/Time
 
 def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.0, seconds: float = 30.0,
                backend: str = "auto", publish_frames: bool = True, depth: int = 10, stagger_ms: float = 0.0,
-               work: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               work: Path | None = None, progress: Callable[[int, int], None] | None = None,
+               size: tuple[int, int] | None = None, encoding: str = "rgb8") -> dict[str, Any]:
     """Run the predictor on ``model`` (its camera count must be ``cameras``) for ``seconds`` of frames at
-    ``rate`` Hz on every camera; the result of bench/node.py's ``summary``. ``work`` (default: a new
+    ``rate`` Hz on every camera, each frame ``size`` (width, height; None: the model's) in ``encoding``
+    (bench/node.py's ENCODINGS); the result of bench/node.py's ``summary``. ``work`` (default: a new
     temporary folder) keeps the drive, the parameters and the node's log. ``progress(done, total)``:
     frames published."""
     names = camera_names(cameras)
     work = Path(tempfile.mkdtemp(prefix="bench_node_")) if work is None else work
-    base = [deserialize_message(data, Image) for data in drive_frames(work / "drive")]
-    (work / "params.yaml").write_text(predictor_params(names, model, backend, publish_frames))
+    config = read_model_config(model)
+    size = (config.width, config.height) if size is None else tuple(size)
+    frames, kind = camera_frames(work / "drive", size, encoding)
+    message_type = CompressedImage if kind.endswith("CompressedImage") else Image
+    base = [deserialize_message(data, message_type) for data in frames]
+    camera = {"width": size[0], "height": size[1], "encoding": encoding,
+              "bytes_per_frame": round(sum(map(len, frames)) / len(frames))}
+    (work / "params.yaml").write_text(predictor_params(names, model, backend, publish_frames, encoding))
     domain = 90 + os.getpid() % 9
     node = start_predictor(work / "params.yaml", domain, work, log=work / "node.log")
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     try:
         client = rclpy.create_node("bench_cameras", context=context)
-        publishers = [client.create_publisher(Image, camera_topic(name), depth) for name in names]
+        publishers = [client.create_publisher(message_type, camera_topic(name), depth) for name in names]
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         sent: dict[int, float] = {}
         e2e: list[float] = []
@@ -99,5 +107,5 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
     finally:
         stop(node)
         rclpy.shutdown(context=context)
-    return summary(cameras, rate, seconds, frames_in, read_model_config(model).window, e2e, internal,
-                   (rss_start, rss_end), backend, diagnostics, model_note, work / "node.log")
+    return summary(cameras, rate, seconds, frames_in, config.window, e2e, internal, (rss_start, rss_end), backend,
+                   diagnostics, model_note, work / "node.log", camera)
