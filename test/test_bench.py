@@ -122,3 +122,23 @@ def test_bench_node_sends_real_camera_sizes_the_node_decodes(tmp_path: Path, enc
                                                      "sensor_msgs/msg/Image"), TargetSize(256, 128))
     assert np.abs(small.astype(int) - reference.astype(int)).mean() < (3.0 if encoding == "jpeg" else 1e-9)
     assert len(frames) == 50 and (encoding != "jpeg" or len(frames[0]) < 1280 * 720 * 3 // 4)
+
+
+def test_bench_node_runs_the_node_on_jpeg_frames_of_a_real_camera_size(ros, tmp_path: Path) -> None:
+    """The real command, the node as its own process over DDS: 3 s of 640x360 JPEG frames on the
+    compressed transport come back as predictions, and the result says how the frames were sent."""
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "bench", "node", "--seconds", "3",
+                           "--width", "640", "--height", "360", "--encoding", "jpeg", "--no-frames",
+                           "--json", str(tmp_path / "node.json")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # the installed package
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "node.json").read_text())
+    assert result["camera"]["encoding"] == "jpeg" and (result["camera"]["width"], result["camera"]["height"]) == (
+        640, 360)
+    assert 0 < result["camera"]["bytes_per_frame"] < 640 * 360 * 3 // 4
+    assert result["frames_in"] == 30 and result["published"] >= 1, result
+    refused = subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "bench", "node", "--width", "640"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--width and --height" in refused.stderr
