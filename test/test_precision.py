@@ -27,8 +27,15 @@ def windows(count: int, seed: int = 0) -> list[torch.Tensor]:
 
 
 def test_named_plans() -> None:
-    mixed = PrecisionPlan.named("mixed-int8", "cpu")
+    mixed = PrecisionPlan.named("mixed-int8", "cpu", native_bf16=True)
     assert (mixed.transformer, mixed.temporal, mixed.frame_decoder) == ("int8", "bf16", "bf16")
+    assert mixed.suffix == ""
+    # A CPU that would emulate bf16 keeps the INT8 transformer and runs the rest in fp32, and says so.
+    emulated = PrecisionPlan.named("mixed-int8", "cpu", native_bf16=False)
+    assert (emulated.transformer, emulated.stem, emulated.temporal, emulated.agent_head) == (
+        "int8", "fp32", "fp32", "fp32")
+    assert emulated.suffix == "+fp32"
+    assert PrecisionPlan.named("bf16", "cpu", native_bf16=False).temporal == "bf16"  # asked for by name: kept
     assert PrecisionPlan.named("mixed-int8", "cuda").temporal == "fp16"
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
         PrecisionPlan.named("int4")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from qcraft_world_model.data.rosbag_io import read_messages
+from qcraft_world_model.quant.plan import PrecisionPlan
 from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
 from qcraft_world_model.ros.process import start_predictor, stop
 
@@ -480,7 +481,8 @@ def test_the_int8_plan_runs_in_the_node_from_the_model_folder_alone(ros, drive: 
         deadline = time.monotonic() + 20
         while not node.agents and time.monotonic() < deadline:
             node.spin(0.1)
-        assert node.agents and {m.backend for m in node.agents} == {"torch-cpu/mixed-int8"}
+        assert node.agents and {m.backend for m in node.agents} == {
+            "torch-cpu/mixed-int8" + PrecisionPlan.named("mixed-int8", "cpu").suffix}
     finally:
         node.close()
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
+from qcraft_world_model.quant.plan import cpu_has_bf16
 from qcraft_world_model.runtime.onnx_export import WindowAsTuple, export_key
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class TorchBackend(Backend):
             from qcraft_world_model.runtime.mixed import planned_model
 
             runner = planned_model(model, precision, calibration, device=device, folder=folder).to(device)
+            precision += runner.plan.suffix
         super().__init__(runner, model.config, f"torch-{device.split(':')[0]}/{precision}")
         self._device = torch.device(device)
 
@@ -248,16 +250,6 @@ class _EngineRunner:
 
         frames, *agents = self.modules["window"](stem_tokens, newest, previous)
         return WorldModelOutput(frames=frames, agents=AgentPrediction(**dict(zip(AGENT_OUTPUTS, agents))))
-
-
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX-BF16: where bf16 matmuls are native on this CPU."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next(line for line in handle if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
