@@ -174,3 +174,32 @@ def test_a_missing_engine_names_the_command_that_builds_it_and_that_command_buil
     assert args.func.__name__ == "_cmd_build_engine" and args.precision == "fp16"
     backends.TensorRTBackend(model(), "fp16", tmp_path, build_only=True, folder="/m")
     assert len(saved) == 2 and all(Path(p).parent == tmp_path and Path(p).is_file() for p in saved)
+
+
+def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(tmp_path: Path) -> None:
+    """frames=False skips the frame decoder and nothing else, on torch and on the onnxruntime export;
+    an export folder from before window_agents.onnx existed still answers agents-only calls."""
+    import shutil
+
+    from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, OnnxWorldModel
+
+    reference = model()
+    frames = window()
+    for backend in (create_backend(reference, "torch", "fp32"),
+                    create_backend(reference, "onnxruntime", cache_dir=tmp_path)):
+        tokens = torch.stack([backend.stem(frames[:, :, t]) for t in range(16)], dim=2)
+        full = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+        agents_only = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+        assert full.frames is not None and agents_only.frames is None, backend.name
+        for name in AGENT_OUTPUTS:
+            assert torch.allclose(getattr(agents_only.agents, name), getattr(full.agents, name), atol=1e-5), name
+    (export,) = tmp_path.glob("onnx-*")
+    assert (export / "window_agents.onnx").is_file()
+    old = tmp_path / "old-export"
+    shutil.copytree(export, old)
+    (old / "window_agents.onnx").unlink()
+    runner = OnnxWorldModel(old, reference.config)
+    tokens = runner.stem(frames)
+    agents_only = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+    assert agents_only.frames is None
+    assert torch.allclose(agents_only.agents.heatmap, full.agents.heatmap, atol=1e-5)

@@ -87,7 +87,7 @@ def test_compiled_once_then_imported_and_recompiled_for_other_weights(tmp_path: 
     assert first.compiled_now
     (folder,) = tmp_path.glob("openvino-*")
     stamps = {blob.name: blob.stat().st_mtime_ns for blob in folder.glob("*.blob")}
-    assert set(stamps) == {"stem.blob", "window.blob"}
+    assert set(stamps) == {"stem.blob", "window.blob", "window_agents.blob"}
 
     def no_compile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("compiled although a cached blob exists")
@@ -168,12 +168,29 @@ def test_bench_model_times_openvino_and_says_what_it_compiled(monkeypatch) -> No
     finally:
         inductor_config.freezing = freezing
     rows = {(r["precision"], r["part"]): r for r in result["results"]}
-    assert set(rows) == {(p, part) for p in ("openvino-fp32", "openvino-bf16") for part in ("stem", "window",
-                                                                                          "compile")}
-    assert all(rows[(p, part)]["median_ms"] > 0 for p in ("openvino-fp32", "openvino-bf16")
-               for part in ("stem", "window"))
+    timed = ("stem", "window", "window_agents")
+    assert set(rows) == {(p, part) for p in ("openvino-fp32", "openvino-bf16") for part in (*timed, "compile")}
+    assert all(rows[(p, part)]["median_ms"] > 0 for p in ("openvino-fp32", "openvino-bf16") for part in timed)
     assert rows[("openvino-fp32", "compile")]["compiled_precision"] == "fp32"
     assert rows[("openvino-bf16", "window")]["compiled_precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert max(rows[("openvino-fp32", "compile")]["relative_l2_vs_torch_fp32"].values()) < FP32_RELATIVE_L2
     with pytest.raises(BackendError, match="the openvino backend runs fp32 and bf16"):
         bench_model(str(default_model("lite")), None, ("openvino-int8",), repeats=2, ab_presets=())
+
+
+def test_the_agents_only_window_is_compiled_and_matches_the_full_one(tmp_path: Path) -> None:
+    """The third compiled part: the window without the frame decoder gives the full window's agents,
+    and its error against torch is recorded with the others."""
+    import json
+
+    backend = OpenVinoBackend(small_model(), "fp32", tmp_path)
+    assert (backend.cache_folder / "window_agents.blob").is_file()
+    errors = json.loads((backend.cache_folder / "key.json").read_text())["relative_l2_vs_torch_fp32"]
+    assert max(v for k, v in errors.items() if k.startswith("window_agents.")) < FP32_RELATIVE_L2
+    frames = window(SMALL)
+    tokens = torch.stack([backend.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
+    full = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+    agents_only = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+    assert agents_only.frames is None
+    for name in AGENT_OUTPUTS:
+        assert relative_l2(getattr(agents_only.agents, name), getattr(full.agents, name)) < 1e-5, name

@@ -122,6 +122,8 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
                 "transformer": _time(lambda: model.transformer(latent), repeats),
                 "heads": _time(lambda: model.heads(tokens, anchors, newest, previous), repeats),
                 "window": _time(lambda: model.forward_window(stem_tokens, newest, previous), repeats),
+                "window_agents": _time(lambda: model.forward_window(stem_tokens, newest, previous, frames=False),
+                                       repeats),
             }
         transformer = model.transformer
         if precision == "mixed-int8":
@@ -141,7 +143,7 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
                         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     by = {(r["precision"], r["part"]): r.get("median_ms") for r in results}
     speedups = {p: {part: by[("fp32", part)] / by[(p, part)] for part in ("stem", "temporal", "transformer", "heads",
-                                                                        "window")
+                                                                        "window", "window_agents")
                     if by.get((p, part)) and by.get(("fp32", part))}
                 for p in precisions if p != "fp32"}
     return {"bench": "model", "model": model_dir, "preset": config.preset, "results": results,
@@ -162,7 +164,9 @@ def _bench_onnxruntime(model: torch.nn.Module, window: torch.Tensor, repeats: in
         stem_tokens = runner.stem(window)
         newest, previous = window[:, :, -1], window[:, :, -2]
         parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
-                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats)}
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats),
+                 "window_agents": _time(lambda: runner.forward_window(stem_tokens, newest, previous, frames=False),
+                                        repeats)}
     return [{"backend": "onnxruntime", "precision": "onnxruntime-fp32", "part": part, **timing}
             for part, timing in parts.items()]
 
@@ -189,7 +193,9 @@ def _bench_openvino(model: torch.nn.Module, window: torch.Tensor, repeats: int, 
         stem_tokens = runner.stem(window)
         newest, previous = window[:, :, -1], window[:, :, -2]
         parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
-                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats)}
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats),
+                 "window_agents": _time(lambda: runner.forward_window(stem_tokens, newest, previous, frames=False),
+                                        repeats)}
     label = f"openvino-{precision}"
     common = {"backend": "openvino", "precision": label, "compiled_precision": backend.precision}
     return [*({**common, "part": part, **timing} for part, timing in parts.items()),

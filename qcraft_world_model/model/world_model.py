@@ -23,8 +23,9 @@ from qcraft_world_model.model.transformer import SparseTransformer
 
 @dataclass
 class WorldModelOutput:
-    #: (B, C, horizons, 3, H, W) predicted future frames in [0, 1].
-    frames: torch.Tensor
+    #: (B, C, horizons, 3, H, W) predicted future frames in [0, 1]; None where they were not asked for
+    #: (an agents-only window: planners need no frames, and the decoder is a third of the window's time).
+    frames: torch.Tensor | None
     agents: AgentPrediction
 
 
@@ -42,17 +43,18 @@ class WorldModel(nn.Module):
                                          config.head_dim, config.classes, config.modes, len(config.path_steps),
                                          ego_relative=config.agent_motion == "ego_relative")
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
         """stem_tokens (B, C, T, N, stem_dim) of the window; the newest and the previous frames
-        (B, C, 3, H, W) uint8."""
+        (B, C, 3, H, W) uint8. ``frames=False`` skips the frame decoder (output frames None)."""
         latent = self.temporal(stem_tokens)  # (B, C*N, dim)
         tokens, anchors = self.transformer(latent)
-        return self.heads(tokens, anchors, newest, previous)
+        return self.heads(tokens, anchors, newest, previous, frames)
 
-    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-              ) -> WorldModelOutput:
-        """The frame decoder and the agent head on the transformer's output; newest/previous (B, C, 3, H, W).
+    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+              frames: bool = True) -> WorldModelOutput:
+        """The frame decoder (unless ``frames`` is False) and the agent head on the transformer's output;
+        newest/previous (B, C, 3, H, W).
 
         The anchors are the transformer's global tokens: every latent token has attended
         to them, so their context reaches both heads through the tokens.
@@ -60,9 +62,11 @@ class WorldModel(nn.Module):
         b, c = newest.shape[:2]
         per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
         newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
-        frames = self.frame_decoder(per_camera, newest, previous)
         agents = self.agent_head(per_camera, newest, previous, c)
-        return WorldModelOutput(frames=frames.view(b, c, *frames.shape[1:]), agents=agents)
+        if not frames:
+            return WorldModelOutput(frames=None, agents=agents)
+        predicted = self.frame_decoder(per_camera, newest, previous)
+        return WorldModelOutput(frames=predicted.view(b, c, *predicted.shape[1:]), agents=agents)
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         """window (B, C, T, 3, H, W) uint8 frames, oldest first: stem + window in one call (training)."""

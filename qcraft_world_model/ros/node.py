@@ -112,8 +112,8 @@ def parameter_descriptor(spec: Any) -> ParameterDescriptor:
 
 
 def output_is_finite(output: Any) -> bool:
-    """Whether every tensor of a WorldModelOutput (frames and agent maps) is finite."""
-    tensors = [output.frames, *vars(output.agents).values()]
+    """Whether every tensor of a WorldModelOutput (frames, where computed, and agent maps) is finite."""
+    tensors = [*([] if output.frames is None else [output.frames]), *vars(output.agents).values()]
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
@@ -465,7 +465,9 @@ class PredictorNode(LifecycleNode):
 
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
-        output = self.backend.forward_window(*job.tensors())
+        # Frames are decoded only for the windows that publish them: the decoder is a third of a window.
+        frames_due = self._frames_due(job.stamp_ns)
+        output = self.backend.forward_window(*job.tensors(), frames=frames_due)
         inference_ms = (time.monotonic() - start) * 1e3
         if not output_is_finite(output):
             # Planners must never see NaN; the window is dropped and the fault reported as ERROR.
@@ -498,7 +500,7 @@ class PredictorNode(LifecycleNode):
         if self.pub_autoware is not None:
             self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
-        if self._frames_due(job.stamp_ns):
+        if frames_due:
             steps = [k / model.rate_hz for k in model.future_frames]
             for index, camera in enumerate(self.config.cameras):
                 if camera.name in job.stale:

@@ -51,10 +51,11 @@ class Backend:
         with torch.inference_mode():
             return self.runner.stem(frames)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
+        """One prediction; ``frames=False``: agents only (``output.frames`` None), the frame decoder skipped."""
         with torch.inference_mode():
-            return self.runner.forward_window(stem_tokens, newest, previous)
+            return self.runner.forward_window(stem_tokens, newest, previous, frames=frames)
 
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:
         """Whole windows (B, C, T, 3, H, W) uint8, as ``WorldModel`` takes them: each window stemmed frame
@@ -80,6 +81,7 @@ class Backend:
         frames = frames.to(self.device)
         for _ in range(repeats):
             tokens = torch.stack([self.stem(frames[:, :, t]) for t in range(c.window)], dim=2)
+            self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)  # both graphs warm
             output = self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
         return output
 
@@ -115,7 +117,7 @@ def onnx_export_folder(model: WorldModel, cache_dir: Path) -> Path:
     from qcraft_world_model.runtime.onnx_export import export_onnx
 
     folder = Path(cache_dir) / f"onnx-{export_key(model)}"
-    if not all((folder / name).is_file() for name in ("stem.onnx", "window.onnx")):
+    if not all((folder / name).is_file() for name in ("stem.onnx", "window.onnx", "window_agents.onnx")):
         export_onnx(model, folder)  # cheap (a second) and checked against torch on export
     return folder
 
@@ -243,13 +245,15 @@ class _EngineRunner:
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
         return self.modules["stem"](frames)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
+        """One engine holds the whole window: agents-only calls run it too and drop the frames."""
         from qcraft_world_model.model.detection import AgentPrediction
         from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS
 
-        frames, *agents = self.modules["window"](stem_tokens, newest, previous)
-        return WorldModelOutput(frames=frames, agents=AgentPrediction(**dict(zip(AGENT_OUTPUTS, agents))))
+        predicted, *agents = self.modules["window"](stem_tokens, newest, previous)
+        return WorldModelOutput(frames=predicted if frames else None,
+                                agents=AgentPrediction(**dict(zip(AGENT_OUTPUTS, agents))))
 
 
 def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:

@@ -54,23 +54,25 @@ class PlannedWorldModel(nn.Module):
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
         return self.stem_part(frames)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
         latent = self.temporal(stem_tokens.to(self.plan.dtype("temporal")))
         tokens, anchors = self.transformer(latent.to(self.plan.dtype("transformer")))
-        return self.heads(tokens, anchors, newest, previous)
+        return self.heads(tokens, anchors, newest, previous, frames)
 
-    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-              ) -> WorldModelOutput:
-        """Frame decoder and agent head in their planned dtypes; outputs in fp32."""
+    def heads(self, tokens: torch.Tensor, anchors: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+              frames: bool = True) -> WorldModelOutput:
+        """Frame decoder (unless ``frames`` is False) and agent head in their planned dtypes; outputs in fp32."""
         b, c = newest.shape[:2]
         per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
         newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
-        frames = self.frame_decoder(per_camera.to(self.plan.dtype("frame_decoder")), newest, previous)
         agents = self.agent_head(per_camera.to(self.plan.dtype("agent_head")), newest, previous, c)
         for name, value in vars(agents).items():
             setattr(agents, name, value.float())
-        return WorldModelOutput(frames=frames.float().view(b, c, *frames.shape[1:]), agents=agents)
+        if not frames:
+            return WorldModelOutput(frames=None, agents=agents)
+        predicted = self.frame_decoder(per_camera.to(self.plan.dtype("frame_decoder")), newest, previous)
+        return WorldModelOutput(frames=predicted.float().view(b, c, *predicted.shape[1:]), agents=agents)
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])

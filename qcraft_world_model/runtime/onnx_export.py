@@ -1,5 +1,10 @@
-"""ONNX export of the two streaming parts (stem per frame, window per prediction) and an
+"""ONNX export of the streaming parts (stem per frame, window per prediction) and an
 onnxruntime model with the same calls as the torch one.
+
+The window is exported twice: with the frame decoder (``window.onnx``) and without it
+(``window_agents.onnx``), for the predictions whose frames nobody will read (the node
+publishes frames at most ``output.frames_max_rate_hz``, and not at all with
+``output.publish_frames: false``): the decoder is a third of the window's time.
 
 FP32 ONNX is both a CPU backend (onnxruntime) and what TensorRT builds engines
 from. The legacy TorchScript exporter is used (``dynamo=False``, opset 17): it
@@ -24,16 +29,22 @@ from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 AGENT_OUTPUTS = tuple(f.name for f in fields(AgentPrediction))
 
 
-class WindowAsTuple(nn.Module):
-    """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses)."""
+#: The exported window graphs: with frames, and agents only (file stem → outputs).
+WINDOW_GRAPHS = {"window": ("frames", *AGENT_OUTPUTS), "window_agents": AGENT_OUTPUTS}
 
-    def __init__(self, model: WorldModel) -> None:
+
+class WindowAsTuple(nn.Module):
+    """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
+    ``frames=False``: the agents-only window."""
+
+    def __init__(self, model: WorldModel, frames: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.frames = model, frames
 
     def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
-        output = self.model.forward_window(stem_tokens, newest, previous)
-        return (output.frames, *(getattr(output.agents, name) for name in AGENT_OUTPUTS))
+        output = self.model.forward_window(stem_tokens, newest, previous, frames=self.frames)
+        agents = tuple(getattr(output.agents, name) for name in AGENT_OUTPUTS)
+        return (output.frames, *agents) if self.frames else agents
 
 
 class _Stem(nn.Module):
@@ -61,11 +72,13 @@ def export_key(model: WorldModel) -> str:
     digest = hashlib.sha256(weights_hash(model).encode())
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
+    digest.update(",".join(WINDOW_GRAPHS).encode())  # the graphs exported (window_agents since session 6)
     return digest.hexdigest()[:16]
 
 
 def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]:
-    """Write ``stem.onnx`` and ``window.onnx`` (batch 1) and check them against torch in onnxruntime."""
+    """Write ``stem.onnx``, ``window.onnx`` and ``window_agents.onnx`` (batch 1) and check them against
+    torch in onnxruntime."""
     model = model.eval()
     config = model.config
     out.mkdir(parents=True, exist_ok=True)
@@ -76,14 +89,19 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
         window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
         torch.onnx.export(_Stem(model), (frames[:, :, -1],), str(out / "stem.onnx"), opset_version=opset,
                           dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
-        torch.onnx.export(WindowAsTuple(model), window_args, str(out / "window.onnx"), opset_version=opset,
-                          dynamo=False, input_names=["stem_tokens", "newest", "previous"],
-                          output_names=["frames", *AGENT_OUTPUTS])
+        for graph, outputs in WINDOW_GRAPHS.items():
+            torch.onnx.export(WindowAsTuple(model, frames=graph == "window"), window_args, str(out / f"{graph}.onnx"),
+                              opset_version=opset, dynamo=False, input_names=["stem_tokens", "newest", "previous"],
+                              output_names=list(outputs))
         reference = WindowAsTuple(model)(*window_args)
     runner = OnnxWorldModel(out, config)
-    produced = runner.session("window").run(None, runner.feed(*window_args))
-    errors = {name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
-              for name, got, ref in zip(["frames", *AGENT_OUTPUTS], produced, reference)}
+    errors = {}
+    for graph, outputs in WINDOW_GRAPHS.items():
+        produced = runner.session(graph).run(None, runner.feed(*window_args))
+        expected = reference if graph == "window" else reference[1:]
+        prefix = "" if graph == "window" else f"{graph}."
+        errors.update({prefix + name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
+                       for name, got, ref in zip(outputs, produced, expected)})
     manifest = {"weights": weights_hash(model), "opset": opset, "config": config.to_dict(),
                 "batch": 1, "relative_l2_vs_torch": errors}
     (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -108,13 +126,17 @@ class OnnxWorldModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # An export from before window_agents.onnx existed still runs: agents-only calls use the full window.
+        names = ["stem", *(graph for graph in WINDOW_GRAPHS if (self.folder / f"{graph}.onnx").is_file())]
         self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"), options,
                                                      providers=["CPUExecutionProvider"])
-                          for name in ("stem", "window")}
-        produced = [output.name for output in self._sessions["window"].get_outputs()]
-        if produced != ["frames", *AGENT_OUTPUTS]:
-            raise ValueError(f"{self.folder / 'window.onnx'} produces {', '.join(produced)}; this code reads "
-                             f"frames, {', '.join(AGENT_OUTPUTS)}: export the model again (qcraft-wm export)")
+                          for name in names}
+        for graph, outputs in WINDOW_GRAPHS.items():
+            produced = [output.name for output in self._sessions[graph].get_outputs()] if graph in self._sessions \
+                else list(outputs)
+            if produced != list(outputs):
+                raise ValueError(f"{self.folder / (graph + '.onnx')} produces {', '.join(produced)}; this code reads "
+                                 f"{', '.join(outputs)}: export the model again (qcraft-wm export)")
 
     def session(self, name: str) -> Any:
         return self._sessions[name]
@@ -131,10 +153,15 @@ class OnnxWorldModel:
         (tokens,) = self._sessions["stem"].run(None, {"frames": frames.numpy()})
         return torch.from_numpy(tokens)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
-        frames, *agents = self._sessions["window"].run(None, self.feed(stem_tokens, newest, previous))
-        return WorldModelOutput(frames=torch.from_numpy(frames),
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
+        feed = self.feed(stem_tokens, newest, previous)
+        if not frames and "window_agents" in self._sessions:
+            agents, predicted = self._sessions["window_agents"].run(None, feed), None
+        else:
+            predicted, *agents = self._sessions["window"].run(None, feed)
+            predicted = torch.from_numpy(predicted) if frames else None
+        return WorldModelOutput(frames=predicted,
                                 agents=AgentPrediction(**{n: torch.from_numpy(a) for n, a in zip(AGENT_OUTPUTS, agents)}))
 
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:

@@ -4,7 +4,7 @@ bf16 (OpenVINO's ``INFERENCE_PRECISION_HINT``).
 Imported lazily by ``create_backend``: a machine without ``openvino`` still imports the package, and
 asking for this backend there is a BackendError saying what to install.
 
-Compiled once and cached on disk: ``<cache>/openvino-<digest>/{stem,window}.blob`` (OpenVINO's
+Compiled once and cached on disk: ``<cache>/openvino-<digest>/{stem,window,window_agents}.blob`` (OpenVINO's
 ``export_model``), where the digest covers the ONNX export key (weights, model config, graph
 outputs), the precision, the OpenVINO version and the CPU (name and optimization capabilities: a
 blob compiled for AMX bf16 is not one for an AVX2-only host). A later create imports the blobs and
@@ -34,14 +34,14 @@ import torch
 from qcraft_world_model.model.detection import AgentPrediction
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 from qcraft_world_model.runtime.backends import Backend, BackendError, onnx_export_folder
-from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WindowAsTuple, export_key
+from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WINDOW_GRAPHS, WindowAsTuple, export_key
 
 LOG = logging.getLogger(__name__)
 
 #: Precisions this backend compiles, and OpenVINO's inference-precision hint for each.
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-PARTS = ("stem", "window")
-WINDOW_OUTPUTS = ("frames", *AGENT_OUTPUTS)
+PARTS = ("stem", *WINDOW_GRAPHS)
+WINDOW_OUTPUTS = WINDOW_GRAPHS["window"]
 
 
 def import_openvino() -> Any:
@@ -92,10 +92,11 @@ class OpenVinoWorldModel:
     camera's own lane thread while the worker runs windows, and an InferRequest is not thread-safe."""
 
     def __init__(self, compiled: dict[str, Any]) -> None:
-        produced = [output.get_any_name() for output in compiled["window"].outputs]
-        if produced != list(WINDOW_OUTPUTS):
-            raise BackendError(f"the compiled window produces {', '.join(produced)}; this code reads "
-                               f"{', '.join(WINDOW_OUTPUTS)}")
+        for graph, outputs in WINDOW_GRAPHS.items():
+            produced = [output.get_any_name() for output in compiled[graph].outputs]
+            if produced != list(outputs):
+                raise BackendError(f"the compiled {graph} produces {', '.join(produced)}; this code reads "
+                                   f"{', '.join(outputs)}")
         self.compiled = compiled
         self._local = threading.local()
 
@@ -116,12 +117,15 @@ class OpenVinoWorldModel:
         (tokens,) = self._run("stem", {"frames": np.ascontiguousarray(frames.numpy())})
         return torch.from_numpy(tokens)
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor
-                       ) -> WorldModelOutput:
-        frames, *agents = self._run("window", {
-            "stem_tokens": np.ascontiguousarray(stem_tokens.detach().float().numpy()),
-            "newest": np.ascontiguousarray(newest.numpy()), "previous": np.ascontiguousarray(previous.numpy())})
-        return WorldModelOutput(frames=torch.from_numpy(frames), agents=AgentPrediction(
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+                       frames: bool = True) -> WorldModelOutput:
+        feed = {"stem_tokens": np.ascontiguousarray(stem_tokens.detach().float().numpy()),
+                "newest": np.ascontiguousarray(newest.numpy()), "previous": np.ascontiguousarray(previous.numpy())}
+        if frames:
+            predicted, *agents = self._run("window", feed)
+        else:
+            predicted, agents = None, self._run("window_agents", feed)
+        return WorldModelOutput(frames=None if predicted is None else torch.from_numpy(predicted), agents=AgentPrediction(
             **{name: torch.from_numpy(array) for name, array in zip(AGENT_OUTPUTS, agents)}))
 
 
@@ -196,11 +200,15 @@ def _check_against_torch(model: WorldModel, runner: OpenVinoWorldModel) -> dict[
     with torch.inference_mode():
         tokens = model.stem(frames)
         reference = WindowAsTuple(model.eval())(tokens, frames[:, :, -1], frames[:, :, -2])
-    output = runner.forward_window(runner.stem(frames), frames[:, :, -1], frames[:, :, -2])
-    got = (output.frames, *(getattr(output.agents, name) for name in AGENT_OUTPUTS))
+    tokens = runner.stem(frames)
     errors = {}
-    for name, value, ref in zip(WINDOW_OUTPUTS, got, reference):
-        if not torch.isfinite(value).all():
-            raise BackendError(f"OpenVINO's compiled window gives non-finite {name} on a test window: refusing it")
-        errors[name] = float((value - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
+    for graph, outputs in WINDOW_GRAPHS.items():
+        output = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=graph == "window")
+        got = (*([output.frames] if graph == "window" else []), *(getattr(output.agents, n) for n in AGENT_OUTPUTS))
+        expected = reference if graph == "window" else reference[1:]
+        prefix = "" if graph == "window" else f"{graph}."
+        for name, value, ref in zip(outputs, got, expected):
+            if not torch.isfinite(value).all():
+                raise BackendError(f"OpenVINO's compiled {graph} gives non-finite {name} on a test window: refusing it")
+            errors[prefix + name] = float((value - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
     return errors
