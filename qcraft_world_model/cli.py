@@ -584,7 +584,7 @@ USER_ERRORS = (
     ("qcraft_world_model.data.traffic_sim", "SimulationError"),
     ("qcraft_world_model.ingest.config", "ConfigError"),
     ("qcraft_world_model.model.config", "ModelConfigError"),
-    ("qcraft_world_model.runtime.backends", "BackendError"),
+    ("qcraft_world_model.runtime.backend", "BackendError"),
     ("qcraft_world_model.runtime.model_folder", "ModelFolderError"),
     ("qcraft_world_model.train.trainer", "CheckpointError"),
 )

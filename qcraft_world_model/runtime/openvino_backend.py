@@ -33,7 +33,7 @@ import torch
 
 from qcraft_world_model.model.detection import AgentPrediction
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
-from qcraft_world_model.runtime.backends import Backend, BackendError, onnx_export_folder
+from qcraft_world_model.runtime.backend import Backend, BackendError, onnx_export_folder
 from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WINDOW_GRAPHS, WindowAsTuple, export_key
 
 LOG = logging.getLogger(__name__)
