@@ -140,6 +140,15 @@ def test_jpeg_reduction_never_goes_below_the_target(width: int, height: int, tar
     assert jpeg_reduction(width, height, target) == factor
 
 
+@pytest.mark.parametrize("width, height, progressive", [(1921, 1081, 0), (1283, 723, 1), (1031, 517, 1)])
+def test_odd_sized_and_progressive_jpegs_decode_reduced(width: int, height: int, progressive: int) -> None:
+    """libjpeg rounds a scaled size up; the decoder's size check must agree, for baseline and progressive."""
+    pixels = np.random.default_rng(1).integers(0, 256, (height, width, 3)).astype(np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    assert ok
+    assert decode_compressed_image(compressed(jpeg.tobytes()), TargetSize(256, 128)).shape == (128, 256, 3)
+
+
 def test_a_reduced_decode_keeps_the_centre_crop_and_png_is_decoded_whole() -> None:
     wide = np.zeros((1080, 3840, 3), np.uint8)
     wide[:, 1380:2460] = 200  # the 1080-wide middle is bright, the sides dark
