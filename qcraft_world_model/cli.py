@@ -151,7 +151,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
                                       batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion)
     result["model"]["folder"] = str(args.model)
-    result["model"]["precision"] = plan
+    # What ran: mixed-int8 on a CPU without native bf16 runs fp32 around the INT8 transformer (+fp32).
+    label = plan + getattr(getattr(runner, "plan", None), "suffix", "")
+    result["model"]["precision"] = label
     if args.backend != "torch":
         result["model"]["backend"] = runner.name
     if args.tracks:
@@ -171,7 +173,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result["gate"], table = gate_against_fp32(
             model, result, args.data, plan, args.model, reference=args.reference, max_clips=args.max_clips,
             calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows)
-        (args.out / "precision_gate.md").write_text(f"# {plan} vs fp32\n\n{table}")
+        (args.out / "precision_gate.md").write_text(f"# {label} vs fp32\n\n{table}")
     _write_json(args.json, result)
     return 0
 

@@ -111,17 +111,27 @@ def test_bench_node_sends_real_camera_sizes_the_node_decodes(tmp_path: Path, enc
     from qcraft_world_model.data.message_types import make_typestore
     from qcraft_world_model.ingest import TargetSize, decode_any
 
+    import cv2
+
+    from qcraft_world_model.bench.node import drive_frames
+
     frames, kind = camera_frames(tmp_path / "drive", (1280, 720), encoding)
     assert kind == ("sensor_msgs/msg/CompressedImage" if encoding == "jpeg" else "sensor_msgs/msg/Image")
     typestore = make_typestore()
     first = typestore.deserialize_cdr(frames[0], kind)
+    # The reference is built apart from camera_frames: the drive's own first frame, scaled up by OpenCV.
+    rendered = decode_any(typestore.deserialize_cdr(drive_frames(tmp_path / "ref")[0], "sensor_msgs/msg/Image"))
+    expected = cv2.resize(rendered, (1280, 720), interpolation=cv2.INTER_LINEAR)
     full = decode_any(first)
     assert full.shape == (720, 1280, 3)
-    small = decode_any(first, TargetSize(256, 128))
-    reference = decode_any(typestore.deserialize_cdr(camera_frames(tmp_path / "ref", (1280, 720), "rgb8")[0][0],
-                                                     "sensor_msgs/msg/Image"), TargetSize(256, 128))
-    assert np.abs(small.astype(int) - reference.astype(int)).mean() < (3.0 if encoding == "jpeg" else 1e-9)
-    assert len(frames) == 50 and (encoding != "jpeg" or len(frames[0]) < 1280 * 720 * 3 // 4)
+    difference = np.abs(full.astype(int) - expected.astype(int))
+    if encoding == "jpeg":
+        assert difference.mean() < 3.0 and len(frames[0]) < 1280 * 720 * 3 // 4
+    else:  # raw: the very pixels, in either channel order on the wire
+        assert difference.max() == 0
+        assert first.encoding == encoding
+    assert decode_any(first, TargetSize(256, 128)).shape == (128, 256, 3)
+    assert len(frames) == 50
 
 
 def test_bench_node_runs_the_node_on_jpeg_frames_of_a_real_camera_size(ros, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qcraft_world_model.data.rosbag_io import read_messages
-from qcraft_world_model.quant.plan import PrecisionPlan
+from qcraft_world_model.quant.plan import cpu_has_bf16
 from qcraft_world_model.data.scene_bag import SceneBagConfig, camera_topic, write_scene_bag
 from qcraft_world_model.ros.process import start_predictor, stop
 
@@ -482,7 +482,7 @@ def test_the_int8_plan_runs_in_the_node_from_the_model_folder_alone(ros, drive: 
         while not node.agents and time.monotonic() < deadline:
             node.spin(0.1)
         assert node.agents and {m.backend for m in node.agents} == {
-            "torch-cpu/mixed-int8" + PrecisionPlan.named("mixed-int8", "cpu").suffix}
+            "torch-cpu/mixed-int8" + ("" if cpu_has_bf16() else "+fp32")}
     finally:
         node.close()
 

@@ -135,8 +135,10 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
             transformer_bytes = int8 + floating
         else:
             transformer_bytes = _float_bytes(transformer)
+        # What ran around the INT8 transformer (fp32 on a CPU without native bf16), beside the plan's name.
+        ran = precision + getattr(getattr(model, "plan", None), "suffix", "")
         for part, timing in parts.items():
-            results.append({"backend": "torch", "precision": precision, "part": part, **timing})
+            results.append({"backend": "torch", "precision": precision, "plan": ran, "part": part, **timing})
         results.append({"backend": "torch", "precision": precision, "part": "weights",
                         "transformer_weight_bytes": transformer_bytes,
                         "transformer_weight_ratio_vs_fp32": transformer_bytes / _float_bytes(reference.transformer),

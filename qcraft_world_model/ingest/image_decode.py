@@ -309,6 +309,7 @@ def _fit(rgb: np.ndarray, size: TargetSize | None) -> np.ndarray:
         height, width = rgb.shape[:2]
     if (width, height) == (size.width, size.height):
         return np.ascontiguousarray(rgb)
-    shrinking = size.width < width and size.height < height
+    # Area filtering wherever neither side grows (a reduced JPEG decode can land exactly on one side).
+    shrinking = size.width <= width and size.height <= height
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(rgb, (size.width, size.height), interpolation=interp)

@@ -466,10 +466,16 @@ class PredictorNode(LifecycleNode):
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
         # Frames are decoded only for the windows that publish them: the decoder is a third of a window.
+        last_frames_stamp = self._last_frames_stamp
         frames_due = self._frames_due(job.stamp_ns)
-        output = self.backend.forward_window(*job.tensors(), frames=frames_due)
+        try:
+            output = self.backend.forward_window(*job.tensors(), frames=frames_due)
+        except Exception:
+            self._last_frames_stamp = last_frames_stamp  # nothing was published: the frames slot is not spent
+            raise
         inference_ms = (time.monotonic() - start) * 1e3
         if not output_is_finite(output):
+            self._last_frames_stamp = last_frames_stamp
             # Planners must never see NaN; the window is dropped and the fault reported as ERROR.
             self._counts["non_finite_outputs"] += 1
             self.get_logger().error("the model gave non-finite outputs: window dropped", throttle_duration_sec=5.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,11 +23,19 @@ class PlannedWorldModel(nn.Module):
 
     def __init__(self, model: WorldModel, plan: PrecisionPlan, calibration: Iterable[torch.Tensor] = (),
                  compile_int8: bool = True, latents: list[torch.Tensor] | None = None) -> None:
-        """``calibration``: input windows; or ``latents``: the transformer inputs they give under this
-        plan, computed once and stored with the model (``model_folder.INT8_CALIBRATION_FILE``)."""
+        """``calibration``: input windows; or ``latents``: the transformer inputs they give, computed once
+        and stored with the model (``model_folder.INT8_CALIBRATION_FILE``).
+
+        INT8 ranges are calibrated on the fp32 encoder's latents whatever the plan runs around the
+        transformer: one calibration serves a bf16 host and an fp32 one (a bf16 encoder's latents
+        differ from them by bf16 rounding, 2^-8 relative), as post-training quantization is
+        calibrated on the float model's activations."""
         super().__init__()
         model = copy.deepcopy(model).eval()
         self.config, self.plan = model.config, plan
+        if plan.transformer == "int8" and latents is None:
+            with torch.no_grad():
+                latents = [model.temporal(model.stem(window)).float() for window in calibration]
         self.stem_part = model.stem.to(plan.dtype("stem"))
         self.temporal = model.temporal.to(plan.dtype("temporal"))
         self.frame_decoder = model.frame_decoder.to(plan.dtype("frame_decoder"))
@@ -37,19 +44,12 @@ class PlannedWorldModel(nn.Module):
         if plan.transformer == "int8":
             from qcraft_world_model.quant.pt2e import quantize_pt2e
 
-            # Calibrate on latents from the planned (half-precision) encoder: what INT8 will see.
-            if latents is None:
-                with torch.no_grad():
-                    latents = [self._latent(window) for window in calibration]
             if not latents:
                 raise ValueError("an INT8 plan needs calibration windows")
             quantized = quantize_pt2e(model.transformer.float(), latents)
             self.transformer = torch.compile(quantized) if compile_int8 else quantized
         else:
             self.transformer = model.transformer.to(plan.dtype("transformer"))
-
-    def _latent(self, window: torch.Tensor) -> torch.Tensor:
-        return self.temporal(self.stem_part(window).to(self.plan.dtype("temporal"))).float()
 
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
         return self.stem_part(frames)
@@ -100,7 +100,10 @@ def planned_model(model: WorldModel, precision: str, calibration_data: str | Non
 
 def calibration_latents(model: WorldModel, precision: str, windows: Iterable[torch.Tensor],
                         device: str = "cpu") -> list[torch.Tensor]:
-    """The transformer inputs ``windows`` give under ``precision``'s plan: what INT8 calibrates on."""
-    planned = PlannedWorldModel(model, dataclasses.replace(PrecisionPlan.named(precision, device), transformer="fp32"))
+    """The transformer inputs ``windows`` give in the fp32 model: what ``precision``'s INT8 part
+    calibrates on (see PlannedWorldModel)."""
+    if PrecisionPlan.named(precision, device).transformer != "int8":
+        raise ValueError(f"precision {precision!r} has no INT8 part to calibrate")
+    model = model.eval()
     with torch.no_grad():
-        return [planned._latent(window) for window in windows]
+        return [model.temporal(model.stem(window)).float() for window in windows]

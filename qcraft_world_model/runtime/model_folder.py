@@ -117,8 +117,10 @@ def save_int8_calibration(folder: str | Path, model: WorldModel, precision: str,
     path = Path(folder) / INT8_CALIBRATION_FILE
     tensors = {"latents": torch.cat([latent.detach().float().cpu() for latent in latents])}
     tmp = path.with_name(path.name + ".tmp")
+    # "encoder": the latents are the fp32 encoder's (runtime/mixed.py); files without the field (before
+    # session 6) came from the planned bf16 encoder, within bf16 rounding of these, and still load.
     save_file(tensors, str(tmp), metadata={"weights": weights_hash(model), "precision": precision, "source": source,
-                                          "windows": str(len(latents))})
+                                          "windows": str(len(latents)), "encoder": "fp32"})
     os.chmod(tmp, 0o644)  # shipped with the model: readable like its weights
     os.replace(tmp, path)
     return path

@@ -72,7 +72,9 @@ def export_key(model: WorldModel) -> str:
     digest = hashlib.sha256(weights_hash(model).encode())
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
-    digest.update(",".join(WINDOW_GRAPHS).encode())  # the graphs exported (window_agents since session 6)
+    # The agents-only graph is not in the key: it is the same window without the decoder, and a cache
+    # folder that lacks it is completed (onnx_export_folder, the OpenVINO blobs) instead of keyed anew,
+    # so TensorRT engines (keyed by this too) are not invalidated for a graph they never hold.
     return digest.hexdigest()[:16]
 
 
