@@ -86,3 +86,20 @@ def test_bands_and_baselines_cover_every_agent() -> None:
     base = baseline_scores(windows, 0.5, STEPS_S)["cv"]
     assert base["same_agents"]["agents"] == 2 and base["all_agents"]["agents"] == 4
     assert base["all_agents"]["epa"] == 1.0
+
+
+def test_a_false_positive_counts_in_the_band_of_its_own_range_only() -> None:
+    """nuScenes' range convention, the one average_precision already used: an unmatched detection at
+    40 m is a false positive of the 30-50 m band and of nothing within 30 m; a match counts by the
+    truth's range even when the detection lies across a band edge."""
+    windows = [window([[5, 0], [29.5, 0]], [[5, 0], [40, 3], [31.0, 0]])]  # the 31 m one matches the 29.5 m car
+    result = score_windows(windows, 0.5, STEPS_S, 3)
+    near = result["by_range"]["0-10"]
+    assert (near["matched"], near["detections"], near["precision_2m"]) == (1, 1, 1.0)
+    far = result["by_range"]["30-50"]
+    assert (far["true_agents"], far["detections"], far["precision_2m"]) == (0, 1, 0.0)
+    assert result["by_range"]["20-30"]["precision_2m"] == 1.0
+    car = result["targets"]["car_30m"]
+    assert (car["true_agents"], car["matched"], car["precision_2m"]) == (2, 2, 1.0)
+    overall = operating_point(windows, 0.5, STEPS_S, 3)
+    assert overall["precision_2m"] == pytest.approx(2 / 3, abs=1e-4)  # no band: every detection counts

@@ -246,8 +246,15 @@ class ForecastScores:
 
 
 def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int,
-                    truth_filter=None) -> dict:  # noqa: ANN001 - (window) -> (G,) bool, optional
-    """Recall/precision (2 m and LET), TP errors, forecasting and EPA at one score threshold."""
+                    truth_filter=None, pred_band: tuple[float, float] | None = None  # noqa: ANN001
+                    ) -> dict:
+    """Recall/precision (2 m and LET), TP errors, forecasting and EPA at one score threshold.
+
+    ``truth_filter`` (window) -> (G,) bool narrows the ground truth scored (the rest is ignored);
+    ``pred_band`` (metres from the ego) does the same for false positives: an unmatched prediction
+    outside it is neither right nor wrong, as nuScenes drops predictions beyond a class's range and
+    as ``average_precision`` counts false positives by their own range. A match counts by the
+    truth's range wherever the prediction lies."""
     true_total = detections = matched = let_matched = false_pos = let_false_pos = hits = 0
     ate, ase, aoe, ave = [], [], [], []
     forecast = ForecastScores(steps_s, modes)
@@ -259,12 +266,17 @@ def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.n
         pairs, on_ignored = operating_matches(restricted, keep, let=False)
         let_pairs, let_on_ignored = operating_matches(restricted, keep, let=True)
         true_total += int(scope.sum())
-        counted = keep & ~on_ignored
-        detections += int(counted.sum())
+        outside = ~_in_band(np.linalg.norm(w.position, axis=1), pred_band)  # (D,): FPs there are not counted
+        matched_2m = np.zeros(len(keep), bool)
+        matched_2m[[p for p, _ in pairs]] = True
+        matched_let = np.zeros(len(keep), bool)
+        matched_let[[p for p, _ in let_pairs]] = True
+        unmatched_fp = keep & ~on_ignored & ~matched_2m & ~outside
+        detections += len(pairs) + int(unmatched_fp.sum())
         matched += len(pairs)
-        false_pos += int(counted.sum()) - len(pairs)
+        false_pos += int(unmatched_fp.sum())
         let_matched += len(let_pairs)
-        let_false_pos += int((keep & ~let_on_ignored).sum()) - len(let_pairs)
+        let_false_pos += int((keep & ~let_on_ignored & ~matched_let & ~outside).sum())
         for p, t in pairs:
             ate.append(float(np.linalg.norm(w.position[p] - w.true_position[t])))
             ase.append(1 - _box_iou_aligned(w.size[p], w.true_size[t]))
@@ -295,11 +307,11 @@ def score_windows(windows: list[WindowAgents], threshold: float, steps_s: np.nda
             return ok if group is None else ok & (groups_of(w.true_label) == group)
 
         if group is None:
-            result = operating_point(windows, threshold, steps_s, modes, keep_truth)
+            result = operating_point(windows, threshold, steps_s, modes, keep_truth, band)
         else:
             subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
                       for w in windows]
-            result = operating_point(subset, threshold, steps_s, modes, keep_truth)
+            result = operating_point(subset, threshold, steps_s, modes, keep_truth, band)
             for d in AP_THRESHOLDS_M:
                 ap = average_precision(windows, group, d, band)
                 result[f"ap_{d:g}m"] = None if ap is None else round(ap, 4)
@@ -352,7 +364,7 @@ def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.nda
     for name, group, metres in (("car_30m", 0, 30.0), ("pedestrian_20m", 1, 20.0)):
         subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
                   for w in windows]
-        result = operating_point(subset, threshold, steps_s, modes, within(group, metres))
+        result = operating_point(subset, threshold, steps_s, modes, within(group, metres), (0.0, metres))
         ap = average_precision(windows, group, 2.0, (0.0, metres))
         out[name] = {**{k: result[k] for k in ("true_agents", "matched", "recall_2m", "precision_2m", "let_recall",
                                                "let_precision")}, "ap_2m": None if ap is None else round(ap, 4)}
