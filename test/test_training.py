@@ -43,6 +43,10 @@ def test_training_resumes_where_it_stopped(tiny_data: Path, tiny_preset: Path, t
     assert paused["step"] == 0 and not paused["finished"]
     first = train(TrainConfig(**{**vars(config), "steps": 2}), progress=False)
     assert first["step"] == 2
+    # A run killed after logging step 3 but before its next checkpoint: step 3 is trained again on
+    # resume, and logged once.
+    log = tmp_path / "run" / "log.csv"
+    log.write_text(log.read_text() + "3" + ",0" * (len(log.read_text().splitlines()[0].split(",")) - 1) + "\n")
     # Same run folder, more steps: continues from step 2, does not restart.
     resumed = train(config, progress=False)
     assert resumed["step"] == 4 and resumed["finished"]

@@ -100,6 +100,8 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
 
     log_path = out / "log.csv"
     new_log = not log_path.is_file() or step == 0
+    if not new_log and rank == 0:
+        _truncate_log(log_path, step)
     log_file = log_path.open("w" if new_log else "a", newline="") if rank == 0 else None
     writer = csv.DictWriter(log_file, LOG_FIELDS) if log_file else None
     if writer and new_log:
@@ -247,6 +249,18 @@ def load_checkpoint(path: Path, config: TrainConfig, device: torch.device | str 
         described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
         raise CheckpointError(f"{path} belongs to another run ({described}); use another --out")
     return state
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log's rows up to the checkpoint's ``step``: a run stopped between checkpoints (killed,
+    out of time) logged steps it will train again, and the curves would show them twice."""
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.split(",", 1)[0].isdigit()
+                        and int(line.split(",", 1)[0]) <= step]
+    if len(kept) != len(lines):
+        tmp = log_path.with_name(log_path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, log_path)
 
 
 def _save_checkpoint(path: Path, model: WorldModel, optimizer: torch.optim.Optimizer, generator: torch.Generator,
