@@ -203,3 +203,30 @@ def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(t
     agents_only = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
     assert agents_only.frames is None
     assert torch.allclose(agents_only.agents.heatmap, full.agents.heatmap, atol=1e-5)
+
+
+def test_a_multi_camera_model_streams_one_camera_at_a_time_on_every_cpu_backend(tmp_path: Path) -> None:
+    """The node stems each camera's frame as it arrives, (1, 1, 3, H, W): the exported stem must take
+    one camera (it took the whole rig, and every multi-camera model failed on onnxruntime)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    two = WorldModel(dataclasses.replace(SMALL, cameras=2)).eval()
+    frames = torch.randint(0, 256, (1, 2, 16, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = two(frames)
+    kinds = ["onnxruntime"]
+    try:
+        import openvino  # noqa: F401
+
+        kinds.append("openvino")
+    except ImportError:
+        pass
+    for kind in kinds:
+        backend = create_backend(two, kind, "fp32" if kind == "openvino" else "", "cpu", cache_dir=tmp_path)
+        per_frame = [torch.cat([backend.stem(frames[:, c:c + 1, t]) for c in range(2)], dim=1) for t in range(16)]
+        tokens = torch.stack(per_frame, dim=2)
+        assert torch.allclose(tokens, backend.stem(frames[:, :, 0:16].contiguous()), atol=1e-5), kind
+        got = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
+        assert torch.allclose(got.frames, expected.frames, atol=1e-4), kind
+        assert torch.allclose(got.agents.heatmap, expected.agents.heatmap, atol=1e-3), kind

@@ -121,10 +121,11 @@ class TensorRTBackend(Backend):
         model = model.eval().cuda()
         dtype = torch.float16 if precision == "fp16" else torch.float32
         c = model.config
-        stem_shape = (1, c.cameras, 3, *c.size_hw)
+        stem_shape = (1, 1, 3, *c.size_hw)  # one camera's frame: the node stems cameras one by one
+        frame_shape = (1, c.cameras, 3, *c.size_hw)
         token_shape = (1, c.cameras, c.window, c.tokens_per_camera, c.stem_dim)
         keys = {part: engine_key(model, precision, part, shapes, trt)
-                for part, shapes in (("stem", (stem_shape,)), ("window", (token_shape, stem_shape, stem_shape)))}
+                for part, shapes in (("stem", (stem_shape,)), ("window", (token_shape, frame_shape, frame_shape)))}
         cache_dir.mkdir(parents=True, exist_ok=True)
         modules = {}
         for part, key in keys.items():
@@ -170,7 +171,7 @@ def _example_inputs(config: Any, part: str, dtype: torch.dtype) -> list[torch.Te
     frame = torch.zeros((1, config.cameras, 3, *config.size_hw), dtype=torch.uint8,
                         device="cuda")
     if part == "stem":
-        return [frame]
+        return [frame[:, :1]]
     tokens = torch.zeros((1, config.cameras, config.window, config.tokens_per_camera, config.stem_dim),
                          dtype=dtype, device="cuda")
     return [tokens, frame, frame]
@@ -181,7 +182,9 @@ class _EngineRunner:
         self.modules = modules
 
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.modules["stem"](frames)
+        from qcraft_world_model.runtime.onnx_export import per_camera
+
+        return per_camera(frames, self.modules["stem"])
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
@@ -197,11 +200,11 @@ class _EngineRunner:
 def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
     """(backend, precision, device, reason) for ``kind``; ``auto`` picks the fastest available.
 
-    ``auto`` never picks openvino (yet): a plan enters ``auto`` once it has passed the accuracy gate
-    (eval/precision_gate.py, ``qcraft-wm evaluate --precision ...``) on the held-out clips, and
-    ``evaluate`` runs torch plans only. OpenVINO fp32 matches torch fp32 to ≤ 3e-6 relative L2 on
-    lite (test_openvino_backend.py), but its bf16, the one that would be worth picking, has not been
-    gated, nor run on a CPU with native bf16 by this project's tests.
+    ``auto`` does not pick openvino: it passed the accuracy gate on lite-wide (``qcraft-wm evaluate
+    --backend openvino``: every metric equal to torch fp32), but on the AVX2 host it was measured on,
+    its fp32 window was no faster than onnxruntime's (81-82 vs 74-84 ms, agents-only 52-66 vs 51-54
+    ms; docs/precision.md), and its bf16, the one that would be worth picking, has not run on a CPU
+    with native bf16 in this project.
     """
     if kind != "auto":
         return kind, "", "", "requested"
@@ -217,7 +220,8 @@ def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
     try:
         import onnxruntime  # noqa: F401
 
-        return "onnxruntime", "fp32", "cpu", "CPU without native bf16: onnxruntime fp32 (1.7x torch fp32 here)"
+        return "onnxruntime", "fp32", "cpu", ("CPU without native bf16: onnxruntime fp32 (its lite-wide window "
+                                              "1.05-1.2x torch fp32's on an AVX2 host, as fast as OpenVINO fp32)")
     except ImportError:
         return "torch", "fp32", "cpu", "CPU without native bf16 or onnxruntime: torch fp32"
 

@@ -47,6 +47,13 @@ class WindowAsTuple(nn.Module):
         return (output.frames, *agents) if self.frames else agents
 
 
+def per_camera(frames: torch.Tensor, stem_one: Any) -> torch.Tensor:
+    """(1, C, 3, H, W) → (1, C, N, stem_dim) by ``stem_one`` on each camera's (1, 1, 3, H, W) frame."""
+    if frames.shape[1] == 1:
+        return stem_one(frames)
+    return torch.cat([stem_one(frames[:, c:c + 1]) for c in range(frames.shape[1])], dim=1)
+
+
 class _Stem(nn.Module):
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
@@ -72,6 +79,7 @@ def export_key(model: WorldModel) -> str:
     digest = hashlib.sha256(weights_hash(model).encode())
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
+    digest.update(b"stem: one camera")  # session 6: earlier exports stemmed the whole rig at once
     # The agents-only graph is not in the key: it is the same window without the decoder, and a cache
     # folder that lacks it is completed (onnx_export_folder, the OpenVINO blobs) instead of keyed anew,
     # so TensorRT engines (keyed by this too) are not invalidated for a graph they never hold.
@@ -89,7 +97,9 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
     with torch.no_grad():
         stem_tokens = model.stem(frames)
         window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
-        torch.onnx.export(_Stem(model), (frames[:, :, -1],), str(out / "stem.onnx"), opset_version=opset,
+        # The stem is exported for one camera's frame: the node stems each camera's frames as they
+        # arrive, one camera at a time (a rig-wide input broke every multi-camera model here).
+        torch.onnx.export(_Stem(model), (frames[:, :1, -1],), str(out / "stem.onnx"), opset_version=opset,
                           dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
         for graph, outputs in WINDOW_GRAPHS.items():
             torch.onnx.export(WindowAsTuple(model, frames=graph == "window"), window_args, str(out / f"{graph}.onnx"),
@@ -113,8 +123,16 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
 class OnnxWorldModel:
     """The exported model in onnxruntime, with WorldModel's calls (torch tensors in and out)."""
 
-    def __init__(self, folder: str | Path, config: Any = None, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, config: Any = None, threads: int | None = None,
+                 spin: bool | None = None) -> None:
+        """``threads``: the window's intra-op threads (None: onnxruntime's default, one per core);
+        ``spin``: let idle pool threads spin (None: the QCRAFT_WM_ORT_SPIN environment variable, "1"
+        to spin; off by default)."""
+        import os
+
         import onnxruntime as ort
+
+        spin = os.environ.get("QCRAFT_WM_ORT_SPIN", "0") == "1" if spin is None else spin
 
         self.folder = Path(folder)
         for name in ("stem.onnx", "window.onnx"):
@@ -125,12 +143,21 @@ class OnnxWorldModel:
 
             config = WorldModelConfig.from_dict(json.loads((self.folder / "export.json").read_text())["config"])
         self.config = config
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+
+        def options(intra_op: int | None) -> Any:
+            opts = ort.SessionOptions()
+            if intra_op:
+                opts.intra_op_num_threads = intra_op
+            # onnxruntime's pool threads spin after each run by default, burning the cores that the
+            # node's other threads (each camera's decode + stem, the executor) need next.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if not spin else "1")
+            return opts
+
         # An export from before window_agents.onnx existed still runs: agents-only calls use the full window.
         names = ["stem", *(graph for graph in WINDOW_GRAPHS if (self.folder / f"{graph}.onnx").is_file())]
-        self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"), options,
+        # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread.
+        self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"),
+                                                     options(1 if name == "stem" else threads),
                                                      providers=["CPUExecutionProvider"])
                           for name in names}
         for graph, outputs in WINDOW_GRAPHS.items():
@@ -149,11 +176,12 @@ class OnnxWorldModel:
                 "previous": previous.numpy()}
 
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): stems each frame (one call per frame)."""
+        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): stems each frame of each camera (the
+        graph takes one camera's frame)."""
         if frames.dim() == 6:
             return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
-        (tokens,) = self._sessions["stem"].run(None, {"frames": frames.numpy()})
-        return torch.from_numpy(tokens)
+        return per_camera(frames, lambda one: torch.from_numpy(
+            self._sessions["stem"].run(None, {"frames": np.ascontiguousarray(one.numpy())})[0]))
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:

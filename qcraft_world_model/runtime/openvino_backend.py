@@ -34,7 +34,7 @@ import torch
 from qcraft_world_model.model.detection import AgentPrediction
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 from qcraft_world_model.runtime.backend import Backend, BackendError, onnx_export_folder
-from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WINDOW_GRAPHS, WindowAsTuple, export_key
+from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WINDOW_GRAPHS, WindowAsTuple, export_key, per_camera
 
 LOG = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ class OpenVinoWorldModel:
         """frames (1, C, 3, H, W), or a window (1, C, T, 3, H, W) stemmed frame by frame."""
         if frames.dim() == 6:
             return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
-        (tokens,) = self._run("stem", {"frames": np.ascontiguousarray(frames.numpy())})
-        return torch.from_numpy(tokens)
+        return per_camera(frames, lambda one: torch.from_numpy(
+            self._run("stem", {"frames": np.ascontiguousarray(one.numpy())})[0]))
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
