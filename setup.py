@@ -18,5 +18,6 @@ setup(
         ("share/qcraft_world_model/config/models", sorted(glob("config/models/*.yaml"))),
         ("share/qcraft_world_model/models/lite", sorted(glob("models/lite/*"))),
         ("share/qcraft_world_model/models/lite-wide", sorted(glob("models/lite-wide/*"))),
+        ("share/qcraft_world_model/models/lite-wide-photometric", sorted(glob("models/lite-wide-photometric/*"))),
     ],
 )
