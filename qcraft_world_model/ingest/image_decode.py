@@ -189,11 +189,7 @@ def jpeg_reduction(width: int, height: int, size: TargetSize | None) -> int:
     """
     if size is None:
         return 1
-    crop_w, crop_h = width, height
-    if size.mode == "center_crop":
-        aspect = size.width / size.height
-        crop_w, crop_h = (max(1, round(height * aspect)), height) if width / height > aspect else \
-            (width, max(1, round(width / aspect)))
+    crop_w, crop_h = _crop_size(width, height, size)
     for factor in (8, 4, 2):
         if crop_w // factor >= size.width and crop_h // factor >= size.height:
             return factor
@@ -291,21 +287,26 @@ def _as_bytes(data: Any) -> memoryview:
         return memoryview(bytes(data))  # a plain list of ints
 
 
+def _crop_size(width: int, height: int, size: TargetSize) -> tuple[int, int]:
+    """(width, height) of the part of a ``width`` x ``height`` image that ``size`` keeps: all of it for
+    "stretch", the centred region of the target's aspect for "center_crop"."""
+    if size.mode != "center_crop":
+        return width, height
+    aspect = size.width / size.height
+    if width / height > aspect:
+        return max(1, round(height * aspect)), height
+    return width, max(1, round(width / aspect))
+
+
 def _fit(rgb: np.ndarray, size: TargetSize | None) -> np.ndarray:
     """Crop and/or resize to the target size (area filter when shrinking)."""
     if size is None:
         return rgb
     height, width = rgb.shape[:2]
     if size.mode == "center_crop":
-        target_aspect = size.width / size.height
-        if width / height > target_aspect:
-            crop_w = max(1, round(height * target_aspect))
-            x0 = (width - crop_w) // 2
-            rgb = rgb[:, x0:x0 + crop_w]
-        else:
-            crop_h = max(1, round(width / target_aspect))
-            y0 = (height - crop_h) // 2
-            rgb = rgb[y0:y0 + crop_h]
+        crop_w, crop_h = _crop_size(width, height, size)
+        x0, y0 = (width - crop_w) // 2, (height - crop_h) // 2
+        rgb = rgb[y0:y0 + crop_h, x0:x0 + crop_w]
         height, width = rgb.shape[:2]
     if (width, height) == (size.width, size.height):
         return np.ascontiguousarray(rgb)

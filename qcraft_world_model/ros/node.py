@@ -466,16 +466,10 @@ class PredictorNode(LifecycleNode):
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
         # Frames are decoded only for the windows that publish them: the decoder is a third of a window.
-        last_frames_stamp = self._last_frames_stamp
         frames_due = self._frames_due(job.stamp_ns)
-        try:
-            output = self.backend.forward_window(*job.tensors(), frames=frames_due)
-        except Exception:
-            self._last_frames_stamp = last_frames_stamp  # nothing was published: the frames slot is not spent
-            raise
+        output = self.backend.forward_window(*job.tensors(), frames=frames_due)
         inference_ms = (time.monotonic() - start) * 1e3
         if not output_is_finite(output):
-            self._last_frames_stamp = last_frames_stamp
             # Planners must never see NaN; the window is dropped and the fault reported as ERROR.
             self._counts["non_finite_outputs"] += 1
             self.get_logger().error("the model gave non-finite outputs: window dropped", throttle_duration_sec=5.0)
@@ -507,6 +501,7 @@ class PredictorNode(LifecycleNode):
             self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
         if frames_due:
+            self._last_frames_stamp = job.stamp_ns  # only a published window spends the frames slot
             steps = [k / model.rate_hz for k in model.future_frames]
             for index, camera in enumerate(self.config.cameras):
                 if camera.name in job.stale:
@@ -528,10 +523,8 @@ class PredictorNode(LifecycleNode):
         if not self.params["output.publish_frames"]:
             return False
         rate = self.params["output.frames_max_rate_hz"]
-        if rate > 0 and 0 <= stamp_ns - self._last_frames_stamp < 0.9e9 / rate:
-            return False  # (a stamp behind the last one is a looping bag: publish and start over)
-        self._last_frames_stamp = stamp_ns
-        return True
+        # (a stamp behind the last one is a looping bag: publish and start over)
+        return not (rate > 0 and 0 <= stamp_ns - self._last_frames_stamp < 0.9e9 / rate)
 
     def _stop_lanes(self) -> None:
         for lane in self._lanes.values():

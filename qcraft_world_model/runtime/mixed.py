@@ -34,8 +34,9 @@ class PlannedWorldModel(nn.Module):
         model = copy.deepcopy(model).eval()
         self.config, self.plan = model.config, plan
         if plan.transformer == "int8" and latents is None:
-            with torch.no_grad():
-                latents = [model.temporal(model.stem(window)).float() for window in calibration]
+            from qcraft_world_model.quant.pt2e import transformer_latents
+
+            latents = transformer_latents(model, calibration)
         self.stem_part = model.stem.to(plan.dtype("stem"))
         self.temporal = model.temporal.to(plan.dtype("temporal"))
         self.frame_decoder = model.frame_decoder.to(plan.dtype("frame_decoder"))
@@ -102,8 +103,8 @@ def calibration_latents(model: WorldModel, precision: str, windows: Iterable[tor
                         device: str = "cpu") -> list[torch.Tensor]:
     """The transformer inputs ``windows`` give in the fp32 model: what ``precision``'s INT8 part
     calibrates on (see PlannedWorldModel)."""
+    from qcraft_world_model.quant.pt2e import transformer_latents
+
     if PrecisionPlan.named(precision, device).transformer != "int8":
         raise ValueError(f"precision {precision!r} has no INT8 part to calibrate")
-    model = model.eval()
-    with torch.no_grad():
-        return [model.temporal(model.stem(window)).float() for window in windows]
+    return transformer_latents(model.eval(), windows)

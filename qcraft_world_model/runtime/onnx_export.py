@@ -123,16 +123,15 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
 class OnnxWorldModel:
     """The exported model in onnxruntime, with WorldModel's calls (torch tensors in and out)."""
 
-    def __init__(self, folder: str | Path, config: Any = None, threads: int | None = None,
-                 spin: bool | None = None) -> None:
-        """``threads``: the window's intra-op threads (None: onnxruntime's default, one per core);
-        ``spin``: let idle pool threads spin (None: the QCRAFT_WM_ORT_SPIN environment variable, "1"
-        to spin; off by default)."""
+    def __init__(self, folder: str | Path, config: Any = None, threads: int | None = None) -> None:
+        """``threads``: the window's intra-op threads (None: onnxruntime's default, one per core). Idle
+        pool threads do not spin unless QCRAFT_WM_ORT_SPIN=1 (onnxruntime's default, kept for A/B runs:
+        docs/node.md)."""
         import os
 
         import onnxruntime as ort
 
-        spin = os.environ.get("QCRAFT_WM_ORT_SPIN", "0") == "1" if spin is None else spin
+        spin = os.environ.get("QCRAFT_WM_ORT_SPIN", "0") == "1"
 
         self.folder = Path(folder)
         for name in ("stem.onnx", "window.onnx"):
@@ -150,7 +149,7 @@ class OnnxWorldModel:
                 opts.intra_op_num_threads = intra_op
             # onnxruntime's pool threads spin after each run by default, burning the cores that the
             # node's other threads (each camera's decode + stem, the executor) need next.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if not spin else "1")
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             return opts
 
         # An export from before window_agents.onnx existed still runs: agents-only calls use the full window.

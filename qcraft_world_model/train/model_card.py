@@ -35,9 +35,9 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
 ], "lite-wide": [
     "Agents are placed with the camera's geometry: the node must be told each camera's mount "
     "(cameras.<name>.mount.*) and should get CameraInfo; it does not read /tf_static yet.",
-    "The project's car targets are not met: within 30 m LET recall 0.51 at precision 0.61 (target 0.8 at "
-    "0.7), AP@2m 0.49 (target 0.6). Beyond 30 m cars are rarely within 2 m (recall@2m 0.06): at 256 px a "
-    "0.5 px keypoint error is 2.4 m of range at 30 m and 7 m at 50 m (the bound table above).",
+    "The project's car targets are not met: within 30 m LET recall 0.5 (target 0.8; precision 0.77-0.81 "
+    "meets 0.7), AP@2m 0.49-0.53 (target 0.6); this card's tables give this model's own numbers. Beyond "
+    "30 m cars are rarely within 2 m (recall@2m 0.06): at 256 px a 0.5 px keypoint error is 2.4 m of range at 30 m and 7 m at 50 m (the bound table above).",
     "Cars within 10 m are found less often than by lite at the operating point (recall@2m 0.27 vs 0.77 on "
     "26 cars; AP@2m 0.57 vs 0.60): found, but scored below 0.5 and placed worse (ATE 1.17 m).",
     "Paths lose to constant velocity from the true past by 2-3x at 3 s (minFDE_1 10.1 m vs 3.6 m): the "
