@@ -102,7 +102,8 @@ def test_a_car_cut_by_the_image_edge_is_a_target_on_the_edge_and_decodes_near_it
     """A car centred 4 degrees outside a 90-degree lens at 12 m, half of it in view, gets its peak on the
     border column and comes back within LET's 2 m lateral tolerance, moving the way it moves; one
     beside the ego with a box corner behind the camera and one so far out that the edge ray would place
-    it 3.9 m off are not targets."""
+    it 3.9 m off are not targets. A car close beside the ego, standing below the image's bottom edge,
+    is a target on the bottom-left corner cell."""
     camera = PinholeCamera("front", width=256, height=128)
     geometry = camera.geometry()
     sensor = geometry.translation[:2]
@@ -110,25 +111,32 @@ def test_a_car_cut_by_the_image_edge_is_a_target_on_the_edge_and_decodes_near_it
     cut = sensor + 12.0 * np.array([math.cos(bearing), math.sin(bearing)])
     beside = np.array([1.0, -2.5])  # alongside the ego: part of it in front, part behind the camera
     sliver = sensor + 12.0 * np.array([math.cos(math.radians(-58.0)), math.sin(math.radians(-58.0))])
-    position = np.stack([cut, beside, sliver])
-    velocity = np.array([[6.0, 0.0], [6.0, 0.0], [6.0, 0.0]])
+    near = sensor + 4.2 * np.array([math.cos(math.radians(49.0)), math.sin(math.radians(49.0))])
+    position = np.stack([cut, beside, sliver, near])
+    velocity = np.array([[6.0, 0.0]] * 4)
     t = np.array(STEPS_S)
-    truth = {"position": position[None], "heading": np.zeros((1, 3)), "velocity": velocity[None],
-             "size": np.array([[[4.5, 1.8, 1.5]] * 3]), "label": np.array([[1, 1, 1]]), "mask": np.ones((1, 3), bool),
+    truth = {"position": position[None], "heading": np.zeros((1, 4)), "velocity": velocity[None],
+             "size": np.array([[[4.5, 1.8, 1.5]] * 4]), "label": np.ones((1, 4), int), "mask": np.ones((1, 4), bool),
              "future": (position[:, None] + velocity[:, None] * t[None, :, None])[None],
-             "future_valid": np.ones((1, 3, len(t)), bool)}
+             "future_valid": np.ones((1, 4, len(t)), bool)}
     targets = targets_for(truth, [[geometry]])
-    assert len(targets.index) == 1  # the cut car only
-    assert int(targets.index[0, 3]) == 256 // STRIDE - 1  # the right border column (negative y is right)
+    assert len(targets.index) == 2  # the cut car and the near one
+    cells = {(int(r), int(c)) for r, c in targets.index[:, 2:].tolist()}
+    row = int(geometry.project(np.array([[*cut, 0.0]]))[0][0, 1] // STRIDE)
+    assert (row, 256 // STRIDE - 1) in cells  # right border (negative y is right), at its own row
+    assert (128 // STRIDE - 1, 0) in cells  # bottom-left corner
     (agents,) = decode_agents(perfect_maps(targets, size_hw=(128, 256)), [[geometry]], STRIDE, STEPS_S,
                               threshold=0.5, ego_velocity=EGO_VELOCITY)
-    assert len(agents) == 1
-    sight = cut - sensor
-    delta = agents.position[0] - cut
-    across = abs(delta[0] * sight[1] - delta[1] * sight[0]) / np.linalg.norm(sight)
-    assert 0.3 < np.linalg.norm(delta) and across < 2.0  # on the edge ray: near, not exact
-    np.testing.assert_allclose(agents.velocity[0], velocity[0], atol=1e-4)
-    np.testing.assert_allclose(agents.paths[0, 0] - agents.position[0], truth["future"][0, 0] - cut, atol=1e-3)
+    assert len(agents) == 2
+    for g in (0, 3):
+        d = int(np.argmin(np.linalg.norm(agents.position - position[g], axis=1)))
+        sight = position[g] - sensor
+        delta = agents.position[d] - position[g]
+        across = abs(delta[0] * sight[1] - delta[1] * sight[0]) / np.linalg.norm(sight)
+        assert 0.05 < np.linalg.norm(delta) < 1.5 and across < 2.0  # on the edge ray: near, not exact
+        np.testing.assert_allclose(agents.velocity[d], velocity[g], atol=1e-4)
+        np.testing.assert_allclose(agents.paths[d, 0] - agents.position[d], truth["future"][0, g] - position[g],
+                                   atol=1e-3)
 
 
 def test_motion_targets_are_relative_to_the_ego_and_decode_with_either_ego_velocity() -> None:

@@ -8,10 +8,10 @@ offset, depth, heading, size, velocity and future, in the camera's terms
 velocity, the ego's velocity being a target of its own. When two agents fall in
 one cell the nearer wins.
 
-An agent cut by the image's left or right edge, whose ground-contact point lies
-outside the image while a good part of its box is inside, is asked for at the
-edge: its peak goes on the border column at the row of its ground-contact point,
-and its depth is that point's. The shared decoder then places it on the edge ray
+An agent cut by the image's left, right or bottom edge, whose ground-contact
+point lies outside the image while a good part of its box is inside, is asked for
+at the edge: its peak goes on the border nearest that point, and its depth is
+that point's. The shared decoder then places it on the edge ray
 at the right depth (``agent_decode.place``), a lateral error of depth × (tan of
 its bearing − tan of the edge's), under 1.2 m for a car centred 4° outside a 90°
 lens at 12 m. Without this such cars are never targets, yet they are in the
@@ -43,8 +43,10 @@ MIN_TARGET_VISIBILITY = 0.25
 #: Agents the model is asked to find: this close at t0 (and their footprint seen).
 TARGET_RADIUS_M = 50.0
 #: A cut agent (ground-contact point outside the image's left/right edge) is a target when at least
-#: this share of its projected box rectangle is inside the image ...
+#: this share of its projected box rectangle is inside the image, or (a car close beside the ego,
+#: whose rectangle dwarfs the image) the part inside covers this share of the image ...
 MIN_TRUNCATED_INSIDE = 0.15
+MIN_TRUNCATED_IMAGE_SHARE = 0.01
 #: ... and the edge ray places it within this of its ground-contact point (LET's lateral tolerance is
 #: 2 m): farther out, its peak would teach a detection in the wrong place.
 MAX_EDGE_PLACEMENT_M = 1.5
@@ -56,18 +58,17 @@ def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarr
     ground-contact point, (G,) bool whether it has a peak at all.
 
     ``ground`` (G, 3) are the agents' ground-contact points, ``corners`` (G, 8, 3) their boxes. A
-    point inside the image is its own keypoint. A point beyond the left or right edge (its row inside
-    the image) moves onto the border, half a pixel in, when the agent's whole box is in front of the
-    camera, at least MIN_TRUNCATED_INSIDE of its projected rectangle is in the image and the decoder
-    would place it within MAX_EDGE_PLACEMENT_M of where it is.
+    point inside the image is its own keypoint. A point beyond the left, right or bottom edge (a car
+    close beside the ego stands below the image) moves onto the border, half a pixel in, when the
+    agent's whole box is in front of the camera, at least MIN_TRUNCATED_INSIDE of its projected
+    rectangle is in the image and the decoder would place it within MAX_EDGE_PLACEMENT_M of where it
+    is. Above the top edge is sky: nothing stands there.
     """
     pixels, depth = camera.project(ground)
     u, v = pixels[:, 0], pixels[:, 1]
     in_front = depth > 0.5
-    row_inside = (v >= 0) & (v < camera.height)
-    inside = in_front & row_inside & (u >= 0) & (u < camera.width)
-    keypoints = pixels.copy()
-    keypoints[:, 0] = np.clip(u, 0.5, camera.width - 0.5)
+    inside = in_front & (v >= 0) & (v < camera.height) & (u >= 0) & (u < camera.width)
+    keypoints = np.stack([np.clip(u, 0.5, camera.width - 0.5), np.clip(v, 0.5, camera.height - 0.5)], axis=1)
     count = len(corners)
     if count == 0:
         return keypoints, depth, inside
@@ -77,7 +78,9 @@ def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarr
     area = np.prod(np.maximum(hi - lo, 1e-6), axis=1)
     clipped = np.prod(np.maximum(np.minimum(hi, [camera.width, camera.height]) - np.maximum(lo, 0.0), 0.0), axis=1)
     placed = place(camera, keypoints, np.maximum(depth, 0.5))[0]
-    cut = (in_front & row_inside & ~inside & (box_depth > 0.1).all(1) & (clipped >= MIN_TRUNCATED_INSIDE * area)
+    cut = (in_front & (v >= 0) & ~inside & (box_depth > 0.1).all(1)
+           & ((clipped >= MIN_TRUNCATED_INSIDE * area)
+              | (clipped >= MIN_TRUNCATED_IMAGE_SHARE * camera.width * camera.height))
            & (np.linalg.norm(placed[:, :2] - ground[:, :2], axis=1) <= MAX_EDGE_PLACEMENT_M))
     return keypoints, depth, inside | cut
 
