@@ -22,8 +22,9 @@ from qcraft_world_model.model.detection import GROUP_OF_LABEL, AgentPrediction
 from qcraft_world_model.model.geometry import CameraGeometry, rotate
 
 #: Standard deviation of the keypoint's image position, pixels of the model's image, and of the depth
-#: head's range, as a share of the range. Both were fitted on training scenes (docs/model.md: "placing
-#: agents"), never on the evaluation split; they weigh the two range estimates and give the covariance.
+#: head's range, as a share of the range. Both were fitted on training scenes (docs/model.md, "Two
+#: ranges, fused"; rechecked for the 256x128 lens), never on the evaluation split; they weigh the two
+#: range estimates and give the covariance.
 KEYPOINT_SIGMA_PX = 0.5
 DEPTH_RELATIVE_SIGMA = 0.12
 #: Two peaks of one group closer than this in the ego frame are one agent (another camera's view of it,
