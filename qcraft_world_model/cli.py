@@ -262,6 +262,9 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
         print("qcraft-wm bench node: error: give the camera size as both --width and --height, positive",
               file=sys.stderr)
         return 2
+    if args.threads < 0 or (args.frames_rate is not None and not 0 <= args.frames_rate <= 1000):
+        print("qcraft-wm bench node: error: --threads is 0 or more, --frames-rate 0 to 1000 Hz", file=sys.stderr)
+        return 2
     apply_loopback_dds_env()  # before rclpy starts: the bench's own sockets on 127.0.0.1 too (docs/security.md)
     from qcraft_world_model.ros.node_bench import bench_node
 
@@ -270,7 +273,8 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
     try:
         result = bench_node(model, note, args.cameras, args.rate, args.seconds, args.backend, not args.no_frames,
                             args.depth, args.stagger_ms, work, progress=_progress_bar("bench node", "frame"),
-                            size=None if args.width is None else (args.width, args.height), encoding=args.encoding)
+                            size=None if args.width is None else (args.width, args.height), encoding=args.encoding,
+                            threads=args.threads, frames_rate_hz=args.frames_rate)
     except TimeoutError as err:  # the node did not come up: its log says why
         print(f"qcraft-wm bench node: error: {err}", file=sys.stderr)
         return 2
@@ -537,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     node_bench.add_argument("--seconds", type=float, default=30.0, help="seconds of frames to publish")
     node_bench.add_argument("--backend", default="auto", help="the node's model.backend")
     node_bench.add_argument("--no-frames", action="store_true", help="do not publish PredictedFrames")
+    node_bench.add_argument("--frames-rate", type=float,
+                            help="the node's output.frames_max_rate_hz (default: the node's own)")
+    node_bench.add_argument("--threads", type=int, default=0, help="the node's model.threads (0: the backend's default)")
     node_bench.add_argument("--depth", type=int, default=10,
                             help="history depth of the camera publishers (1 lost frames in this process: see "
                                  "docs/node.md)")

@@ -31,6 +31,11 @@ def test_bench_node_parameters_are_what_the_node_reads(tmp_path: Path) -> None:
     node = node_values(values)
     assert node["model.path"] == str(model) and node["model.backend"] == "torch"
     assert node["output.publish_frames"] is False
+    assert node["model.threads"] == 0 and node["output.frames_max_rate_hz"] == 10.0  # the node's defaults
+    (tmp_path / "tuned.yaml").write_text(predictor_params(names, model, "onnxruntime", True, threads=1,
+                                                          frames_rate_hz=2.5))
+    tuned = node_values(load_parameters(tmp_path / "tuned.yaml"))
+    assert tuned["model.threads"] == 1 and tuned["output.frames_max_rate_hz"] == 2.5
     (tmp_path / "jpeg.yaml").write_text(predictor_params(names, model, "torch", False, "jpeg"))
     jpeg = IngestConfig.from_parameters(load_parameters(tmp_path / "jpeg.yaml"))
     assert {c.transport for c in jpeg.cameras} == {"compressed"}

@@ -67,9 +67,10 @@ def random_weight_model(cameras: int, folder: Path) -> Path:
 
 
 def predictor_params(names: list[str], model: Path, backend: str, publish_frames: bool,
-                     encoding: str = "rgb8") -> str:
+                     encoding: str = "rgb8", threads: int = 0, frames_rate_hz: float | None = None) -> str:
     """The predictor's parameter file: ``names`` on ``camera_topic`` (JPEG ``encoding``: compressed
-    transport), ``model`` on ``backend``, the image size the model folder reads."""
+    transport), ``model`` on ``backend`` with ``threads`` (0: its default), the image size the model
+    folder reads; ``frames_rate_hz``: output.frames_max_rate_hz (None: the node's default)."""
     from qcraft_world_model.runtime.model_folder import read_model_config
 
     if encoding not in ENCODINGS:
@@ -82,7 +83,10 @@ def predictor_params(names: list[str], model: Path, backend: str, publish_frames
             lines.append("        transport: compressed")
     lines += ["    image:", f"      width: {config.width}", f"      height: {config.height}",
               "    model:", f"      path: {json.dumps(str(model))}", f"      backend: {backend}",
+              f"      threads: {int(threads)}",
               "    output:", f"      publish_frames: {str(publish_frames).lower()}"]
+    if frames_rate_hz is not None:
+        lines.append(f"      frames_max_rate_hz: {float(frames_rate_hz)}")
     return "\n".join(lines) + "\n"
 
 
@@ -145,13 +149,18 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 def summary(cameras: int, rate_hz: float, seconds: float, frames_in: int, window: int, e2e_ms: list[float],
             node_ms: list[float], rss_mb: tuple[float, float], backend: str, diagnostics: dict[str, Any],
-            model: str, node_log: Path, camera: dict[str, Any] | None = None) -> dict[str, Any]:
+            model: str, node_log: Path, camera: dict[str, Any] | None = None,
+            window_ms: list[float] | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The benchmark's result: ``frames_in`` frames published per camera, a prediction possible for every
-    frame from the ``window``-th on; ``camera``: how the frames were sent (size, encoding, bytes)."""
+    frame from the ``window``-th on; ``camera``: how the frames were sent (size, encoding, bytes);
+    ``window_ms``: the node's model time per window (``~/debug/processing_time_ms``), so the latency
+    splits into the model and everything around it; ``settings``: the node parameters the run set."""
     return {"cameras": cameras, "camera": camera or {}, "rate_hz": rate_hz, "seconds": seconds, "frames_in": frames_in,
             "published": len(e2e_ms), "dropped": max(0, frames_in - (window - 1) - len(e2e_ms)),
             "e2e_latency_ms": percentiles(e2e_ms), "node_latency_ms": percentiles(node_ms),
+            "node_window_ms": percentiles(window_ms or []),
             "rss_mb": {"start": rss_mb[0], "end": rss_mb[1]}, "backend": backend,
+            "node_settings": settings or {},
             "node_diagnostics": diagnostics, "model": model, "node_log": str(node_log)}
 
 

@@ -351,7 +351,7 @@ class PredictorNode(LifecycleNode):
                              f"{wanted[1]} of {wanted[2]}x{wanted[3]} px (cameras.names, window.size, image.*)")
         model = load_model(folder)
         self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"],
-                                      folder=folder)
+                                      folder=folder, threads=self.params["model.threads"])
         output = self.backend.warm_up()
         if not output_is_finite(output):
             raise ValueError(f"model {folder} on backend {self.backend.name} gives non-finite outputs on a blank "

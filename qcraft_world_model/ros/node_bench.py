@@ -33,7 +33,8 @@ def _ns(stamp) -> int:  # noqa: ANN001 - builtin_interfaces/Time
 def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.0, seconds: float = 30.0,
                backend: str = "auto", publish_frames: bool = True, depth: int = 10, stagger_ms: float = 0.0,
                work: Path | None = None, progress: Callable[[int, int], None] | None = None,
-               size: tuple[int, int] | None = None, encoding: str = "rgb8") -> dict[str, Any]:
+               size: tuple[int, int] | None = None, encoding: str = "rgb8", threads: int = 0,
+               frames_rate_hz: float | None = None) -> dict[str, Any]:
     """Run the predictor on ``model`` (its camera count must be ``cameras``) for ``seconds`` of frames at
     ``rate`` Hz on every camera, each frame ``size`` (width, height; None: the model's) in ``encoding``
     (bench/node.py's ENCODINGS); the result of bench/node.py's ``summary``. ``work`` (default: a new
@@ -48,7 +49,9 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
     base = [deserialize_message(data, message_type) for data in frames]
     camera = {"width": size[0], "height": size[1], "encoding": encoding,
               "bytes_per_frame": round(sum(map(len, frames)) / len(frames))}
-    (work / "params.yaml").write_text(predictor_params(names, model, backend, publish_frames, encoding))
+    node_settings = {"threads": threads, "frames_max_rate_hz": frames_rate_hz}
+    (work / "params.yaml").write_text(predictor_params(names, model, backend, publish_frames, encoding, threads,
+                                                                 frames_rate_hz))
     domain = 90 + os.getpid() % 9
     node = start_predictor(work / "params.yaml", domain, work, log=work / "node.log")
     context = rclpy.Context()
@@ -60,6 +63,7 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
         sent: dict[int, float] = {}
         e2e: list[float] = []
         internal: list[float] = []
+        model_ms: list[float] = []
         diagnostics: dict[str, dict[str, str]] = {}
 
         def prediction(message: PredictedAgents) -> None:
@@ -71,6 +75,9 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
 
         client.create_subscription(PredictedAgents, "/predictor/predicted_agents", prediction, reliable)
         client.create_subscription(Float64Stamped, "/predictor/debug/pipeline_latency_ms", node_latency, reliable)
+        client.create_subscription(
+            Float64Stamped, "/predictor/debug/processing_time_ms",
+            lambda m: model_ms.append(m.data) if _ns(m.stamp) in sent else None, reliable)
         client.create_subscription(
             DiagnosticArray, "/diagnostics",
             lambda m: diagnostics.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}), reliable)
@@ -108,4 +115,4 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
         stop(node)
         rclpy.shutdown(context=context)
     return summary(cameras, rate, seconds, frames_in, config.window, e2e, internal, (rss_start, rss_end), backend,
-                   diagnostics, model_note, work / "node.log", camera)
+                   diagnostics, model_note, work / "node.log", camera, model_ms, node_settings)

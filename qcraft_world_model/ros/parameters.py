@@ -20,6 +20,9 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt")),
     ParamSpec("model.precision", str, "", "Precision plan; empty: the backend's choice",
               choices=("", "fp32", "bf16", "fp16", "mixed-int8")),
+    ParamSpec("model.threads", int, 0,
+              "CPU threads of a prediction (onnxruntime/OpenVINO intra-op, torch's pool); 0: the backend's "
+              "default, one per core", "", 0, 256),
     ParamSpec("alignment.max_hold_s", float, 5.0,
               "A stale camera's last window is read again for at most this long, then predictions stop "
               "(ERROR); 0: no limit", "s", 0.0, 3600.0),

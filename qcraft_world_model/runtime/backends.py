@@ -228,29 +228,37 @@ def choose_backend(kind: str = "auto") -> tuple[str, str, str, str]:
 
 def create_backend(model: WorldModel, kind: str = "auto", precision: str = "", device: str = "",
                    cache_dir: str | Path = Path.home() / ".cache" / "qcraft_world_model" / "engines",
-                   calibration: str | None = None, allow_build: bool = False, folder: str | Path | None = None
-                   ) -> Backend:
+                   calibration: str | None = None, allow_build: bool = False, folder: str | Path | None = None,
+                   threads: int = 0) -> Backend:
     """The backend for ``kind`` (``auto``, ``torch``, ``onnxruntime``, ``openvino``, ``tensorrt``), logging the
     choice.
 
-    INT8 calibrates on ``calibration`` (a dataset) or on what the model ``folder`` stores."""
+    INT8 calibrates on ``calibration`` (a dataset) or on what the model ``folder`` stores. ``threads``:
+    the CPU threads of a prediction (0: the runtime's default, one per core). On a small machine the
+    node's other threads (each camera's decode and stem, the executor) share the cores with it: a
+    runtime that splits every operator across all cores waits for its slowest thread whenever one of
+    them is busy elsewhere. For torch this is the process's pool (``torch.set_num_threads``)."""
     chosen, auto_precision, auto_device, reason = choose_backend(kind)
     precision = precision or auto_precision or "fp32"
     device = device or auto_device or ("cuda" if chosen == "tensorrt" else "cpu")
     LOG.info("backend %s/%s on %s: %s", chosen, precision, device, reason)
     cache = Path(cache_dir)
+    if threads < 0:
+        raise BackendError(f"threads {threads}: 0 (the runtime's default) or more")
     if chosen == "torch":
+        if threads:
+            torch.set_num_threads(threads)
         return TorchBackend(model, precision, device, calibration, folder)
     if chosen == "onnxruntime":
         if precision != "fp32":
             raise BackendError(f"onnxruntime runs the FP32 export; precision {precision!r} is not available there")
-        return OnnxRuntimeBackend(model, cache)
+        return OnnxRuntimeBackend(model, cache, threads or None)
     if chosen == "openvino":
         if device != "cpu":
             raise BackendError(f"the openvino backend runs on the CPU; device {device!r} is not available there")
         from qcraft_world_model.runtime.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(model, precision, cache)
+        return OpenVinoBackend(model, precision, cache, threads or None)
     if chosen == "tensorrt":
         return TensorRTBackend(model, precision, cache, allow_build=allow_build, folder=folder)
     raise BackendError(f"unknown backend {kind!r}; use auto, torch, onnxruntime, openvino or tensorrt")
