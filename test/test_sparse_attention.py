@@ -66,3 +66,23 @@ def test_untrained_frame_decoder_starts_as_copy_last_frame() -> None:
         frames = model(window).frames
     last = window[:, :, -1].float() / 255
     assert torch.allclose(frames, last.unsqueeze(2).expand_as(frames), atol=1e-5)
+
+
+def test_written_out_temporal_gru_is_torch_gru_on_the_same_weights() -> None:
+    """The bottleneck's own recurrence (faster to export and to run) is nn.GRU over [proj(x), its change]."""
+    from qcraft_world_model.model.temporal import TemporalBottleneck
+
+    torch.manual_seed(3)
+    temporal = TemporalBottleneck(stem_dim=16, dim=32, tokens_per_camera=6, cameras=2).eval()
+    stem = torch.randn(3, 2, 5, 6, 16)
+    with torch.no_grad():
+        x = temporal.proj(stem)
+        change = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
+        seq = torch.cat([x, change], dim=-1).permute(0, 1, 3, 2, 4).reshape(3 * 2 * 6, 5, -1)
+        _, last = temporal.gru(seq)
+        reference = temporal.norm(last[0].reshape(3, 2, 6, -1) + temporal.position).reshape(3, 12, -1)
+        torch.testing.assert_close(temporal(stem), reference, atol=1e-5, rtol=1e-5)
+    # Gradients reach every weight the recurrence reads.
+    temporal.train()
+    temporal(stem).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in temporal.parameters())

@@ -80,6 +80,7 @@ def export_key(model: WorldModel) -> str:
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
     digest.update(b"stem: one camera")  # session 6: earlier exports stemmed the whole rig at once
+    digest.update(b"temporal: written-out GRU")  # session 7: earlier exports held onnxruntime's slower GRU op
     # The agents-only graph is not in the key: it is the same window without the decoder, and a cache
     # folder that lacks it is completed (onnx_export_folder, the OpenVINO blobs) instead of keyed anew,
     # so TensorRT engines (keyed by this too) are not invalidated for a graph they never hold.
