@@ -103,3 +103,16 @@ def test_a_false_positive_counts_in_the_band_of_its_own_range_only() -> None:
     assert (car["true_agents"], car["matched"], car["precision_2m"]) == (2, 2, 1.0)
     overall = operating_point(windows, 0.5, STEPS_S, 3)
     assert overall["precision_2m"] == pytest.approx(2 / 3, abs=1e-4)  # no band: every detection counts
+
+
+def test_cars_cut_by_the_image_edge_are_reported_apart_within_30_m() -> None:
+    """Three cars within 30 m, two of them with their centre outside the image (cut by its edge); one of
+    those is found: the cut subset's recall is 1/2; the car at 40 m is outside the set; without the
+    in-view flag the subset is not reported."""
+    w = window([[10, 0], [12, -12], [15, 16], [40, -45]], [[10, 0], [12, -12]])
+    w = WindowAgents(**{**vars(w), "true_in_view": np.array([True, False, False, False])})
+    targets = score_windows([w], 0.5, STEPS_S, 3)["targets"]
+    cut = targets["car_30m_cut_by_image_edge"]
+    assert (cut["true_agents"], cut["matched"], cut["recall_2m"], cut["let_recall"]) == (2, 1, 0.5, 0.5)
+    assert targets["car_30m"]["true_agents"] == 3
+    assert "car_30m_cut_by_image_edge" not in score_windows([window([[10, 0]], [[10, 0]])], 0.5, STEPS_S, 3)["targets"]

@@ -71,6 +71,9 @@ class WindowAgents:
     sensor_xy: np.ndarray
     #: Oracle baselines' paths for the ground truth: name → (G, 1, P, 2), NaN where one cannot be made.
     baselines: dict
+    #: (G,) whether the agent's box centre is inside some camera's image (None: unknown). An agent in
+    #: scope with it outside is cut by the image edge: the targets block reports those cars apart.
+    true_in_view: np.ndarray | None = None
 
 
 def groups_of(labels: np.ndarray) -> np.ndarray:
@@ -368,6 +371,17 @@ def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.nda
         ap = average_precision(windows, group, 2.0, (0.0, metres))
         out[name] = {**{k: result[k] for k in ("true_agents", "matched", "recall_2m", "precision_2m", "let_recall",
                                                "let_precision")}, "ap_2m": None if ap is None else round(ap, 4)}
+    if windows and all(w.true_in_view is not None for w in windows):
+        # Of the cars within 30 m, those whose centre is outside the image: visible, so in scope, but cut
+        # by its edge. Recall only: an unmatched detection belongs to no such subset.
+        near_car = within(0, 30.0)
+        subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == 0, w.score, -1.0)})
+                  for w in windows]
+        result = operating_point(subset, threshold, steps_s, modes, lambda w: near_car(w) & ~w.true_in_view,
+                                 (0.0, 30.0))
+        out["car_30m_cut_by_image_edge"] = {**{k: result[k] for k in ("true_agents", "matched", "recall_2m",
+                                                                       "let_recall")},
+                                            "precision_2m": None, "let_precision": None, "ap_2m": None}
     return out
 
 

@@ -126,7 +126,8 @@ def window_agents(data: ClipTensors, clip: int, agents: DecodedAgents, steps: li
         score=agents.score, label=agents.label, position=agents.position, heading=agents.heading, size=agents.size,
         velocity=agents.velocity, paths=agents.paths, sensor_xy=camera_xy,
         baselines={"constant_velocity_instantaneous": instantaneous[:, None],
-                   "constant_velocity_finite_difference": finite[:, None]})
+                   "constant_velocity_finite_difference": finite[:, None]},
+        true_in_view=data.in_view[clip].numpy().any(-1))
 
 
 def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAgents:
