@@ -504,3 +504,57 @@ def test_the_node_predicts_on_the_openvino_backend(ros, drive: list, tmp_path: P
         assert node.frames and len(node.frames[0].frames) == 5
     finally:
         node.close()
+
+
+def _transform(parent: str, child: str, translation, rotation):  # noqa: ANN001, ANN202
+    """A geometry_msgs/TransformStamped from a (3,) translation and a (3, 3) rotation parent ← child."""
+    from geometry_msgs.msg import TransformStamped
+    from scipy.spatial.transform import Rotation
+
+    message = TransformStamped()
+    message.header.frame_id, message.child_frame_id = parent, child
+    message.transform.translation.x, message.transform.translation.y, message.transform.translation.z = \
+        (float(v) for v in translation)
+    x, y, z, w = Rotation.from_matrix(rotation).as_quat()
+    rot = message.transform.rotation
+    rot.x, rot.y, rot.z, rot.w = float(x), float(y), float(z), float(w)
+    return message
+
+
+def test_the_camera_mount_comes_from_tf_static_through_a_chain(ros, drive: list, tmp_path: Path) -> None:
+    """/tf_static published before the node starts (latched, as robot_state_publisher does), as a chain
+    base_link → camera_link → camera_front_optical with one malformed transform beside it: the camera's
+    diagnostics name /tf_static as its mount, the bad transform is counted, frames are predicted."""
+    import numpy as np
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from qcraft_world_model.data.camera_rig import PinholeCamera
+
+    tf2 = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs: a ROS install, or the test stand-in (make test)")
+    rclpy, msgs = ros
+    node = NodeUnderTest(rclpy, msgs, tmp_path, PARAMS.format(topic=camera_topic("front")))
+    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    tf_static = node.client.create_publisher(tf2.TFMessage, "/tf_static", latched)
+    moved = PinholeCamera("front", x=1.9, z=1.4, pitch_down_deg=9.0).geometry()  # ego ← optical
+    link_rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # camera_link yawed 90°
+    link_translation = np.array([1.5, 0.0, 1.2])
+    optical_in_link = link_rotation.T @ moved.rotation
+    optical_offset = link_rotation.T @ (moved.translation - link_translation)
+    broken = _transform("base_link", "lidar", (0.0, 0.0, 2.0), np.eye(3))
+    broken.transform.rotation.w = 0.0  # a zero quaternion: no rotation at all
+    tf_static.publish(tf2.TFMessage(transforms=[
+        _transform("base_link", "camera_link", link_translation, link_rotation),
+        _transform("camera_link", "camera_front_optical", optical_offset, optical_in_link), broken]))
+    try:
+        node.wait_subscribed()
+        node.publish_at_10hz(as_rclpy(drive)[:20])
+        node.spin(2.0)
+        camera = next(s for array in reversed(node.diagnostics) for s in array.status if s.name.endswith("front"))
+        inference = next(s for array in reversed(node.diagnostics) for s in array.status
+                         if s.name.endswith("inference"))
+        assert {v.key: v.value for v in camera.values}["mount"] == "/tf_static base_link -> camera_front_optical"
+        assert int({v.key: v.value for v in inference.values}["tf_rejected"]) == 1
+        assert node.agents, "predictions go on"
+    finally:
+        log = node.close()
+    assert "mount from /tf_static base_link -> camera_front_optical at (1.900, 0.000, 1.400) m" in log, log

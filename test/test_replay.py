@@ -27,8 +27,9 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     write_scene_bag(scene, SceneBagConfig(map="berlin_adlershof", seed=100_321, seconds=8.0,
                                           image_size=config.width, image_height=config.height))
     domain = 101 + os.getpid() % 100
-    # The node places agents with the camera's mount; it cannot read /tf_static here, so the bag's mount
-    # goes into the parameters, and the intrinsics come from the bag's CameraInfo.
+    # The node places agents with the camera's mount: from the bag's /tf_static where tf2_msgs is
+    # installed (a ROS install, or make test's stand-in), else from the parameters, so the bag's mount
+    # goes into those too; the intrinsics come from the bag's CameraInfo.
     from qcraft_world_model.data.bag_clips import bag_cameras
     from qcraft_world_model.ros.camera_geometry import camera_parameters_yaml
 
@@ -48,7 +49,7 @@ def test_replay_records_live_predictions_that_score_like_offline(ros, tmp_path: 
     # stale windows rather than queue them); that it answers, and what, does not.
     assert result.recorded.get("/predictor/predicted_agents", 0) > 0, log
     assert result.recorded.get("/predictor/predicted_frames/front", 0) > 0, log
-    assert set(result.not_played) <= {"/tf", "/tf_static"}  # tf2_msgs has no PyPI wheel; a ROS install has it
+    assert set(result.not_played) <= {"/tf", "/tf_static"}  # tf2_msgs: a ROS install or the test stand-in
 
     model = load_model(default_model())
     scored, _, _ = evaluate_recorded(model, tmp_path / "replay", offline=model)

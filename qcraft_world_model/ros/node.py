@@ -39,7 +39,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -51,6 +51,7 @@ from qcraft_world_model.msg import Float64Stamped, PredictedAgents, PredictedFra
 from qcraft_world_model.model.agent_decode import decode_agents
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.camera_geometry import camera_geometry
+from qcraft_world_model.ros.static_transforms import Pose, StaticTransforms
 from qcraft_world_model.runtime.tracker import AgentTracker
 from qcraft_world_model.ros.convert import agents_message, frames_message, markers_message
 from qcraft_world_model.ros.health import HealthThresholds, arrival_rate_hz, camera_health, inference_health
@@ -180,10 +181,16 @@ class PredictorNode(LifecycleNode):
         self._latencies: deque[float] = deque(maxlen=200)
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
                         "ego_motion_estimated": 0, "odometry_rejected": 0, "non_finite_outputs": 0,
-                        "dropped_old": 0}
+                        "dropped_old": 0, "tf_rejected": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         self._camera_info_seen: set[str] = set()
+        #: The static transform tree from /tf_static, and per camera its CameraInfo and its optical frame's
+        #: pose in output.frame_id once the tree reaches it (else the mount parameters place it).
+        self._static = StaticTransforms()
+        self._camera_infos: dict[str, CameraInfo] = {}
+        self._poses: dict[str, Pose] = {}
+        self._frame_ids: dict[str, str] = {}
         self._tracker = AgentTracker()
         self._reset_stream_state()
 
@@ -236,6 +243,8 @@ class PredictorNode(LifecycleNode):
         self.pub_processing = self.create_lifecycle_publisher(Float64Stamped, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64Stamped, "~/debug/pipeline_latency_ms", 1)
         self._new_streams()
+        self._camera_infos, self._poses, self._static = {}, {}, StaticTransforms()
+        self._frame_ids = {c.name: c.frame_id for c in self.config.cameras if c.frame_id}
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
@@ -258,6 +267,8 @@ class PredictorNode(LifecycleNode):
         if self.params["ego_motion.odometry_topic"]:
             self._camera_subscriptions.append(self.create_subscription(
                 Odometry, self.params["ego_motion.odometry_topic"], self._on_odometry, qos_profile_sensor_data))
+        if self.params["tf.static_mounts"]:
+            self._subscribe_tf_static()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -360,13 +371,70 @@ class PredictorNode(LifecycleNode):
 
     # -- frames ----------------------------------------------------------------
 
+    def _subscribe_tf_static(self) -> None:
+        """/tf_static as tf2_ros's static listener takes it (reliable, transient local: the transforms
+        published before this node started arrive too). Without tf2_msgs (a Python install with no ROS
+        distribution) the mount parameters are all there is, and the log says so once."""
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().info("tf2_msgs is not installed: camera mounts come from cameras.<name>.mount.*")
+            return
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._camera_subscriptions.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, qos))
+
+    def _optical_frame(self, name: str) -> str:
+        """The camera's optical frame: cameras.<name>.frame_id, else its images' header, else the convention."""
+        return self._frame_ids.get(name) or f"camera_{name}_optical"
+
+    def _on_tf_static(self, msg: Any) -> None:
+        """Record the static transforms; every camera whose optical frame now chains up to output.frame_id is
+        placed with that pose. A malformed transform is logged and skipped, the rest are used."""
+        for transform in msg.transforms:
+            t, q = transform.transform.translation, transform.transform.rotation
+            try:
+                self._static.add(transform.header.frame_id, transform.child_frame_id, (t.x, t.y, t.z),
+                                 (q.x, q.y, q.z, q.w))
+            except ValueError as err:
+                self._counts["tf_rejected"] += 1
+                self.get_logger().warn(f"/tf_static: {err}", throttle_duration_sec=10.0)
+        self._update_mounts()
+
+    def _update_mounts(self) -> None:
+        base = self.params["output.frame_id"]
+        for camera in self.config.cameras:
+            pose = self._static.lookup(base, self._optical_frame(camera.name))
+            if pose is None:
+                continue
+            before = self._poses.get(camera.name)
+            self._poses[camera.name] = pose
+            try:
+                self._geometry[camera.name] = camera_geometry(camera, self.config.image,
+                                                              self._camera_infos.get(camera.name), pose)
+            except ValueError as err:  # a CameraInfo that was fine alone cannot fail here; log if it does
+                self.get_logger().warn(str(err), throttle_duration_sec=10.0)
+                continue
+            if before is None or not np.allclose(before.translation, pose.translation) or \
+                    not np.allclose(before.rotation, pose.rotation):
+                x, y, z = pose.translation
+                self.get_logger().info(f"camera {camera.name}: mount from /tf_static {base} -> "
+                                       f"{self._optical_frame(camera.name)} at ({x:.3f}, {y:.3f}, {z:.3f}) m")
+
+    def _mount_source(self, name: str) -> str:
+        """Where camera ``name``'s mount comes from, for its diagnostics."""
+        if name in self._poses:
+            return f"/tf_static {self.params['output.frame_id']} -> {self._optical_frame(name)}"
+        return "parameters (cameras.<name>.mount.*)"
+
     def _on_camera_info(self, camera: Any, msg: CameraInfo) -> None:
         """Intrinsics from CameraInfo replace the field-of-view guess; a broken one is logged and ignored."""
         try:
-            geometry = camera_geometry(camera, self.config.image, msg)
+            geometry = camera_geometry(camera, self.config.image, msg, self._poses.get(camera.name))
         except ValueError as err:
             self.get_logger().warn(str(err), throttle_duration_sec=10.0)
             return
+        self._camera_infos[camera.name] = msg
         self._geometry[camera.name] = geometry
         if camera.name not in self._camera_info_seen:
             self._camera_info_seen.add(camera.name)
@@ -397,6 +465,9 @@ class PredictorNode(LifecycleNode):
         state = self._cameras[camera]
         state.received += 1
         state.last_frame = received
+        if camera not in self._frame_ids and msg.header.frame_id:
+            self._frame_ids[camera] = msg.header.frame_id  # the optical frame /tf_static is looked up for
+            self._update_mounts()
         state.arrivals.append(received)
         lane = self._lanes[camera]
         lane.put((camera, msg, received))
@@ -558,6 +629,7 @@ class PredictorNode(LifecycleNode):
                       "duplicates": stats.duplicates, "out_of_order": stats.out_of_order,
                       "window_complete": state.window.is_complete,
                       "ingest_ms_p50": f"{statistics.median(state.ingest_ms):.1f}" if state.ingest_ms else "-",
+                      "mount": self._mount_source(name),
                       "last_error": state.last_error}
             statuses.append(DiagnosticStatus(level=bytes([level]), name=f"qcraft_world_model: camera {name}",
                                              message=message,

@@ -33,6 +33,9 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "Odometry further than this from a window's capture time is not used: the model's estimate is",
               "s", 0.0, 10.0),
     ParamSpec("output.frame_id", str, "base_link", "Frame of PredictedAgents (the ego frame)"),
+    ParamSpec("tf.static_mounts", bool, True,
+              "Place each camera at its optical frame's pose in output.frame_id from /tf_static (chains "
+              "composed); until that arrives, and when false, cameras.<name>.mount.*"),
     ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
               "probability", 0.0, 1.0),
     ParamSpec("output.max_age_s", float, 1.0,

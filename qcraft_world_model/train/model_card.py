@@ -15,9 +15,9 @@ from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET
 
 #: What the evaluation showed the shipped models cannot do (kept with the code that writes the card).
 KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
-    "Agents are placed with the camera's geometry: the node must be told each camera's mount "
-    "(cameras.<name>.mount.*) and should get CameraInfo; it does not read /tf_static yet. With the default "
-    "mount on a camera mounted elsewhere, cars' LET recall fell from 0.41 to 0.13 (docs/model.md).",
+    "Agents are placed with the camera's geometry: the node reads each camera's mount from /tf_static "
+    "(else cameras.<name>.mount.*) and should get CameraInfo. With the default mount on a camera mounted "
+    "elsewhere, cars' LET recall fell from 0.41 to 0.13 (docs/model.md).",
     "Range is what fails with distance: at 128 px a 0.5 px keypoint error is 2.2 m of range at 20 m and 5.2 m "
     "at 30 m (the bound table above); cars beyond 30 m are almost never within 2 m. The project's targets "
     "(cars within 30 m LET recall >= 0.8 at precision >= 0.7) are not met; a wider, higher-resolution "
@@ -33,8 +33,8 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
     "Trained and evaluated only on simulated scenes (SUMO + flat-shaded rendering); one front camera; "
     "no night, weather, lens distortion or real sensor noise.",
 ], "lite-wide": [
-    "Agents are placed with the camera's geometry: the node must be told each camera's mount "
-    "(cameras.<name>.mount.*) and should get CameraInfo; it does not read /tf_static yet.",
+    "Agents are placed with the camera's geometry: the node reads each camera's mount from /tf_static "
+    "(else cameras.<name>.mount.*) and should get CameraInfo; a wrong mount moves every agent.",
     "The project's car targets are not met: within 30 m LET recall 0.5 (target 0.8; precision 0.77-0.81 "
     "meets 0.7), AP@2m 0.49-0.53 (target 0.6); this card's tables give this model's own numbers. Beyond "
     "30 m cars are rarely within 2 m (recall@2m 0.06): at 256 px a 0.5 px keypoint error is 2.4 m of range at 30 m and 7 m at 50 m (the bound table above).",
