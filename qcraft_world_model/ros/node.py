@@ -57,6 +57,11 @@ from qcraft_world_model.ros.convert import agents_message, frames_message, marke
 from qcraft_world_model.ros.health import HealthThresholds, arrival_rate_hz, camera_health, inference_health
 from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
 
+#: Seconds after activation without a /tf_static chain to a camera before the node warns that it is
+#: placing that camera's agents with the mount parameters.
+TF_GRACE_S = 5.0
+
+
 @dataclass
 class _Job:
     """One window per camera, as references to the ring windows' cached items; the worker
@@ -190,6 +195,7 @@ class PredictorNode(LifecycleNode):
         self._static = StaticTransforms()
         self._camera_infos: dict[str, CameraInfo] = {}
         self._poses: dict[str, Pose] = {}
+        self._tf_listening, self._tf_warned, self._activated_at = False, set(), 0.0
         self._frame_ids: dict[str, str] = {}
         self._tracker = AgentTracker()
         self._reset_stream_state()
@@ -267,8 +273,9 @@ class PredictorNode(LifecycleNode):
         if self.params["ego_motion.odometry_topic"]:
             self._camera_subscriptions.append(self.create_subscription(
                 Odometry, self.params["ego_motion.odometry_topic"], self._on_odometry, qos_profile_sensor_data))
+        self._tf_listening, self._tf_warned, self._activated_at = False, set(), time.monotonic()
         if self.params["tf.static_mounts"]:
-            self._subscribe_tf_static()
+            self._tf_listening = self._subscribe_tf_static()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -371,7 +378,7 @@ class PredictorNode(LifecycleNode):
 
     # -- frames ----------------------------------------------------------------
 
-    def _subscribe_tf_static(self) -> None:
+    def _subscribe_tf_static(self) -> bool:
         """/tf_static as tf2_ros's static listener takes it (reliable, transient local: the transforms
         published before this node started arrive too). Without tf2_msgs (a Python install with no ROS
         distribution) the mount parameters are all there is, and the log says so once."""
@@ -379,10 +386,11 @@ class PredictorNode(LifecycleNode):
             from tf2_msgs.msg import TFMessage
         except ImportError:
             self.get_logger().info("tf2_msgs is not installed: camera mounts come from cameras.<name>.mount.*")
-            return
+            return False
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._camera_subscriptions.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, qos))
+        return True
 
     def _optical_frame(self, name: str) -> str:
         """The camera's optical frame: cameras.<name>.frame_id, else its images' header, else the convention."""
@@ -420,6 +428,18 @@ class PredictorNode(LifecycleNode):
                 x, y, z = pose.translation
                 self.get_logger().info(f"camera {camera.name}: mount from /tf_static {base} -> "
                                        f"{self._optical_frame(camera.name)} at ({x:.3f}, {y:.3f}, {z:.3f}) m")
+
+    def _warn_missing_mounts(self, now: float) -> None:
+        """Once per activation and camera: listening to /tf_static for TF_GRACE_S without a chain to it."""
+        if not self._tf_listening or now - self._activated_at < TF_GRACE_S:
+            return
+        for camera in self.config.cameras:
+            if camera.name not in self._poses and camera.name not in self._tf_warned:
+                self._tf_warned.add(camera.name)
+                self.get_logger().warn(
+                    f"camera {camera.name}: no /tf_static chain {self.params['output.frame_id']} -> "
+                    f"{self._optical_frame(camera.name)} after {TF_GRACE_S:g} s: placing its agents at "
+                    f"cameras.{camera.name}.mount.* ({len(self._static)} static transforms known)")
 
     def _mount_source(self, name: str) -> str:
         """Where camera ``name``'s mount comes from, for its diagnostics."""
@@ -615,6 +635,7 @@ class PredictorNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         statuses = []
         now = time.monotonic()
+        self._warn_missing_mounts(now)
         limits = self._limits
         for name, state in self._cameras.items():
             stats = state.window.stats
