@@ -262,8 +262,8 @@ def _cmd_bench_node(args: argparse.Namespace) -> int:
         print("qcraft-wm bench node: error: give the camera size as both --width and --height, positive",
               file=sys.stderr)
         return 2
-    if args.threads < 0 or (args.frames_rate is not None and not 0 <= args.frames_rate <= 1000):
-        print("qcraft-wm bench node: error: --threads is 0 or more, --frames-rate 0 to 1000 Hz", file=sys.stderr)
+    if not 0 <= args.threads <= 256 or (args.frames_rate is not None and not 0 <= args.frames_rate <= 1000):
+        print("qcraft-wm bench node: error: --threads is 0 to 256, --frames-rate 0 to 1000 Hz", file=sys.stderr)
         return 2
     apply_loopback_dds_env()  # before rclpy starts: the bench's own sockets on 127.0.0.1 too (docs/security.md)
     from qcraft_world_model.ros.node_bench import bench_node

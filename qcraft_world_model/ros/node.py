@@ -195,6 +195,7 @@ class PredictorNode(LifecycleNode):
         self._static = StaticTransforms()
         self._camera_infos: dict[str, CameraInfo] = {}
         self._poses: dict[str, Pose] = {}
+        self._pose_frames: dict[str, str] = {}
         self._tf_listening, self._tf_warned, self._activated_at = False, set(), 0.0
         self._frame_ids: dict[str, str] = {}
         self._tracker = AgentTracker()
@@ -249,7 +250,7 @@ class PredictorNode(LifecycleNode):
         self.pub_processing = self.create_lifecycle_publisher(Float64Stamped, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64Stamped, "~/debug/pipeline_latency_ms", 1)
         self._new_streams()
-        self._camera_infos, self._poses, self._static = {}, {}, StaticTransforms()
+        self._camera_infos, self._poses, self._pose_frames, self._static = {}, {}, {}, StaticTransforms()
         self._frame_ids = {c.name: c.frame_id for c in self.config.cameras if c.frame_id}
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -282,6 +283,7 @@ class PredictorNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._tf_listening = False  # no missing-mount warnings while inactive
         for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
         self._camera_subscriptions.clear()
@@ -416,13 +418,14 @@ class PredictorNode(LifecycleNode):
             if pose is None:
                 continue
             before = self._poses.get(camera.name)
-            self._poses[camera.name] = pose
             try:
-                self._geometry[camera.name] = camera_geometry(camera, self.config.image,
-                                                              self._camera_infos.get(camera.name), pose)
+                geometry = camera_geometry(camera, self.config.image, self._camera_infos.get(camera.name), pose)
             except ValueError as err:  # a CameraInfo that was fine alone cannot fail here; log if it does
                 self.get_logger().warn(str(err), throttle_duration_sec=10.0)
                 continue
+            # The pose only once the geometry built from it is the one agents are placed with.
+            self._geometry[camera.name], self._poses[camera.name] = geometry, pose
+            self._pose_frames[camera.name] = self._optical_frame(camera.name)
             if before is None or not np.allclose(before.translation, pose.translation) or \
                     not np.allclose(before.rotation, pose.rotation):
                 x, y, z = pose.translation
@@ -444,7 +447,7 @@ class PredictorNode(LifecycleNode):
     def _mount_source(self, name: str) -> str:
         """Where camera ``name``'s mount comes from, for its diagnostics."""
         if name in self._poses:
-            return f"/tf_static {self.params['output.frame_id']} -> {self._optical_frame(name)}"
+            return f"/tf_static {self.params['output.frame_id']} -> {self._pose_frames[name]}"
         return "parameters (cameras.<name>.mount.*)"
 
     def _on_camera_info(self, camera: Any, msg: CameraInfo) -> None:

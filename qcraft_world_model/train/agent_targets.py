@@ -42,7 +42,7 @@ from qcraft_world_model.model.losses import AgentTargets
 MIN_TARGET_VISIBILITY = 0.25
 #: Agents the model is asked to find: this close at t0 (and their footprint seen).
 TARGET_RADIUS_M = 50.0
-#: A cut agent (ground-contact point outside the image's left/right edge) is a target when at least
+#: A cut agent (ground-contact point beyond the image's left, right or bottom edge) is a target when at least
 #: this share of its projected box rectangle is inside the image, or (a car close beside the ego,
 #: whose rectangle dwarfs the image) the part inside covers this share of the image ...
 MIN_TRUNCATED_INSIDE = 0.15
@@ -68,7 +68,8 @@ def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarr
     u, v = pixels[:, 0], pixels[:, 1]
     in_front = depth > 0.5
     inside = in_front & (v >= 0) & (v < camera.height) & (u >= 0) & (u < camera.width)
-    keypoints = np.stack([np.clip(u, 0.5, camera.width - 0.5), np.clip(v, 0.5, camera.height - 0.5)], axis=1)
+    clamped = np.stack([np.clip(u, 0.5, camera.width - 0.5), np.clip(v, 0.5, camera.height - 0.5)], axis=1)
+    keypoints = np.where(inside[:, None], pixels, clamped)  # an agent in the image keeps its own point
     count = len(corners)
     if count == 0:
         return keypoints, depth, inside
@@ -77,7 +78,7 @@ def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarr
     lo, hi = box_px.min(1), box_px.max(1)
     area = np.prod(np.maximum(hi - lo, 1e-6), axis=1)
     clipped = np.prod(np.maximum(np.minimum(hi, [camera.width, camera.height]) - np.maximum(lo, 0.0), 0.0), axis=1)
-    placed = place(camera, keypoints, np.maximum(depth, 0.5))[0]
+    placed = place(camera, clamped, np.maximum(depth, 0.5))[0]
     cut = (in_front & (v >= 0) & ~inside & (box_depth > 0.1).all(1)
            & ((clipped >= MIN_TRUNCATED_INSIDE * area)
               | (clipped >= MIN_TRUNCATED_IMAGE_SHARE * camera.width * camera.height))
