@@ -116,3 +116,13 @@ def test_cars_cut_by_the_image_edge_are_reported_apart_within_30_m() -> None:
     assert (cut["true_agents"], cut["matched"], cut["recall_2m"], cut["let_recall"]) == (2, 1, 0.5, 0.5)
     assert targets["car_30m"]["true_agents"] == 3
     assert "car_30m_cut_by_image_edge" not in score_windows([window([[10, 0]], [[10, 0]])], 0.5, STEPS_S, 3)["targets"]
+
+
+def test_the_target_sets_are_also_reported_along_the_score_thresholds() -> None:
+    """A confident right car and a weak right one: below the weak one's score both are found."""
+    w = window([[10, 0], [20, 3]], [[10, 0], [20, 3]], scores=[0.9, 0.3])
+    curve = score_windows([w], 0.5, STEPS_S, 3)["targets_by_threshold"]
+    assert curve["0.25"]["car_30m"]["let_recall"] == 1.0 and curve["0.5"]["car_30m"]["let_recall"] == 0.5
+    assert curve["0.5"]["car_30m"] == {k: score_windows([w], 0.5, STEPS_S, 3)["targets"]["car_30m"][k]
+                                       for k in ("recall_2m", "precision_2m", "let_recall", "let_precision",
+                                                 "matched")}

@@ -330,7 +330,21 @@ def score_windows(windows: list[WindowAgents], threshold: float, steps_s: np.nda
     aps = [by_class[n][f"ap_{d:g}m"] for n in CLASS_GROUPS for d in AP_THRESHOLDS_M
            if by_class[n][f"ap_{d:g}m"] is not None]
     return {**overall, "by_class": by_class, "map": round(float(np.mean(aps)), 4) if aps else None,
-            "threshold": threshold, "targets": targets_block(windows, threshold, steps_s, modes)}
+            "threshold": threshold, "targets": targets_block(windows, threshold, steps_s, modes),
+            "targets_by_threshold": targets_by_threshold(windows, steps_s, modes)}
+
+
+#: Score thresholds the target sets are also reported at: the curve around the operating point, so a
+#: reader sees what another threshold would trade (the operating point itself stays the node's).
+SWEEP_THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
+
+
+def targets_by_threshold(windows: list[WindowAgents], steps_s: np.ndarray, modes: int) -> dict:
+    """Recall and precision (2 m and LET) of the target sets at each of SWEEP_THRESHOLDS."""
+    keys = ("recall_2m", "precision_2m", "let_recall", "let_precision", "matched")
+    return {f"{t:g}": {name: {k: row[k] for k in keys if k in row}
+                       for name, row in targets_block(windows, t, steps_s, modes).items()}
+            for t in SWEEP_THRESHOLDS}
 
 
 def operating_point_by_visibility(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray,

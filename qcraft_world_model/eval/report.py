@@ -160,6 +160,13 @@ def agents_tables(result: dict[str, Any]) -> list[str]:
     for name, row in t.items():
         lines.append(f"| {name} | {row['true_agents']} | {fmt(row['recall_2m'])} | {fmt(row['precision_2m'])} | "
                      f"{fmt(row['let_recall'])} | {fmt(row['let_precision'])} | {fmt(row['ap_2m'])} |")
+    if agents.get("targets_by_threshold"):
+        lines += ["", "Cars within 30 m at other score thresholds (the operating point above is "
+                  f"{fmt(agents['threshold'])}): LET recall / LET precision", "",
+                  "| score ≥ | " + " | ".join(agents["targets_by_threshold"]) + " |",
+                  "|---|" + "---|" * len(agents["targets_by_threshold"]),
+                  "| car_30m | " + " | ".join(f"{fmt(r['car_30m']['let_recall'])} / {fmt(r['car_30m']['let_precision'])}"
+                                            for r in agents["targets_by_threshold"].values()) + " |"]
     lines += ["", f"mAP (3 groups x 0.5/1/2/4 m): {fmt(agents['map'], 3)}", "",
               "| class | range (m) | agents | AP 0.5/1/2/4 m | recall@2m | precision@2m | LET recall | ATE | AOE | AVE |",
               "|---|---|---|---|---|---|---|---|---|---|"]
