@@ -60,6 +60,8 @@ from qcraft_world_model.ros.parameters import NODE_PARAMETERS, node_values
 #: Seconds after activation without a /tf_static chain to a camera before the node warns that it is
 #: placing that camera's agents with the mount parameters.
 TF_GRACE_S = 5.0
+#: Odometry samples kept for matching windows by capture time (10 s at 20 Hz).
+ODOMETRY_HISTORY = 200
 
 
 @dataclass
@@ -216,8 +218,10 @@ class PredictorNode(LifecycleNode):
         #: Monotonic time of the last publish, or of activation (for "no prediction for N s").
         self._last_publish_time = time.monotonic()
         self._tracker.reset()
-        #: The newest odometry velocity: (capture time ns, vx, vy in base_link), or None.
-        self._odometry: tuple[int, float, float] | None = None
+        #: Recent odometry (capture time ns, vx, vy in base_link): a window takes the sample nearest its
+        #: capture time, not the newest: the worker runs behind the stream, and a replay runs the odometry
+        #: ahead of it.
+        self._odometry: deque[tuple[int, float, float]] = deque(maxlen=ODOMETRY_HISTORY)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -465,17 +469,18 @@ class PredictorNode(LifecycleNode):
                                    f"(fx {geometry.fx:.1f} px at the model's {geometry.width}x{geometry.height})")
 
     def _on_odometry(self, msg: Odometry) -> None:
-        """Keep the newest velocity; a non-finite one is a broken source, counted and ignored."""
+        """Keep the velocity with its stamp; a non-finite one is a broken source, counted and ignored."""
         linear = msg.twist.twist.linear
         if not (math.isfinite(linear.x) and math.isfinite(linear.y)):
             self._counts["odometry_rejected"] += 1
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self._odometry = (stamp_ns, float(linear.x), float(linear.y))
+        self._odometry.append((stamp_ns, float(linear.x), float(linear.y)))
 
     def _ego_velocity(self, stamp_ns: int) -> np.ndarray | None:
         """The odometry velocity for a window captured at ``stamp_ns``; None: use the model's estimate."""
-        odometry = self._odometry
+        samples = list(self._odometry)  # one copy: the executor appends meanwhile
+        odometry = min(samples, key=lambda sample: abs(sample[0] - stamp_ns)) if samples else None
         if odometry is None or abs(odometry[0] - stamp_ns) > self.params["ego_motion.max_age_s"] * 1e9:
             self._counts["ego_motion_estimated"] += 1
             return None
