@@ -23,7 +23,7 @@ from qcraft_world_model.data.message_types import msgtype
 from qcraft_world_model.data.rosbag_io import CAMERA_TYPES, BagError, BagMessage, read_messages, require_type
 from qcraft_world_model.data.scene_bag import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from qcraft_world_model.ingest.image_decode import ImageDecodeError, TargetSize, decode_any
-from qcraft_world_model.model.geometry import CameraGeometry
+from qcraft_world_model.model.geometry import CameraGeometry, rotation_from_quaternion
 
 OPTICAL_FROM_BODY = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]])
 
@@ -65,18 +65,12 @@ def _yaw(q) -> float:  # noqa: ANN001 - a geometry_msgs/Quaternion
     return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
 
 
-def _rotation(q) -> np.ndarray:  # noqa: ANN001
-    x, y, z, w = q.x, q.y, q.z, q.w
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def camera_from_messages(name: str, info, transform, size: int,  # noqa: ANN001
                          height: int | None = None) -> PinholeCamera:
     """A PinholeCamera from CameraInfo and its base_link → optical transform, rescaled to ``size`` wide and
     ``height`` (default: ``size``) tall."""
-    body = _rotation(transform.transform.rotation) @ OPTICAL_FROM_BODY.T
+    q = transform.transform.rotation
+    body = rotation_from_quaternion(q.x, q.y, q.z, q.w) @ OPTICAL_FROM_BODY.T
     yaw = math.degrees(math.atan2(body[1, 0], body[0, 0]))
     pitch = math.degrees(math.asin(max(-1.0, min(1.0, -body[2, 0]))))
     # The intrinsics as the images are resized for the model (stretched, like decode_any with the

@@ -28,6 +28,19 @@ def rotation_ego_from_camera_body(yaw_deg: float, pitch_down_deg: float) -> np.n
     return rz @ ry
 
 
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """(3, 3) rotation of a quaternion (normalised here: publishers round); ValueError for a zero or
+    non-finite one. The one conversion for tf transforms, in bags and live."""
+    q = np.array([x, y, z, w], np.float64)
+    norm = np.linalg.norm(q)
+    if not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f"quaternion ({x}, {y}, {z}, {w}) is not a rotation")
+    x, y, z, w = q / norm
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
 #: Optical axes expressed in the camera body frame: body = OPTICAL_TO_BODY @ optical.
 OPTICAL_TO_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 

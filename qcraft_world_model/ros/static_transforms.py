@@ -13,20 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qcraft_world_model.model.geometry import rotation_from_quaternion
+
 #: Longest chain followed from a camera up to the base frame (a loop in a broken tree ends here).
 MAX_CHAIN = 32
-
-
-def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """(3, 3) rotation of a unit quaternion (normalised here: publishers round)."""
-    q = np.array([x, y, z, w], np.float64)
-    norm = np.linalg.norm(q)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f"quaternion ({x}, {y}, {z}, {w}) is not a rotation")
-    x, y, z, w = q / norm
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 @dataclass(frozen=True)
