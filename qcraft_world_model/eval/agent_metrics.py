@@ -343,7 +343,7 @@ def targets_by_threshold(windows: list[WindowAgents], steps_s: np.ndarray, modes
     """Recall and precision (2 m and LET) of the target sets at each of SWEEP_THRESHOLDS."""
     keys = ("recall_2m", "precision_2m", "let_recall", "let_precision", "matched")
     return {f"{t:g}": {name: {k: row[k] for k in keys if k in row}
-                       for name, row in targets_block(windows, t, steps_s, modes).items()}
+                       for name, row in targets_block(windows, t, steps_s, modes, with_ap=False).items()}
             for t in SWEEP_THRESHOLDS}
 
 
@@ -369,9 +369,11 @@ def operating_point_by_visibility(windows: list[WindowAgents], threshold: float,
     return out
 
 
-def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int) -> dict:
+def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int,
+                  with_ap: bool = True) -> dict:
     """The numbers the project's agent targets are stated in: cars (incl. trucks, buses) within 30 m
-    and pedestrians within 20 m, among agents in scope (visible share ≥ the evaluation's threshold)."""
+    and pedestrians within 20 m, among agents in scope (visible share ≥ the evaluation's threshold).
+    ``with_ap=False`` leaves AP out: it does not depend on the threshold, so a sweep need not redo it."""
     def within(group: int, metres: float):  # noqa: ANN202
         def keep(w: WindowAgents) -> np.ndarray:
             return (np.linalg.norm(w.true_position, axis=1) < metres) & (groups_of(w.true_label) == group)
@@ -382,7 +384,7 @@ def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.nda
         subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
                   for w in windows]
         result = operating_point(subset, threshold, steps_s, modes, within(group, metres), (0.0, metres))
-        ap = average_precision(windows, group, 2.0, (0.0, metres))
+        ap = average_precision(windows, group, 2.0, (0.0, metres)) if with_ap else None  # threshold-free
         out[name] = {**{k: result[k] for k in ("true_agents", "matched", "recall_2m", "precision_2m", "let_recall",
                                                "let_precision")}, "ap_2m": None if ap is None else round(ap, 4)}
     if windows and all(w.true_in_view is not None for w in windows):

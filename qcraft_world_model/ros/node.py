@@ -191,13 +191,11 @@ class PredictorNode(LifecycleNode):
                         "dropped_old": 0, "tf_rejected": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
-        self._camera_info_seen: set[str] = set()
-        #: The static transform tree from /tf_static, and per camera its CameraInfo and its optical frame's
-        #: pose in output.frame_id once the tree reaches it (else the mount parameters place it).
+        #: The static transform tree from /tf_static, and per camera its CameraInfo and, once the tree reaches
+        #: it, its optical frame's pose in output.frame_id with that frame's id (else the mount parameters).
         self._static = StaticTransforms()
         self._camera_infos: dict[str, CameraInfo] = {}
-        self._poses: dict[str, Pose] = {}
-        self._pose_frames: dict[str, str] = {}
+        self._mounts: dict[str, tuple[Pose, str]] = {}
         self._tf_listening, self._tf_warned, self._activated_at = False, set(), 0.0
         self._frame_ids: dict[str, str] = {}
         self._tracker = AgentTracker()
@@ -254,7 +252,7 @@ class PredictorNode(LifecycleNode):
         self.pub_processing = self.create_lifecycle_publisher(Float64Stamped, "~/debug/processing_time_ms", 1)
         self.pub_pipeline = self.create_lifecycle_publisher(Float64Stamped, "~/debug/pipeline_latency_ms", 1)
         self._new_streams()
-        self._camera_infos, self._poses, self._pose_frames, self._static = {}, {}, {}, StaticTransforms()
+        self._camera_infos, self._mounts, self._static = {}, {}, StaticTransforms()
         self._frame_ids = {c.name: c.frame_id for c in self.config.cameras if c.frame_id}
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -421,15 +419,15 @@ class PredictorNode(LifecycleNode):
             pose = self._static.lookup(base, self._optical_frame(camera.name))
             if pose is None:
                 continue
-            before = self._poses.get(camera.name)
+            before = self._mounts.get(camera.name, (None, ""))[0]
             try:
                 geometry = camera_geometry(camera, self.config.image, self._camera_infos.get(camera.name), pose)
             except ValueError as err:  # a CameraInfo that was fine alone cannot fail here; log if it does
                 self.get_logger().warn(str(err), throttle_duration_sec=10.0)
                 continue
             # The pose only once the geometry built from it is the one agents are placed with.
-            self._geometry[camera.name], self._poses[camera.name] = geometry, pose
-            self._pose_frames[camera.name] = self._optical_frame(camera.name)
+            self._geometry[camera.name] = geometry
+            self._mounts[camera.name] = (pose, self._optical_frame(camera.name))
             if before is None or not np.allclose(before.translation, pose.translation) or \
                     not np.allclose(before.rotation, pose.rotation):
                 x, y, z = pose.translation
@@ -441,7 +439,7 @@ class PredictorNode(LifecycleNode):
         if not self._tf_listening or now - self._activated_at < TF_GRACE_S:
             return
         for camera in self.config.cameras:
-            if camera.name not in self._poses and camera.name not in self._tf_warned:
+            if camera.name not in self._mounts and camera.name not in self._tf_warned:
                 self._tf_warned.add(camera.name)
                 self.get_logger().warn(
                     f"camera {camera.name}: no /tf_static chain {self.params['output.frame_id']} -> "
@@ -450,21 +448,21 @@ class PredictorNode(LifecycleNode):
 
     def _mount_source(self, name: str) -> str:
         """Where camera ``name``'s mount comes from, for its diagnostics."""
-        if name in self._poses:
-            return f"/tf_static {self.params['output.frame_id']} -> {self._pose_frames[name]}"
+        if name in self._mounts:
+            return f"/tf_static {self.params['output.frame_id']} -> {self._mounts[name][1]}"
         return "parameters (cameras.<name>.mount.*)"
 
     def _on_camera_info(self, camera: Any, msg: CameraInfo) -> None:
         """Intrinsics from CameraInfo replace the field-of-view guess; a broken one is logged and ignored."""
         try:
-            geometry = camera_geometry(camera, self.config.image, msg, self._poses.get(camera.name))
+            geometry = camera_geometry(camera, self.config.image, msg, self._mounts.get(camera.name, (None,))[0])
         except ValueError as err:
             self.get_logger().warn(str(err), throttle_duration_sec=10.0)
             return
+        first = camera.name not in self._camera_infos
         self._camera_infos[camera.name] = msg
         self._geometry[camera.name] = geometry
-        if camera.name not in self._camera_info_seen:
-            self._camera_info_seen.add(camera.name)
+        if first:
             self.get_logger().info(f"camera {camera.name}: intrinsics from {camera.camera_info_topic} "
                                    f"(fx {geometry.fx:.1f} px at the model's {geometry.width}x{geometry.height})")
 

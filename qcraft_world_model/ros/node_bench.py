@@ -51,7 +51,7 @@ def bench_node(model: Path, model_note: str, cameras: int = 1, rate: float = 10.
               "bytes_per_frame": round(sum(map(len, frames)) / len(frames))}
     node_settings = {"threads": threads, "frames_max_rate_hz": frames_rate_hz}
     (work / "params.yaml").write_text(predictor_params(names, model, backend, publish_frames, encoding, threads,
-                                                                 frames_rate_hz))
+                                                       frames_rate_hz))
     domain = 90 + os.getpid() % 9
     node = start_predictor(work / "params.yaml", domain, work, log=work / "node.log")
     context = rclpy.Context()

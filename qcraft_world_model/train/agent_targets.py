@@ -53,9 +53,10 @@ MAX_EDGE_PLACEMENT_M = 1.5
 
 
 def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where each agent's peak goes: (G, 2) keypoints in image pixels, (G,) optical depth of its
-    ground-contact point, (G,) bool whether it has a peak at all.
+    ground-contact point, (G,) bool whether it has a peak at all, and (G, 3) the point the shared
+    decoder places from that keypoint and depth (the agent's own ground point when it is in the image).
 
     ``ground`` (G, 3) are the agents' ground-contact points, ``corners`` (G, 8, 3) their boxes. A
     point inside the image is its own keypoint. A point beyond the left, right or bottom edge (a car
@@ -70,20 +71,20 @@ def edge_keypoints(camera: CameraGeometry, ground: np.ndarray, corners: np.ndarr
     inside = in_front & (v >= 0) & (v < camera.height) & (u >= 0) & (u < camera.width)
     clamped = np.stack([np.clip(u, 0.5, camera.width - 0.5), np.clip(v, 0.5, camera.height - 0.5)], axis=1)
     keypoints = np.where(inside[:, None], pixels, clamped)  # an agent in the image keeps its own point
+    placed = place(camera, keypoints, np.maximum(depth, 0.5))[0]
     count = len(corners)
     if count == 0:
-        return keypoints, depth, inside
+        return keypoints, depth, inside, placed
     box_px, box_depth = camera.project(corners.reshape(-1, 3))
     box_px, box_depth = box_px.reshape(count, 8, 2), box_depth.reshape(count, 8)
     lo, hi = box_px.min(1), box_px.max(1)
     area = np.prod(np.maximum(hi - lo, 1e-6), axis=1)
     clipped = np.prod(np.maximum(np.minimum(hi, [camera.width, camera.height]) - np.maximum(lo, 0.0), 0.0), axis=1)
-    placed = place(camera, clamped, np.maximum(depth, 0.5))[0]
     cut = (in_front & (v >= 0) & ~inside & (box_depth > 0.1).all(1)
            & ((clipped >= MIN_TRUNCATED_INSIDE * area)
               | (clipped >= MIN_TRUNCATED_IMAGE_SHARE * camera.width * camera.height))
            & (np.linalg.norm(placed[:, :2] - ground[:, :2], axis=1) <= MAX_EDGE_PLACEMENT_M))
-    return keypoints, depth, inside | cut
+    return keypoints, depth, inside | cut, placed
 
 
 def box_visibility(camera: CameraGeometry, corners: np.ndarray, cells: int = 32) -> np.ndarray:
@@ -139,12 +140,12 @@ def dense_targets(position: np.ndarray, heading: np.ndarray, speed_xy: np.ndarra
         ground = np.concatenate([position[b, real], np.zeros((len(real), 1))], axis=1)
         corners = box_corners(position[b, real], heading[b, real], size[b, real])
         for c, camera in enumerate(cameras[b]):
-            pixels, depth, inside = edge_keypoints(camera, ground, corners)
+            pixels, depth, inside, placed = edge_keypoints(camera, ground, corners)
             inside &= box_visibility(camera, corners) >= MIN_TARGET_VISIBILITY
             taken: dict[tuple[int, int], float] = {}
             # Motion is relative to the bearing the decoder will see the agent at: that of the point it
             # places from the keypoint (the agent's own, except for a cut agent moved onto the edge).
-            bearing = camera.azimuth(place(camera, pixels, np.maximum(depth, 0.5))[0])
+            bearing = camera.azimuth(placed)
             for i in np.flatnonzero(inside)[np.argsort(depth[inside])]:  # nearest first: it keeps a shared cell
                 g = real[i]
                 u, v = pixels[i] / stride
