@@ -154,6 +154,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # What ran: mixed-int8 on a CPU without native bf16 runs fp32 around the INT8 transformer (+fp32).
     label = plan + getattr(getattr(runner, "plan", None), "suffix", "")
     result["model"]["precision"] = label
+    if getattr(runner, "keep_float", ()):  # an INT8 plan with layers left in floating point says which
+        result["model"]["int8_keep_float"] = list(runner.keep_float)
     if args.backend != "torch":
         result["model"]["backend"] = runner.name
     if args.tracks:
@@ -324,8 +326,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     windows = calibration_windows(args.data, model.config, args.windows)
     latents = calibration_latents(model, args.precision, windows)
-    path = save_int8_calibration(args.model, model, args.precision, latents, f"{args.data} ({len(latents)} windows)")
-    print(f"wrote {path}: {len(latents)} calibration windows of {args.data} for {args.precision}")
+    keep_float = tuple(name for name in args.keep_float.split(",") if name)
+    path = save_int8_calibration(args.model, model, args.precision, latents, f"{args.data} ({len(latents)} windows)",
+                                 keep_float)
+    kept = f", keeping {', '.join(keep_float)} in floating point" if keep_float else ""
+    print(f"wrote {path}: {len(latents)} calibration windows of {args.data} for {args.precision}{kept}")
     return 0
 
 
@@ -492,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="clip dataset or scene bag whose first windows calibrate (the training split)")
     calibrate.add_argument("--windows", type=int, default=32)
     calibrate.add_argument("--precision", choices=("mixed-int8",), default="mixed-int8")
+    calibrate.add_argument("--keep-float", default="",
+                           help="comma-separated transformer linears the INT8 plan leaves in floating point (the "
+                                "first rows of the per-layer sensitivity table `evaluate --precision mixed-int8` "
+                                "prints when its gate misses), e.g. blocks.0.attn.out,blocks.3.mlp.fc1")
     calibrate.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")

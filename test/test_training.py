@@ -305,6 +305,49 @@ def test_int8_runs_from_the_model_folder_alone_after_calibrate(tiny_data: Path, 
         TorchBackend(other, "mixed-int8", folder=folder)
 
 
+def test_calibrate_keeps_the_named_linears_in_floating_point(tiny_data: Path, tiny_preset: Path,
+                                                               tmp_path: Path) -> None:
+    """``calibrate --keep-float`` stores which transformer linears the INT8 plan leaves in floating point:
+    the plan built from the folder then quantizes every linear but those (fewer quantize ops, the named
+    layer still a float linear), the Q/DQ export follows the same choice, and a name the transformer
+    does not have is refused in one line, before the calibration file is touched."""
+    import subprocess
+    import sys
+
+    from qcraft_world_model.runtime.backends import TorchBackend
+    from qcraft_world_model.runtime.model_folder import INT8_CALIBRATION_FILE, stored_keep_float
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=1, batch=2,
+                      warmup=1), progress=False)
+    folder = tmp_path / "run"
+    model = load_model(folder)
+
+    def calibrate(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", "calibrate", "--model", str(folder),
+                               "--data", str(tiny_data), "--windows", "2", *extra], capture_output=True, text=True)
+
+    assert calibrate().returncode == 0
+    plain = TorchBackend(model, "mixed-int8", folder=folder).runner
+    assert plain.keep_float == () and stored_keep_float(folder, model) == ()
+    done = calibrate("--keep-float", "blocks.0.attn.out")
+    assert done.returncode == 0, done.stderr
+    assert "keeping blocks.0.attn.out in floating point" in done.stdout
+    assert stored_keep_float(folder, model) == ("blocks.0.attn.out",)
+    kept = TorchBackend(model, "mixed-int8", folder=folder).runner
+    assert kept.keep_float == ("blocks.0.attn.out",)
+
+    def quantize_ops(runner) -> int:  # noqa: ANN001 - a PlannedWorldModel
+        graph = getattr(runner.transformer, "_orig_mod", runner.transformer).graph
+        return sum("quantize_per_tensor" in str(node.target) for node in graph.nodes)
+
+    assert 0 < quantize_ops(kept) < quantize_ops(plain)
+    before = (folder / INT8_CALIBRATION_FILE).read_bytes()
+    refused = calibrate("--keep-float", "blocks.0.attn.outt")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "blocks.0.attn.outt" in refused.stderr
+    assert (folder / INT8_CALIBRATION_FILE).read_bytes() == before
+
+
 def test_evaluate_scores_another_backend_and_gates_it_against_torch_fp32(tiny_data: Path, tiny_preset: Path,
                                                                           tmp_path: Path) -> None:
     """``evaluate --backend onnxruntime`` (the real CLI) runs the node's backend at batch 1 on the same clips

@@ -17,7 +17,7 @@ from typing import Any
 from qcraft_world_model.data.clip_tensors import calibration_windows
 from qcraft_world_model.quant.modelopt_qat import QUANTIZERS_FILE, export_transformer_qdq, load_quantizers
 from qcraft_world_model.quant.pt2e import export_qdq_onnx, quantize_pt2e, transformer_latents
-from qcraft_world_model.runtime.model_folder import load_model
+from qcraft_world_model.runtime.model_folder import load_model, stored_keep_float
 from qcraft_world_model.runtime.onnx_export import export_onnx
 
 #: Largest relative L2 between onnxruntime and torch for the FP32 graphs.
@@ -47,7 +47,7 @@ def export_checked(folder: str | Path, out: Path, int8_transformer: bool = False
         f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
     if int8_transformer:
         latents = transformer_latents(model, calibration_windows(calibration, model.config))
-        quantized = quantize_pt2e(model.transformer, latents)
+        quantized = quantize_pt2e(model.transformer, latents, keep_float=stored_keep_float(folder, model))
         error = export_qdq_onnx(quantized, latents[0], str(out / "transformer_int8_qdq.onnx"))
         manifest["transformer_int8_qdq_relative_l2_vs_fake_quant"] = error
         say(f"{out / 'transformer_int8_qdq.onnx'}: explicit Q/DQ; onnxruntime vs torch fake-quant: "

@@ -86,11 +86,16 @@ def gate_against_fp32(model, planned: dict[str, Any], data: str | Path, precisio
         if calibration is not None:
             latents = transformer_latents(model, calibration_windows(calibration, model.config))
         else:
-            latents = load_int8_calibration(folder, model, precision)
+            latents = load_int8_calibration(folder, model, precision).latents
         windows = eval_windows(model, data, sensitivity_windows)
         rows = layer_sensitivity(model, latents, windows)
         gate["sensitivity"] = rows
         markdown = sensitivity_markdown(rows, fp32["data"]["future_frames_s"])
         say(f"per-layer INT8 sensitivity on {len(windows)} held-out windows:\n{markdown}")
+        if not gate["passed"]:
+            first = [row["layer"] for row in sorted(rows, key=lambda row: -row["transformer_rel_l2"])
+                     if row["layer"] != "all"][:2]
+            say(f"to leave the most sensitive linears in floating point: qcraft-wm calibrate --model {folder} "
+                f"--data TRAINING_CLIPS --keep-float {','.join(first)} (then evaluate again)")
         table += f"\n## Per-layer INT8 sensitivity ({len(windows)} held-out windows)\n\n{markdown}"
     return gate, table

@@ -10,37 +10,54 @@ was the only INT8 path faster than FP32 (docs/precision.md).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
 
-def x86_quantizer(only: str | None = None):  # noqa: ANN201 - torchao's X86InductorQuantizer
+def x86_quantizer(only: str | None = None, keep_float: Sequence[str] = ()):  # noqa: ANN201 - torchao's X86InductorQuantizer
     """The X86 Inductor quantizer with its default config (per-channel symmetric weights, per-tensor
-    affine activations) on every linear, or only on the module named ``only``."""
+    affine activations) on every linear but those named in ``keep_float`` (left in floating point:
+    the layers the per-layer sensitivity table puts first, as TensorRT and ModelOpt users exclude
+    layers), or only on the module named ``only``."""
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
 
     quantizer = x86.X86InductorQuantizer()
     config = x86.get_default_x86_inductor_quantization_config()
     if only is None:
         quantizer.set_global(config)
+        for name in keep_float:
+            quantizer.set_module_name_qconfig(name, None)
     else:
         quantizer.set_module_name_qconfig(only, config)
     return quantizer
 
 
-def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor], quantizer=None) -> torch.fx.GraphModule:  # noqa: ANN001
+def check_keep_float(module: nn.Module, keep_float: Sequence[str]) -> tuple[str, ...]:
+    """``keep_float`` as a tuple, each name a linear of ``module``: a misspelt name would otherwise
+    leave that layer quantized without a word."""
+    linears = {name for name, sub in module.named_modules() if isinstance(sub, nn.Linear)}
+    unknown = [name for name in keep_float if name not in linears]
+    if unknown:
+        raise ValueError(f"not linears of the transformer: {', '.join(unknown)} (its linears: "
+                         f"{', '.join(sorted(linears))})")
+    return tuple(keep_float)
+
+
+def quantize_pt2e(module: nn.Module, calibration: Iterable[torch.Tensor], quantizer=None,  # noqa: ANN001
+                  keep_float: Sequence[str] = ()) -> torch.fx.GraphModule:
     """A statically INT8-quantized copy of ``module`` calibrated on ``calibration`` inputs (fp32).
 
-    ``quantizer``: from ``x86_quantizer``; default: every linear.
+    ``quantizer``: from ``x86_quantizer``; default: every linear but those named in ``keep_float``.
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     samples = list(calibration)
     if not samples:
         raise ValueError("INT8 calibration needs at least one input")
-    quantizer = quantizer if quantizer is not None else x86_quantizer()
+    if quantizer is None:
+        quantizer = x86_quantizer(keep_float=check_keep_float(module, keep_float))
     exported = torch.export.export(module.eval(), (samples[0],)).module()
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():

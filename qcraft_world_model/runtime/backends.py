@@ -52,6 +52,9 @@ class TorchBackend(Backend):
 
             runner = planned_model(model, precision, calibration, device=device, folder=folder).to(device)
             precision += runner.plan.suffix
+            if runner.keep_float:
+                LOG.info("INT8 plan keeps %s in floating point (the model folder's calibration)",
+                         ", ".join(runner.keep_float))
         super().__init__(runner, model.config, f"torch-{device.split(':')[0]}/{precision}")
         self._device = torch.device(device)
 

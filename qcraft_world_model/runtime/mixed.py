@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -22,9 +22,11 @@ class PlannedWorldModel(nn.Module):
     """
 
     def __init__(self, model: WorldModel, plan: PrecisionPlan, calibration: Iterable[torch.Tensor] = (),
-                 compile_int8: bool = True, latents: list[torch.Tensor] | None = None) -> None:
+                 compile_int8: bool = True, latents: list[torch.Tensor] | None = None,
+                 keep_float: Sequence[str] = ()) -> None:
         """``calibration``: input windows; or ``latents``: the transformer inputs they give, computed once
-        and stored with the model (``model_folder.INT8_CALIBRATION_FILE``).
+        and stored with the model (``model_folder.INT8_CALIBRATION_FILE``). ``keep_float``: transformer
+        linears an INT8 plan leaves in floating point.
 
         INT8 ranges are calibrated on the fp32 encoder's latents whatever the plan runs around the
         transformer: one calibration serves a bf16 host and an fp32 one (a bf16 encoder's latents
@@ -33,6 +35,7 @@ class PlannedWorldModel(nn.Module):
         super().__init__()
         model = copy.deepcopy(model).eval()
         self.config, self.plan = model.config, plan
+        self.keep_float = tuple(keep_float) if plan.transformer == "int8" else ()
         if plan.transformer == "int8" and latents is None:
             from qcraft_world_model.quant.pt2e import transformer_latents
 
@@ -47,7 +50,7 @@ class PlannedWorldModel(nn.Module):
 
             if not latents:
                 raise ValueError("an INT8 plan needs calibration windows")
-            quantized = quantize_pt2e(model.transformer.float(), latents)
+            quantized = quantize_pt2e(model.transformer.float(), latents, keep_float=keep_float)
             self.transformer = torch.compile(quantized) if compile_int8 else quantized
         else:
             self.transformer = model.transformer.to(plan.dtype("transformer"))
@@ -80,11 +83,13 @@ class PlannedWorldModel(nn.Module):
 
 
 def planned_model(model: WorldModel, precision: str, calibration_data: str | None = None, windows: int = 32,
-                  device: str = "cpu", folder: str | Path | None = None) -> PlannedWorldModel:
+                  device: str = "cpu", folder: str | Path | None = None,
+                  keep_float: Sequence[str] | None = None) -> PlannedWorldModel:
     """``model`` under a named precision plan. INT8 calibrates on the first ``windows`` clips of
     ``calibration_data`` (a dataset or bag) when given, else on the calibration stored in the model
-    ``folder`` (``qcraft-wm calibrate``), so the node needs no dataset."""
-    from qcraft_world_model.runtime.model_folder import load_int8_calibration
+    ``folder`` (``qcraft-wm calibrate``), so the node needs no dataset. The linears kept in floating
+    point are ``keep_float`` when given, else the folder's stored choice (none without a folder)."""
+    from qcraft_world_model.runtime.model_folder import load_int8_calibration, stored_keep_float
 
     plan = PrecisionPlan.named(precision, device)
     if plan.transformer != "int8":
@@ -92,11 +97,15 @@ def planned_model(model: WorldModel, precision: str, calibration_data: str | Non
     if calibration_data is not None:
         from qcraft_world_model.data.clip_tensors import calibration_windows
 
-        return PlannedWorldModel(model, plan, calibration_windows(calibration_data, model.config, windows))
+        keep = keep_float if keep_float is not None else stored_keep_float(folder, model, precision) if folder else ()
+        return PlannedWorldModel(model, plan, calibration_windows(calibration_data, model.config, windows),
+                                 keep_float=keep)
     if folder is None:
         raise ValueError("INT8 needs calibration: a clip dataset, or a model folder calibrated with "
                          "qcraft-wm calibrate")
-    return PlannedWorldModel(model, plan, latents=load_int8_calibration(folder, model, precision))
+    stored = load_int8_calibration(folder, model, precision)
+    keep = keep_float if keep_float is not None else stored.keep_float
+    return PlannedWorldModel(model, plan, latents=stored.latents, keep_float=keep)
 
 
 def calibration_latents(model: WorldModel, precision: str, windows: Iterable[torch.Tensor],

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -107,9 +108,24 @@ def save_model(out: str | Path, model: WorldModel, config: WorldModelConfig, sum
 INT8_CALIBRATION_FILE = "int8_calibration.safetensors"
 
 
+class Int8Calibration(NamedTuple):
+    """What a model folder stores for its INT8 plan: the calibration latents, and the transformer
+    linears the plan keeps in floating point (``qcraft-wm calibrate --keep-float``; none by default)."""
+
+    latents: list[torch.Tensor]
+    keep_float: tuple[str, ...] = ()
+
+
 def save_int8_calibration(folder: str | Path, model: WorldModel, precision: str, latents: list[torch.Tensor],
-                          source: str) -> Path:
-    """Write ``latents`` ((1, tokens, dim) each) with the weights' hash, the plan and where they came from."""
+                          source: str, keep_float: Sequence[str] = ()) -> Path:
+    """Write ``latents`` ((1, tokens, dim) each) with the weights' hash, the plan, where they came from
+    and the linears the plan keeps in floating point (``keep_float``, checked against the model)."""
+    from qcraft_world_model.quant.pt2e import check_keep_float
+
+    try:
+        keep_float = check_keep_float(model.transformer, keep_float)
+    except ValueError as err:  # a misspelt name: refused before anything is written
+        raise ModelFolderError(f"cannot keep in floating point {err}") from err
     from safetensors.torch import save_file
 
     from qcraft_world_model.runtime.onnx_export import weights_hash
@@ -120,16 +136,19 @@ def save_int8_calibration(folder: str | Path, model: WorldModel, precision: str,
     # "encoder": the latents are the fp32 encoder's (runtime/mixed.py); files without the field (before
     # session 6) came from the planned bf16 encoder, within bf16 rounding of these, and still load.
     save_file(tensors, str(tmp), metadata={"weights": weights_hash(model), "precision": precision, "source": source,
-                                          "windows": str(len(latents)), "encoder": "fp32"})
+                                          "windows": str(len(latents)), "encoder": "fp32",
+                                          "keep_float": ",".join(keep_float)})
     os.chmod(tmp, 0o644)  # shipped with the model: readable like its weights
     os.replace(tmp, path)
     return path
 
 
-def load_int8_calibration(folder: str | Path, model: WorldModel, precision: str) -> list[torch.Tensor]:
-    """The stored calibration latents; ModelFolderError when missing, made for other weights or plan."""
+def load_int8_calibration(folder: str | Path, model: WorldModel, precision: str) -> Int8Calibration:
+    """The stored calibration; ModelFolderError when missing, made for other weights or plan, or naming
+    a layer the model does not have."""
     from safetensors import safe_open
 
+    from qcraft_world_model.quant.pt2e import check_keep_float
     from qcraft_world_model.runtime.onnx_export import weights_hash
 
     path = Path(folder) / INT8_CALIBRATION_FILE
@@ -149,4 +168,17 @@ def load_int8_calibration(folder: str | Path, model: WorldModel, precision: str)
             or not torch.isfinite(latents).all():
         raise ModelFolderError(f"{path} holds latents of shape {tuple(latents.shape)}, not (N, "
                                f"{model.config.tokens}, {model.config.dim}) finite values")
-    return list(latents.split(1))
+    keep_float = tuple(name for name in metadata.get("keep_float", "").split(",") if name)
+    try:
+        check_keep_float(model.transformer, keep_float)
+    except ValueError as err:
+        raise ModelFolderError(f"{path} keeps in floating point {err}") from err
+    return Int8Calibration(list(latents.split(1)), keep_float)
+
+
+def stored_keep_float(folder: str | Path, model: WorldModel, precision: str = "mixed-int8") -> tuple[str, ...]:
+    """The linears ``folder``'s INT8 plan keeps in floating point; none when it stores no calibration
+    (an INT8 graph calibrated elsewhere, e.g. on ``--calibration`` data, follows the folder's choice)."""
+    if not (Path(folder) / INT8_CALIBRATION_FILE).is_file():
+        return ()
+    return load_int8_calibration(folder, model, precision).keep_float
