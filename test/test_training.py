@@ -333,8 +333,10 @@ def test_calibrate_keeps_the_named_linears_in_floating_point(tiny_data: Path, ti
     assert done.returncode == 0, done.stderr
     assert "keeping blocks.0.attn.out in floating point" in done.stdout
     assert stored_keep_float(folder, model) == ("blocks.0.attn.out",)
-    kept = TorchBackend(model, "mixed-int8", folder=folder).runner
+    kept_backend = TorchBackend(model, "mixed-int8", folder=folder)
+    kept = kept_backend.runner
     assert kept.keep_float == ("blocks.0.attn.out",)
+    assert "fp32: blocks.0.attn.out" in kept_backend.name  # what the node logs and reports in diagnostics
 
     def quantize_ops(runner) -> int:  # noqa: ANN001 - a PlannedWorldModel
         graph = getattr(runner.transformer, "_orig_mod", runner.transformer).graph

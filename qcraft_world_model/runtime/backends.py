@@ -52,9 +52,8 @@ class TorchBackend(Backend):
 
             runner = planned_model(model, precision, calibration, device=device, folder=folder).to(device)
             precision += runner.plan.suffix
-            if runner.keep_float:
-                LOG.info("INT8 plan keeps %s in floating point (the model folder's calibration)",
-                         ", ".join(runner.keep_float))
+            if runner.keep_float:  # in the name, so the node's configure log and diagnostics say which plan runs
+                precision += f" (fp32: {', '.join(runner.keep_float)})"
         super().__init__(runner, model.config, f"torch-{device.split(':')[0]}/{precision}")
         self._device = torch.device(device)
 

@@ -83,12 +83,11 @@ class PlannedWorldModel(nn.Module):
 
 
 def planned_model(model: WorldModel, precision: str, calibration_data: str | None = None, windows: int = 32,
-                  device: str = "cpu", folder: str | Path | None = None,
-                  keep_float: Sequence[str] | None = None) -> PlannedWorldModel:
+                  device: str = "cpu", folder: str | Path | None = None) -> PlannedWorldModel:
     """``model`` under a named precision plan. INT8 calibrates on the first ``windows`` clips of
     ``calibration_data`` (a dataset or bag) when given, else on the calibration stored in the model
     ``folder`` (``qcraft-wm calibrate``), so the node needs no dataset. The linears kept in floating
-    point are ``keep_float`` when given, else the folder's stored choice (none without a folder)."""
+    point are the folder's stored choice (none without a folder or its calibration)."""
     from qcraft_world_model.runtime.model_folder import load_int8_calibration, stored_keep_float
 
     plan = PrecisionPlan.named(precision, device)
@@ -97,15 +96,14 @@ def planned_model(model: WorldModel, precision: str, calibration_data: str | Non
     if calibration_data is not None:
         from qcraft_world_model.data.clip_tensors import calibration_windows
 
-        keep = keep_float if keep_float is not None else stored_keep_float(folder, model, precision) if folder else ()
+        keep = stored_keep_float(folder, model, precision) if folder is not None else ()
         return PlannedWorldModel(model, plan, calibration_windows(calibration_data, model.config, windows),
                                  keep_float=keep)
     if folder is None:
         raise ValueError("INT8 needs calibration: a clip dataset, or a model folder calibrated with "
                          "qcraft-wm calibrate")
     stored = load_int8_calibration(folder, model, precision)
-    keep = keep_float if keep_float is not None else stored.keep_float
-    return PlannedWorldModel(model, plan, latents=stored.latents, keep_float=keep)
+    return PlannedWorldModel(model, plan, latents=stored.latents, keep_float=stored.keep_float)
 
 
 def calibration_latents(model: WorldModel, precision: str, windows: Iterable[torch.Tensor],
