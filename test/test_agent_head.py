@@ -139,6 +139,36 @@ def test_a_car_cut_by_the_image_edge_is_a_target_on_the_edge_and_decodes_near_it
                                    atol=1e-3)
 
 
+def test_rendered_visibility_decides_the_targets_where_the_clips_have_it() -> None:
+    """A car right behind a truck is hidden by the box raster (the truck's bounding rectangle covers
+    it) though the rendered frame may show it over the truck's bonnet: with a rendered visible share it
+    is a target when that share is high and not when it is low, whatever the raster says; a car
+    the raster sees but a building hides (rendered share 0.1) is not a target either."""
+    camera = PinholeCamera("front", width=256, height=128)
+    geometry = [[camera.geometry()]]
+    position = np.array([[10.0, 0.0], [16.0, 0.3], [20.0, 12.0]])  # the truck, the car behind it, a car aside
+    velocity = np.zeros((3, 2))
+    t = np.array(STEPS_S)
+    truth = {"position": position[None], "heading": np.zeros((1, 3)), "velocity": velocity[None],
+             "size": np.array([[[12.0, 2.5, 3.5], [4.5, 1.8, 1.5], [4.5, 1.8, 1.5]]]),
+             "label": np.array([[2, 1, 1]]), "mask": np.ones((1, 3), bool),
+             "future": np.repeat(position[:, None], len(t), axis=1)[None],
+             "future_valid": np.ones((1, 3, len(t)), bool)}
+
+    def depths(visibility: np.ndarray | None) -> list[float]:
+        targets = dense_targets(truth["position"], truth["heading"], truth["velocity"], truth["size"],
+                                truth["label"], truth["mask"], truth["future"], truth["future_valid"], geometry,
+                                STRIDE, EGO_VELOCITY, t, visibility)
+        return sorted(round(float(d)) for d in targets.log_depth.exp())
+
+    seen = depths(np.array([[[1.0], [0.6], [1.0]]]))  # rendered: 60 % of the car behind shows
+    assert len(seen) == 3
+    truck, behind, aside = seen  # nearest first: optical depths grow with x here
+    assert depths(None) == [truck, aside]  # the raster hides the car behind the truck
+    assert depths(np.array([[[1.0], [0.6], [0.1]]])) == [truck, behind]  # a wall hides the car aside
+    assert depths(np.array([[[1.0], [0.1], [1.0]]])) == [truck, aside]
+
+
 def test_motion_targets_are_relative_to_the_ego_and_decode_with_either_ego_velocity() -> None:
     """A parked car seen from a moving ego is a target moving at minus the ego's velocity; the decoder
     adds the ego's velocity back, from odometry or, without it, from the head's own estimate."""

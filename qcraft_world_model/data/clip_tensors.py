@@ -32,6 +32,9 @@ class Batch:
     cameras: list[list[CameraGeometry]]
     #: (B, 2) the ego's velocity at t0 (x forward, y left), m/s: what odometry reports on a vehicle.
     ego_velocity: torch.Tensor
+    #: (B, A, C) rendered visible share of each agent at t0 per camera (occlusion only; a mirror does not
+    #: change it), where the data has it; None for data without an id buffer (a recorded bag).
+    visibility: torch.Tensor | None = None
 
 
 class ClipTensors:
@@ -132,8 +135,10 @@ class ClipTensors:
         cameras = [list(self.geometry[i]) for i in index.tolist()]
         if flip is not None and cfg.cameras == 1:
             cameras = [[c.mirrored() for c in rig] if f else rig for rig, f in zip(cameras, flip.tolist())]
+        visibility = (torch.from_numpy(np.asarray(self.visibility[index.numpy()], np.float32))
+                      if self.visibility is not None else None)
         return Batch(window=window, future=future, agents=agents, valid=self.valid[index], size=self.size[index],
-                     label=self.label[index], cameras=cameras, ego_velocity=ego_velocity)
+                     label=self.label[index], cameras=cameras, ego_velocity=ego_velocity, visibility=visibility)
 
     def windows(self, count: int | None = None) -> list[torch.Tensor]:
         """The first ``count`` clips' input windows, one (1, C, T, 3, H, W) each: the one calibration
