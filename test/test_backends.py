@@ -177,15 +177,22 @@ def test_a_missing_engine_names_the_command_that_builds_it_and_that_command_buil
 
 
 def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(tmp_path: Path) -> None:
-    """frames=False skips the frame decoder and nothing else, on torch and on the onnxruntime export;
-    an export folder from before window_agents.onnx existed still answers agents-only calls."""
+    """frames=False skips the frame decoder and nothing else, on torch (eager and the INT8 plan) and on
+    the onnxruntime export, and its frames decoded afterwards from its tokens are the full window's
+    (the node publishes agents first); an export folder from before window_agents.onnx existed still
+    answers agents-only calls, without the later decode."""
     import shutil
 
+    from qcraft_world_model.quant.plan import PrecisionPlan
+    from qcraft_world_model.runtime.backend import Backend
+    from qcraft_world_model.runtime.mixed import PlannedWorldModel
     from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, OnnxWorldModel
 
     reference = model()
     frames = window()
     for backend in (create_backend(reference, "torch", "fp32"),
+                    Backend(PlannedWorldModel(reference, PrecisionPlan.named("mixed-int8", "cpu"), [frames],
+                                              compile_int8=False), reference.config, "torch-cpu/mixed-int8"),
                     create_backend(reference, "onnxruntime", cache_dir=tmp_path)):
         tokens = torch.stack([backend.stem(frames[:, :, t]) for t in range(16)], dim=2)
         full = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
@@ -193,6 +200,11 @@ def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(t
         assert full.frames is not None and agents_only.frames is None, backend.name
         for name in AGENT_OUTPUTS:
             assert torch.allclose(getattr(agents_only.agents, name), getattr(full.agents, name), atol=1e-5), name
+        assert backend.decodes_frames_later, backend.name
+        later = backend.decode_frames(agents_only, frames[:, :, -1], frames[:, :, -2])
+        assert later.shape == full.frames.shape and torch.allclose(later, full.frames, atol=1e-5), backend.name
+        with pytest.raises(BackendError, match="no tokens"):
+            backend.decode_frames(full, frames[:, :, -1], frames[:, :, -2])
     (export,) = tmp_path.glob("onnx-*")
     assert (export / "window_agents.onnx").is_file()
     old = tmp_path / "old-export"
@@ -201,7 +213,7 @@ def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(t
     runner = OnnxWorldModel(old, reference.config)
     tokens = runner.stem(frames)
     agents_only = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
-    assert agents_only.frames is None
+    assert agents_only.frames is None and agents_only.tokens is None and not runner.decodes_frames_later
     assert torch.allclose(agents_only.agents.heatmap, full.agents.heatmap, atol=1e-5)
 
 

@@ -87,7 +87,7 @@ def test_compiled_once_then_imported_and_recompiled_for_other_weights(tmp_path: 
     assert first.compiled_now
     (folder,) = tmp_path.glob("openvino-*")
     stamps = {blob.name: blob.stat().st_mtime_ns for blob in folder.glob("*.blob")}
-    assert set(stamps) == {"stem.blob", "window.blob", "window_agents.blob"}
+    assert set(stamps) == {"stem.blob", "window.blob", "window_agents.blob", "frames.blob"}
 
     def no_compile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("compiled although a cached blob exists")
@@ -179,14 +179,16 @@ def test_bench_model_times_openvino_and_says_what_it_compiled(monkeypatch) -> No
 
 
 def test_the_agents_only_window_is_compiled_and_matches_the_full_one(tmp_path: Path) -> None:
-    """The third compiled part: the window without the frame decoder gives the full window's agents,
-    and its error against torch is recorded with the others."""
+    """The third and fourth compiled parts: the window without the frame decoder gives the full window's
+    agents, the frames decoded afterwards from its tokens are the full window's, and their errors
+    against torch are recorded with the others."""
     import json
 
     backend = OpenVinoBackend(small_model(), "fp32", tmp_path)
-    assert (backend.cache_folder / "window_agents.blob").is_file()
+    assert (backend.cache_folder / "window_agents.blob").is_file() and (backend.cache_folder / "frames.blob").is_file()
     errors = json.loads((backend.cache_folder / "key.json").read_text())["relative_l2_vs_torch_fp32"]
     assert max(v for k, v in errors.items() if k.startswith("window_agents.")) < FP32_RELATIVE_L2
+    assert errors["frames.frames"] < FP32_RELATIVE_L2
     frames = window(SMALL)
     tokens = torch.stack([backend.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
     full = backend.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
@@ -194,3 +196,6 @@ def test_the_agents_only_window_is_compiled_and_matches_the_full_one(tmp_path: P
     assert agents_only.frames is None
     for name in AGENT_OUTPUTS:
         assert relative_l2(getattr(agents_only.agents, name), getattr(full.agents, name)) < 1e-5, name
+    assert backend.decodes_frames_later
+    later = backend.decode_frames(agents_only, frames[:, :, -1], frames[:, :, -2])
+    assert relative_l2(later, full.frames) < 1e-5

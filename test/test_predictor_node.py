@@ -47,12 +47,21 @@ class NodeUnderTest:
         self.agents: list = []
         self.frames: list = []
         self.diagnostics: list = []
-        self.client.create_subscription(msgs.PredictedAgents, "/predictor/predicted_agents", self.agents.append,
-                                        reliable)
+        #: ("agents" | camera name, stamp) in the order the messages arrived.
+        self.arrivals: list[tuple[str, int]] = []
+
+        def received(kind: str, into: list):  # noqa: ANN202
+            def append(message) -> None:  # noqa: ANN001
+                self.arrivals.append((kind, stamp_of(message)))
+                into.append(message)
+            return append
+
+        self.client.create_subscription(msgs.PredictedAgents, "/predictor/predicted_agents",
+                                        received("agents", self.agents), reliable)
         self.frames_by_camera: dict[str, list] = {name: [] for name in cameras}
         for name in cameras:
             self.client.create_subscription(msgs.PredictedFrames, f"/predictor/predicted_frames/{name}",
-                                            self.frames_by_camera[name].append, reliable)
+                                            received(name, self.frames_by_camera[name]), reliable)
         self.frames = self.frames_by_camera[cameras[0]]
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, reliable)
         self.debug: dict[str, list] = {name: [] for name in ("processing_time_ms", "pipeline_latency_ms")}
@@ -264,6 +273,10 @@ def test_predicted_frames_are_rate_limited_by_capture_time(ros, drive: list, tmp
         assert len(node.agents) >= 4 and 1 <= len(frames) < len(node.agents)
         assert all(b - a >= 0.45e9 for a, b in zip(frames, frames[1:])), "frames closer than 1 / 2 Hz"
         assert set(frames) <= {stamp_of(m) for m in node.agents}, "frames belong to published predictions"
+        # The agents are published first and the frames decoded afterwards: each window's agents arrive
+        # before its frames.
+        order = {arrival: index for index, arrival in enumerate(node.arrivals)}
+        assert all(order[("agents", stamp)] < order[("front", stamp)] for stamp in frames)
     finally:
         node.close()
 

@@ -27,6 +27,9 @@ class WorldModelOutput:
     #: (an agents-only window: planners need no frames, and the decoder is a third of the window's time).
     frames: torch.Tensor | None
     agents: AgentPrediction
+    #: (B*C, N, dim) the transformer's tokens per camera, where the frames were not decoded with the
+    #: agents: ``decode_frames`` makes them later (the node publishes agents first, frames after).
+    tokens: torch.Tensor | None = None
 
 
 class WorldModel(nn.Module):
@@ -57,16 +60,24 @@ class WorldModel(nn.Module):
         newest/previous (B, C, 3, H, W).
 
         The anchors are the transformer's global tokens: every latent token has attended
-        to them, so their context reaches both heads through the tokens.
+        to them, so their context reaches both heads through the tokens. Without frames the
+        output keeps the per-camera tokens, for ``decode_frames``.
         """
         b, c = newest.shape[:2]
         per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
-        newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
-        agents = self.agent_head(per_camera, newest, previous, c)
+        agents = self.agent_head(per_camera, newest.reshape(b * c, *newest.shape[2:]),
+                                 previous.reshape(b * c, *previous.shape[2:]), c)
         if not frames:
-            return WorldModelOutput(frames=None, agents=agents)
-        predicted = self.frame_decoder(per_camera, newest, previous)
-        return WorldModelOutput(frames=predicted.view(b, c, *predicted.shape[1:]), agents=agents)
+            return WorldModelOutput(frames=None, agents=agents, tokens=per_camera)
+        return WorldModelOutput(frames=self.decode_frames(per_camera, newest, previous), agents=agents)
+
+    def decode_frames(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """(B, C, horizons, 3, H, W) future frames from an agents-only window's ``tokens`` (B*C, N, dim)
+        and its newest/previous frames (B, C, 3, H, W): the same frames ``heads(frames=True)`` gives."""
+        b, c = newest.shape[:2]
+        predicted = self.frame_decoder(tokens, newest.reshape(b * c, *newest.shape[2:]),
+                                       previous.reshape(b * c, *previous.shape[2:]))
+        return predicted.view(b, c, *predicted.shape[1:])
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         """window (B, C, T, 3, H, W) uint8 frames, oldest first: stem + window in one call (training)."""

@@ -20,6 +20,7 @@ started when a newer one arrives is dropped and counted, never queued.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import threading
@@ -49,6 +50,7 @@ from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS, checked
 from qcraft_world_model.msg import Float64Stamped, PredictedAgents, PredictedFrames
 from qcraft_world_model.model.agent_decode import decode_agents
+from qcraft_world_model.model.world_model import WorldModelOutput
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.camera_geometry import camera_geometry
 from qcraft_world_model.ros.static_transforms import Pose, StaticTransforms
@@ -186,9 +188,12 @@ class PredictorNode(LifecycleNode):
         self._running = False
         self._worker: threading.Thread | None = None
         self._latencies: deque[float] = deque(maxlen=200)
+        #: QCRAFT_WM_FRAMES_WITH_AGENTS=1 decodes frames with the agents, before publishing them (the node's
+        #: behaviour before session 9), for an A/B run of the agents' latency (docs/node.md).
+        self._frames_with_agents = os.environ.get("QCRAFT_WM_FRAMES_WITH_AGENTS", "0") == "1"
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
                         "ego_motion_estimated": 0, "odometry_rejected": 0, "non_finite_outputs": 0,
-                        "dropped_old": 0, "tf_rejected": 0}
+                        "dropped_old": 0, "tf_rejected": 0, "frames_published": 0, "frames_deferred": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         #: The static transform tree from /tf_static, and per camera its CameraInfo and, once the tree reaches
@@ -562,9 +567,13 @@ class PredictorNode(LifecycleNode):
 
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
-        # Frames are decoded only for the windows that publish them: the decoder is a third of a window.
+        # Frames are decoded only for the windows that publish them (the decoder is a third of a window),
+        # and after the agents are out where the backend can (decodes_frames_later): planners should not
+        # wait for pictures. A TensorRT engine holds the whole window, so there they come together.
         frames_due = self._frames_due(job.stamp_ns)
-        output = self.backend.forward_window(*job.tensors(), frames=frames_due)
+        later = frames_due and self.backend.decodes_frames_later and not self._frames_with_agents
+        tensors = job.tensors()
+        output = self.backend.forward_window(*tensors, frames=frames_due and not later)
         inference_ms = (time.monotonic() - start) * 1e3
         if not output_is_finite(output):
             # Planners must never see NaN; the window is dropped and the fault reported as ERROR.
@@ -597,15 +606,6 @@ class PredictorNode(LifecycleNode):
         if self.pub_autoware is not None:
             self.pub_autoware.publish(to_predicted_objects(agents, self.autoware))
         latency_ms = (time.monotonic() - job.received) * 1e3
-        if frames_due:
-            self._last_frames_stamp = job.stamp_ns  # only a published window spends the frames slot
-            steps = [k / model.rate_hz for k in model.future_frames]
-            for index, camera in enumerate(self.config.cameras):
-                if camera.name in job.stale:
-                    continue  # frames predicted from held images would look live; say nothing instead
-                self.pub_frames[camera.name].publish(frames_message(
-                    output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
-                    steps, self.model_id))
         with self._lock:
             self._policy.published(job.stamp_ns)
         self._last_publish_time = time.monotonic()
@@ -613,6 +613,35 @@ class PredictorNode(LifecycleNode):
         self._latencies.append(latency_ms)
         self.pub_processing.publish(Float64Stamped(stamp=agents.header.stamp, data=inference_ms))
         self.pub_pipeline.publish(Float64Stamped(stamp=agents.header.stamp, data=latency_ms))
+        if frames_due:
+            self._publish_frames(job, output, tensors, later)
+
+    def _publish_frames(self, job: _Job, output: WorldModelOutput, tensors: tuple, later: bool) -> None:
+        """The window's PredictedFrames, after its agents. Frames decoded afterwards wait for no one: when a
+        newer window is already waiting, they are skipped (counted as ``frames_deferred``) and the frames
+        slot stays open for the next window."""
+        if later:
+            with self._lock:
+                newer_waiting = self._pending is not None
+            if newer_waiting:
+                self._counts["frames_deferred"] += 1
+                return
+            frames = self.backend.decode_frames(output, tensors[1], tensors[2])
+            if not torch.isfinite(frames).all():
+                self._counts["non_finite_outputs"] += 1
+                self.get_logger().error("the model gave non-finite frames: not published", throttle_duration_sec=5.0)
+                return
+            output = WorldModelOutput(frames=frames, agents=output.agents)
+        self._last_frames_stamp = job.stamp_ns  # only published frames spend the frames slot
+        model = self.backend.config
+        steps = [k / model.rate_hz for k in model.future_frames]
+        for index, camera in enumerate(self.config.cameras):
+            if camera.name in job.stale:
+                continue  # frames predicted from held images would look live; say nothing instead
+            self.pub_frames[camera.name].publish(frames_message(
+                output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
+                steps, self.model_id))
+        self._counts["frames_published"] += 1
 
     def _frames_due(self, stamp_ns: int) -> bool:
         """PredictedFrames are large: publish them at most ``output.frames_max_rate_hz`` (by capture time,

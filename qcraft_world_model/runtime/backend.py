@@ -38,6 +38,21 @@ class Backend:
         with torch.inference_mode():
             return self.runner.forward_window(stem_tokens, newest, previous, frames=frames)
 
+    @property
+    def decodes_frames_later(self) -> bool:
+        """Whether an agents-only window's frames can be decoded afterwards (``decode_frames``); where not
+        (a TensorRT engine holds the whole window) frames come with the agents, ``forward_window(frames=True)``."""
+        return bool(getattr(self.runner, "decodes_frames_later", hasattr(self.runner, "decode_frames")))
+
+    def decode_frames(self, output: WorldModelOutput, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """(B, C, horizons, 3, H, W) frames of an agents-only window ``output`` (its tokens), newest/previous
+        the window's two newest frames: the frames the full window would have given."""
+        if output.tokens is None:
+            raise BackendError(f"{self.name}: this output has no tokens to decode frames from "
+                               "(ask forward_window for frames instead)")
+        with torch.inference_mode():
+            return self.runner.decode_frames(output.tokens, newest, previous)
+
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:
         """Whole windows (B, C, T, 3, H, W) uint8, as ``WorldModel`` takes them: each window stemmed frame
         by frame and predicted at batch 1 (the node's batch, the one every export is built for), so an
@@ -76,6 +91,6 @@ def onnx_export_folder(model: WorldModel, cache_dir: Path) -> Path:
     from qcraft_world_model.runtime.onnx_export import export_onnx
 
     folder = Path(cache_dir) / f"onnx-{export_key(model)}"
-    if not all((folder / name).is_file() for name in ("stem.onnx", "window.onnx", "window_agents.onnx")):
+    if not all((folder / name).is_file() for name in ("stem.onnx", "window.onnx", "window_agents.onnx", "frames.onnx")):
         export_onnx(model, folder)  # cheap (a second) and checked against torch on export
     return folder

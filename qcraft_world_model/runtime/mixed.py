@@ -14,7 +14,8 @@ from qcraft_world_model.quant.plan import PrecisionPlan
 
 
 class PlannedWorldModel(nn.Module):
-    """Same calls as WorldModel (``forward``, ``stem``, ``forward_window``, ``config``), planned precision.
+    """Same calls as WorldModel (``forward``, ``stem``, ``forward_window``, ``decode_frames``, ``config``),
+    planned precision.
 
     INT8 parts are replaced by their PT2E-quantized graph (calibrated on
     ``calibration`` windows), optionally compiled with Inductor, which is what
@@ -69,14 +70,22 @@ class PlannedWorldModel(nn.Module):
         """Frame decoder (unless ``frames`` is False) and agent head in their planned dtypes; outputs in fp32."""
         b, c = newest.shape[:2]
         per_camera = tokens.reshape(b * c, self.config.tokens_per_camera, -1)
-        newest, previous = newest.reshape(b * c, *newest.shape[2:]), previous.reshape(b * c, *previous.shape[2:])
-        agents = self.agent_head(per_camera.to(self.plan.dtype("agent_head")), newest, previous, c)
+        agents = self.agent_head(per_camera.to(self.plan.dtype("agent_head")), newest.reshape(b * c, *newest.shape[2:]),
+                                 previous.reshape(b * c, *previous.shape[2:]), c)
         for name, value in vars(agents).items():
             setattr(agents, name, value.float())
         if not frames:
-            return WorldModelOutput(frames=None, agents=agents)
-        predicted = self.frame_decoder(per_camera.to(self.plan.dtype("frame_decoder")), newest, previous)
-        return WorldModelOutput(frames=predicted.float().view(b, c, *predicted.shape[1:]), agents=agents)
+            return WorldModelOutput(frames=None, agents=agents, tokens=per_camera)
+        return WorldModelOutput(frames=self.decode_frames(per_camera, newest, previous), agents=agents)
+
+    def decode_frames(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Future frames (fp32) from an agents-only window's per-camera ``tokens``, the decoder in its
+        planned dtype (WorldModel.decode_frames)."""
+        b, c = newest.shape[:2]
+        predicted = self.frame_decoder(tokens.to(self.plan.dtype("frame_decoder")),
+                                       newest.reshape(b * c, *newest.shape[2:]),
+                                       previous.reshape(b * c, *previous.shape[2:]))
+        return predicted.float().view(b, c, *predicted.shape[1:])
 
     def forward(self, window: torch.Tensor) -> WorldModelOutput:
         return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])

@@ -1,10 +1,13 @@
 """ONNX export of the streaming parts (stem per frame, window per prediction) and an
 onnxruntime model with the same calls as the torch one.
 
-The window is exported twice: with the frame decoder (``window.onnx``) and without it
-(``window_agents.onnx``), for the predictions whose frames nobody will read (the node
-publishes frames at most ``output.frames_max_rate_hz``, and not at all with
-``output.publish_frames: false``): the decoder is a third of the window's time.
+The window is exported twice: with the frame decoder (``window.onnx``, what evaluation
+runs) and without it (``window_agents.onnx``), which also returns the transformer's
+tokens so that ``frames.onnx`` can decode the frames afterwards. The node runs the
+agents-only window for every prediction, publishes the agents, and only then decodes
+frames for the windows that publish them (at most ``output.frames_max_rate_hz``, none
+with ``output.publish_frames: false``): the decoder is a third of a window's time, and
+planners should not wait for pictures.
 
 FP32 ONNX is both a CPU backend (onnxruntime) and what TensorRT builds engines
 from. The legacy TorchScript exporter is used (``dynamo=False``, opset 17): it
@@ -29,13 +32,16 @@ from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 AGENT_OUTPUTS = tuple(f.name for f in fields(AgentPrediction))
 
 
-#: The exported window graphs: with frames, and agents only (file stem → outputs).
-WINDOW_GRAPHS = {"window": ("frames", *AGENT_OUTPUTS), "window_agents": AGENT_OUTPUTS}
+#: The exported window graphs: with frames, and agents only plus the tokens the frames are decoded
+#: from (file stem → outputs).
+WINDOW_GRAPHS = {"window": ("frames", *AGENT_OUTPUTS), "window_agents": (*AGENT_OUTPUTS, "tokens")}
+#: The frame decoder on its own: (tokens, newest, previous) → frames.
+FRAMES_GRAPH = "frames"
 
 
 class WindowAsTuple(nn.Module):
     """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
-    ``frames=False``: the agents-only window."""
+    ``frames=False``: the agents-only window, its per-camera tokens last."""
 
     def __init__(self, model: WorldModel, frames: bool = True) -> None:
         super().__init__()
@@ -44,7 +50,16 @@ class WindowAsTuple(nn.Module):
     def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
         output = self.model.forward_window(stem_tokens, newest, previous, frames=self.frames)
         agents = tuple(getattr(output.agents, name) for name in AGENT_OUTPUTS)
-        return (output.frames, *agents) if self.frames else agents
+        return (output.frames, *agents) if self.frames else (*agents, output.tokens)
+
+
+class _Frames(nn.Module):
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        return self.model.decode_frames(tokens, newest, previous)
 
 
 def per_camera(frames: torch.Tensor, stem_one: Any) -> torch.Tensor:
@@ -81,15 +96,15 @@ def export_key(model: WorldModel) -> str:
     digest.update(",".join(("frames", *AGENT_OUTPUTS)).encode())
     digest.update(b"stem: one camera")  # session 6: earlier exports stemmed the whole rig at once
     digest.update(b"temporal: written-out GRU")  # session 7: earlier exports held onnxruntime's slower GRU op
-    # The agents-only graph is not in the key: it is the same window without the decoder, and a cache
-    # folder that lacks it is completed (onnx_export_folder, the OpenVINO blobs) instead of keyed anew,
-    # so TensorRT engines (keyed by this too) are not invalidated for a graph they never hold.
+    # Session 9: the agents-only window returns the tokens and frames.onnx decodes them. An older cache
+    # folder's window_agents.onnx (or OpenVINO blob) lacks that output, so the key changes with it.
+    digest.update(f"{','.join(WINDOW_GRAPHS['window_agents'])}; {FRAMES_GRAPH}".encode())
     return digest.hexdigest()[:16]
 
 
 def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]:
-    """Write ``stem.onnx``, ``window.onnx`` and ``window_agents.onnx`` (batch 1) and check them against
-    torch in onnxruntime."""
+    """Write ``stem.onnx``, ``window.onnx``, ``window_agents.onnx`` and ``frames.onnx`` (batch 1) and
+    check them against torch in onnxruntime."""
     model = model.eval()
     config = model.config
     out.mkdir(parents=True, exist_ok=True)
@@ -106,15 +121,24 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
             torch.onnx.export(WindowAsTuple(model, frames=graph == "window"), window_args, str(out / f"{graph}.onnx"),
                               opset_version=opset, dynamo=False, input_names=["stem_tokens", "newest", "previous"],
                               output_names=list(outputs))
+        tokens = WindowAsTuple(model, frames=False)(*window_args)[-1]
+        frames_args = (tokens, frames[:, :, -1], frames[:, :, -2])
+        torch.onnx.export(_Frames(model), frames_args, str(out / f"{FRAMES_GRAPH}.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["tokens", "newest", "previous"], output_names=["frames"])
         reference = WindowAsTuple(model)(*window_args)
     runner = OnnxWorldModel(out, config)
     errors = {}
     for graph, outputs in WINDOW_GRAPHS.items():
         produced = runner.session(graph).run(None, runner.feed(*window_args))
-        expected = reference if graph == "window" else reference[1:]
+        expected = reference if graph == "window" else (*reference[1:], tokens)
         prefix = "" if graph == "window" else f"{graph}."
         errors.update({prefix + name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
                        for name, got, ref in zip(outputs, produced, expected)})
+    # The frames decoded later, from the agents-only graph's own tokens, against torch's frames.
+    later = runner.decode_frames(torch.from_numpy(runner.session("window_agents").run(None, runner.feed(*window_args))[-1]),
+                                 frames[:, :, -1], frames[:, :, -2]).numpy()
+    errors[f"{FRAMES_GRAPH}.frames"] = float(np.linalg.norm(later - reference[0].numpy())
+                                             / max(np.linalg.norm(reference[0].numpy()), 1e-12))
     manifest = {"weights": weights_hash(model), "opset": opset, "config": config.to_dict(),
                 "batch": 1, "relative_l2_vs_torch": errors}
     (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -153,8 +177,9 @@ class OnnxWorldModel:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             return opts
 
-        # An export from before window_agents.onnx existed still runs: agents-only calls use the full window.
-        names = ["stem", *(graph for graph in WINDOW_GRAPHS if (self.folder / f"{graph}.onnx").is_file())]
+        # An export from before window_agents.onnx existed still runs: agents-only calls use the full window
+        # (and decode_frames is unavailable; the node then decodes frames with the agents, as it used to).
+        names = ["stem", *(graph for graph in (*WINDOW_GRAPHS, FRAMES_GRAPH) if (self.folder / f"{graph}.onnx").is_file())]
         # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread.
         self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"),
                                                      options(1 if name == "stem" else threads),
@@ -186,13 +211,25 @@ class OnnxWorldModel:
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
         feed = self.feed(stem_tokens, newest, previous)
+        tokens = None
         if not frames and "window_agents" in self._sessions:
-            agents, predicted = self._sessions["window_agents"].run(None, feed), None
+            *agents, tokens = self._sessions["window_agents"].run(None, feed)
+            predicted, tokens = None, torch.from_numpy(tokens)
         else:
             predicted, *agents = self._sessions["window"].run(None, feed)
             predicted = torch.from_numpy(predicted) if frames else None
-        return WorldModelOutput(frames=predicted,
+        return WorldModelOutput(frames=predicted, tokens=tokens,
                                 agents=AgentPrediction(**{n: torch.from_numpy(a) for n, a in zip(AGENT_OUTPUTS, agents)}))
+
+    @property
+    def decodes_frames_later(self) -> bool:
+        """Whether ``decode_frames`` can run: an export with the agents-only graph and frames.onnx."""
+        return {"window_agents", FRAMES_GRAPH} <= self._sessions.keys()
+
+    def decode_frames(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Frames from an agents-only window's tokens (WorldModel.decode_frames)."""
+        return torch.from_numpy(self._sessions[FRAMES_GRAPH].run(None, {
+            "tokens": tokens.detach().float().numpy(), "newest": newest.numpy(), "previous": previous.numpy()})[0])
 
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:
         return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])

@@ -4,7 +4,7 @@ bf16 (OpenVINO's ``INFERENCE_PRECISION_HINT``).
 Imported lazily by ``create_backend``: a machine without ``openvino`` still imports the package, and
 asking for this backend there is a BackendError saying what to install.
 
-Compiled once and cached on disk: ``<cache>/openvino-<digest>/{stem,window,window_agents}.blob`` (OpenVINO's
+Compiled once and cached on disk: ``<cache>/openvino-<digest>/{stem,window,window_agents,frames}.blob`` (OpenVINO's
 ``export_model``), where the digest covers the ONNX export key (weights, model config, graph
 outputs), the precision, the OpenVINO version and the CPU (name and optimization capabilities: a
 blob compiled for AMX bf16 is not one for an AVX2-only host). A later create imports the blobs and
@@ -34,13 +34,14 @@ import torch
 from qcraft_world_model.model.detection import AgentPrediction
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 from qcraft_world_model.runtime.backend import Backend, BackendError, onnx_export_folder
-from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS, WINDOW_GRAPHS, WindowAsTuple, export_key, per_camera
+from qcraft_world_model.runtime.onnx_export import (AGENT_OUTPUTS, FRAMES_GRAPH, WINDOW_GRAPHS, WindowAsTuple, export_key,
+                                                    per_camera)
 
 LOG = logging.getLogger(__name__)
 
 #: Precisions this backend compiles, and OpenVINO's inference-precision hint for each.
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-PARTS = ("stem", *WINDOW_GRAPHS)
+PARTS = ("stem", *WINDOW_GRAPHS, FRAMES_GRAPH)
 WINDOW_OUTPUTS = WINDOW_GRAPHS["window"]
 
 
@@ -93,8 +94,10 @@ class OpenVinoWorldModel:
 
     def __init__(self, compiled: dict[str, Any]) -> None:
         for graph, outputs in WINDOW_GRAPHS.items():
-            produced = [output.get_any_name() for output in compiled[graph].outputs]
-            if produced != list(outputs):
+            # A tensor can carry several names (the tokens are also the reshape's "/Reshape_output_0").
+            names = [output.get_names() for output in compiled[graph].outputs]
+            produced = [name if name in given else sorted(given)[0] for name, given in zip(outputs, names)]
+            if len(names) != len(outputs) or produced != list(outputs):
                 raise BackendError(f"the compiled {graph} produces {', '.join(produced)}; this code reads "
                                    f"{', '.join(outputs)}")
         self.compiled = compiled
@@ -121,12 +124,20 @@ class OpenVinoWorldModel:
                        frames: bool = True) -> WorldModelOutput:
         feed = {"stem_tokens": np.ascontiguousarray(stem_tokens.detach().float().numpy()),
                 "newest": np.ascontiguousarray(newest.numpy()), "previous": np.ascontiguousarray(previous.numpy())}
+        tokens = None
         if frames:
             predicted, *agents = self._run("window", feed)
         else:
-            predicted, agents = None, self._run("window_agents", feed)
-        return WorldModelOutput(frames=None if predicted is None else torch.from_numpy(predicted), agents=AgentPrediction(
+            predicted, (*agents, tokens) = None, self._run("window_agents", feed)
+        return WorldModelOutput(frames=None if predicted is None else torch.from_numpy(predicted),
+                                tokens=None if tokens is None else torch.from_numpy(tokens), agents=AgentPrediction(
             **{name: torch.from_numpy(array) for name, array in zip(AGENT_OUTPUTS, agents)}))
+
+    def decode_frames(self, tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Frames from an agents-only window's tokens (WorldModel.decode_frames)."""
+        return torch.from_numpy(self._run(FRAMES_GRAPH, {
+            "tokens": np.ascontiguousarray(tokens.detach().float().numpy()),
+            "newest": np.ascontiguousarray(newest.numpy()), "previous": np.ascontiguousarray(previous.numpy())})[0])
 
 
 class OpenVinoBackend(Backend):
@@ -201,14 +212,20 @@ def _check_against_torch(model: WorldModel, runner: OpenVinoWorldModel) -> dict[
         tokens = model.stem(frames)
         reference = WindowAsTuple(model.eval())(tokens, frames[:, :, -1], frames[:, :, -2])
     tokens = runner.stem(frames)
-    errors = {}
-    for graph, outputs in WINDOW_GRAPHS.items():
+    checked = []  # (graph, key in the manifest, value, torch's value)
+    for graph in WINDOW_GRAPHS:
         output = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=graph == "window")
         got = (*([output.frames] if graph == "window" else []), *(getattr(output.agents, n) for n in AGENT_OUTPUTS))
         expected = reference if graph == "window" else reference[1:]
+        names = WINDOW_GRAPHS["window"] if graph == "window" else AGENT_OUTPUTS
         prefix = "" if graph == "window" else f"{graph}."
-        for name, value, ref in zip(outputs, got, expected):
-            if not torch.isfinite(value).all():
-                raise BackendError(f"OpenVINO's compiled {graph} gives non-finite {name} on a test window: refusing it")
-            errors[prefix + name] = float((value - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
+        checked += [(graph, prefix + name, value, ref) for name, value, ref in zip(names, got, expected)]
+        if graph == "window_agents":  # the frames decoded afterwards from its tokens, named as the ONNX check names them
+            later = runner.decode_frames(output.tokens, frames[:, :, -1], frames[:, :, -2])
+            checked.append((FRAMES_GRAPH, f"{FRAMES_GRAPH}.frames", later, reference[0]))
+    errors = {}
+    for graph, key, value, ref in checked:
+        if not torch.isfinite(value).all():
+            raise BackendError(f"OpenVINO's compiled {graph} gives non-finite {key} on a test window: refusing it")
+        errors[key] = float((value - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
     return errors
