@@ -127,19 +127,27 @@ def output_is_finite(output: Any) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+#: The frames lane's nice value: predicted frames are for people watching, agents for planners, so
+#: frames take only the CPU the agents leave (a thread at nice 10 gets ~10 % of a contended core).
+FRAMES_NICE = 10
+
+
 class _DecodeLane:
     """One camera's decode thread: the executor's callback only queues, so one camera's slow or
     hostile images (a 4096² PNG takes 0.6 s to decode here) never hold up the others' callbacks.
+    The node's predicted frames use one too, at a lower priority (``nice``).
 
-    The queue keeps the newest ``depth`` frames; older ones are dropped and counted, as a
+    The queue keeps the newest ``depth`` items; older ones are dropped and counted, as a
     sensor-data subscription would drop them.
     """
 
-    def __init__(self, name: str, handle: Any, depth: int = 2) -> None:
+    def __init__(self, name: str, handle: Any, depth: int = 2, nice: int = 0) -> None:
         self._handle, self._queue = handle, deque(maxlen=depth)
         self._ready = threading.Condition()
         self._running = True
         self.dropped = 0
+        self.nice_error: str | None = None
+        self._nice = nice
         self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
         self._thread.start()
 
@@ -157,6 +165,11 @@ class _DecodeLane:
         self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
+        if self._nice:
+            try:  # Linux: PRIO_PROCESS with a thread id sets that thread's nice; threads it starts inherit it
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except (OSError, AttributeError) as err:
+                self.nice_error = f"{type(err).__name__}: {err}"
         while True:
             with self._ready:
                 while self._running and not self._queue:
@@ -178,6 +191,8 @@ class PredictorNode(LifecycleNode):
         self._camera_subscriptions: list = []
         self._cameras: dict[str, _CameraState] = {}
         self._lanes: dict[str, _DecodeLane] = {}
+        self._frames_lane: _DecodeLane | None = None
+        self._frames_deferred = 0  # frames replaced in lanes that were stopped since
         self._diagnostics_timer = None
         self.pub_agents = self.pub_autoware = self.pub_markers = self.pub_diagnostics = None
         self.pub_processing = self.pub_pipeline = None
@@ -193,7 +208,7 @@ class PredictorNode(LifecycleNode):
         self._frames_with_agents = os.environ.get("QCRAFT_WM_FRAMES_WITH_AGENTS", "0") == "1"
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
                         "ego_motion_estimated": 0, "odometry_rejected": 0, "non_finite_outputs": 0,
-                        "dropped_old": 0, "tf_rejected": 0, "frames_published": 0, "frames_deferred": 0}
+                        "dropped_old": 0, "tf_rejected": 0, "frames_published": 0, "frame_errors": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         #: The static transform tree from /tf_static, and per camera its CameraInfo and, once the tree reaches
@@ -269,6 +284,8 @@ class PredictorNode(LifecycleNode):
         self._new_streams()
         self._reset_stream_state()
         self._lanes = {c.name: _DecodeLane(c.name, self._ingest_guarded) for c in self.config.cameras}
+        # Depth 1: frames of a newer window replace those still waiting (counted as frames_deferred).
+        self._frames_lane = _DecodeLane("frames", self._publish_frames_guarded, depth=1, nice=FRAMES_NICE)
         for camera in self.config.cameras:
             message_type = CompressedImage if camera.transport == "compressed" else Image
             self._camera_subscriptions.append(self.create_subscription(
@@ -568,8 +585,9 @@ class PredictorNode(LifecycleNode):
     def _predict(self, job: _Job) -> None:
         start = time.monotonic()
         # Frames are decoded only for the windows that publish them (the decoder is a third of a window),
-        # and after the agents are out where the backend can (decodes_frames_later): planners should not
-        # wait for pictures. A TensorRT engine holds the whole window, so there they come together.
+        # and, where the backend can (decodes_frames_later), after the agents are out, on the frames lane
+        # at a lower priority: planners should not wait for pictures. A TensorRT engine holds the whole
+        # window, so there they come together.
         frames_due = self._frames_due(job.stamp_ns)
         later = frames_due and self.backend.decodes_frames_later and not self._frames_with_agents
         tensors = job.tensors()
@@ -614,25 +632,29 @@ class PredictorNode(LifecycleNode):
         self.pub_processing.publish(Float64Stamped(stamp=agents.header.stamp, data=inference_ms))
         self.pub_pipeline.publish(Float64Stamped(stamp=agents.header.stamp, data=latency_ms))
         if frames_due:
-            self._publish_frames(job, output, tensors, later)
+            self._last_frames_stamp = job.stamp_ns  # the frames slot is spent by the window that takes it
+            lane = self._frames_lane  # one read: a deactivation may clear it meanwhile
+            if later and lane is not None:
+                lane.put((job, output, tensors))
+            else:
+                self._publish_frames(job, output)
 
-    def _publish_frames(self, job: _Job, output: WorldModelOutput, tensors: tuple, later: bool) -> None:
-        """The window's PredictedFrames, after its agents. Frames decoded afterwards wait for no one: when a
-        newer window is already waiting, they are skipped (counted as ``frames_deferred``) and the frames
-        slot stays open for the next window."""
-        if later:
-            with self._lock:
-                newer_waiting = self._pending is not None
-            if newer_waiting:
-                self._counts["frames_deferred"] += 1
-                return
+    def _publish_frames_guarded(self, job: _Job, output: WorldModelOutput, tensors: tuple) -> None:
+        """On the frames lane: decode an agents-only window's frames from its tokens, then publish them."""
+        try:
             frames = self.backend.decode_frames(output, tensors[1], tensors[2])
-            if not torch.isfinite(frames).all():
-                self._counts["non_finite_outputs"] += 1
-                self.get_logger().error("the model gave non-finite frames: not published", throttle_duration_sec=5.0)
-                return
-            output = WorldModelOutput(frames=frames, agents=output.agents)
-        self._last_frames_stamp = job.stamp_ns  # only published frames spend the frames slot
+        except Exception as err:  # noqa: BLE001 - a failed decode must not end the lane
+            self._counts["frame_errors"] += 1
+            self.get_logger().error(f"frame decoding failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
+            return
+        if not torch.isfinite(frames).all():
+            self._counts["non_finite_outputs"] += 1
+            self.get_logger().error("the model gave non-finite frames: not published", throttle_duration_sec=5.0)
+            return
+        self._publish_frames(job, WorldModelOutput(frames=frames, agents=output.agents))
+
+    def _publish_frames(self, job: _Job, output: WorldModelOutput) -> None:
+        """The window's PredictedFrames, one message per live camera."""
         model = self.backend.config
         steps = [k / model.rate_hz for k in model.future_frames]
         for index, camera in enumerate(self.config.cameras):
@@ -656,6 +678,10 @@ class PredictorNode(LifecycleNode):
         for lane in self._lanes.values():
             lane.stop()
         self._lanes = {}
+        if self._frames_lane is not None:
+            self._frames_lane.stop()
+            self._frames_deferred += self._frames_lane.dropped
+            self._frames_lane = None
 
     def _stop_worker(self) -> None:
         with self._lock:
@@ -692,7 +718,10 @@ class PredictorNode(LifecycleNode):
                                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
         latency = sorted(self._latencies)
         p95 = latency[int(0.95 * (len(latency) - 1))] if latency else None
-        values = {**self._counts, "backend": self.backend.name if self.backend else "-",
+        lane = self._frames_lane
+        values = {**self._counts, "frames_deferred": self._frames_deferred + (lane.dropped if lane else 0),
+                  "frames_lane": "-" if lane is None else (lane.nice_error or f"nice {FRAMES_NICE}"),
+                  "backend": self.backend.name if self.backend else "-",
                   "latency_ms_p50": f"{statistics.median(latency):.1f}" if latency else "-",
                   "latency_ms_p95": "-" if p95 is None else f"{p95:.1f}"}
         stale_cameras = list(self._stale_reported)  # one copy: the worker may replace it meanwhile

@@ -180,9 +180,11 @@ class OnnxWorldModel:
         # An export from before window_agents.onnx existed still runs: agents-only calls use the full window
         # (and decode_frames is unavailable; the node then decodes frames with the agents, as it used to).
         names = ["stem", *(graph for graph in (*WINDOW_GRAPHS, FRAMES_GRAPH) if (self.folder / f"{graph}.onnx").is_file())]
-        # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread.
+        # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread. So do
+        # the frames decoded afterwards: with one thread onnxruntime computes on the calling thread, which
+        # the node runs at a lower priority (its frames lane); pool threads would compete with the agents.
         self._sessions = {name: ort.InferenceSession(str(self.folder / f"{name}.onnx"),
-                                                     options(1 if name == "stem" else threads),
+                                                     options(1 if name in ("stem", FRAMES_GRAPH) else threads),
                                                      providers=["CPUExecutionProvider"])
                           for name in names}
         for graph, outputs in WINDOW_GRAPHS.items():
