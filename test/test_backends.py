@@ -211,8 +211,8 @@ def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(t
     shutil.copytree(export, old)
     (old / "window_agents.onnx").unlink()
     runner = OnnxWorldModel(old, reference.config)
-    tokens = runner.stem(frames)
-    agents_only = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+    tokens = runner.stream_frame(frames)
+    agents_only = runner.forward_stream(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
     assert agents_only.frames is None and agents_only.tokens is None and not runner.decodes_frames_later
     assert torch.allclose(agents_only.agents.heatmap, full.agents.heatmap, atol=1e-5)
 

@@ -545,7 +545,7 @@ class PredictorNode(LifecycleNode):
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).unsqueeze(0)  # (1, 1, 3, H, W)
-        tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
+        tokens = self.backend.stem(frame)[0, 0]  # (N, 6 dim): the frame's temporal inputs, computed once per frame
         state.ingest_ms.append((time.monotonic() - received) * 1e3)
         with self._lock:
             loops = self._policy.stats.loops

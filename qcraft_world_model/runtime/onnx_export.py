@@ -40,15 +40,15 @@ FRAMES_GRAPH = "frames"
 
 
 class WindowAsTuple(nn.Module):
-    """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
+    """forward_stream with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
     ``frames=False``: the agents-only window, its per-camera tokens last."""
 
     def __init__(self, model: WorldModel, frames: bool = True) -> None:
         super().__init__()
         self.model, self.frames = model, frames
 
-    def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
-        output = self.model.forward_window(stem_tokens, newest, previous, frames=self.frames)
+    def forward(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
+        output = self.model.forward_stream(inputs, newest, previous, frames=self.frames)
         agents = tuple(getattr(output.agents, name) for name in AGENT_OUTPUTS)
         return (output.frames, *agents) if self.frames else (*agents, output.tokens)
 
@@ -63,19 +63,21 @@ class _Frames(nn.Module):
 
 
 def per_camera(frames: torch.Tensor, stem_one: Any) -> torch.Tensor:
-    """(1, C, 3, H, W) → (1, C, N, stem_dim) by ``stem_one`` on each camera's (1, 1, 3, H, W) frame."""
+    """(1, C, 3, H, W) → (1, C, N, width) by ``stem_one`` on each camera's (1, 1, 3, H, W) frame."""
     if frames.shape[1] == 1:
         return stem_one(frames)
     return torch.cat([stem_one(frames[:, c:c + 1]) for c in range(frames.shape[1])], dim=1)
 
 
-class _Stem(nn.Module):
+class FrameAsTensor(nn.Module):
+    """WorldModel.stream_frame as a module: the per-frame graph of the exports and engines."""
+
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.stem(frames)
+        return self.model.stream_frame(frames)
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -99,6 +101,7 @@ def export_key(model: WorldModel) -> str:
     # Session 9: the agents-only window returns the tokens and frames.onnx decodes them. An older cache
     # folder's window_agents.onnx (or OpenVINO blob) lacks that output, so the key changes with it.
     digest.update(f"{','.join(WINDOW_GRAPHS['window_agents'])}; {FRAMES_GRAPH}".encode())
+    digest.update(b"stem: the frame's temporal inputs")  # session 9: the input projection moved to the stem graph
     return digest.hexdigest()[:16]
 
 
@@ -111,15 +114,15 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
     frames = torch.randint(0, 256, (1, config.cameras, config.window, 3, *config.size_hw),
                            dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        stem_tokens = model.stem(frames)
-        window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
+        inputs = model.stream_frame(frames)
+        window_args = (inputs, frames[:, :, -1], frames[:, :, -2])
         # The stem is exported for one camera's frame: the node stems each camera's frames as they
         # arrive, one camera at a time (a rig-wide input broke every multi-camera model here).
-        torch.onnx.export(_Stem(model), (frames[:, :1, -1],), str(out / "stem.onnx"), opset_version=opset,
-                          dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
+        torch.onnx.export(FrameAsTensor(model), (frames[:, :1, -1],), str(out / "stem.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["frames"], output_names=["stream_inputs"])
         for graph, outputs in WINDOW_GRAPHS.items():
             torch.onnx.export(WindowAsTuple(model, frames=graph == "window"), window_args, str(out / f"{graph}.onnx"),
-                              opset_version=opset, dynamo=False, input_names=["stem_tokens", "newest", "previous"],
+                              opset_version=opset, dynamo=False, input_names=["stream_inputs", "newest", "previous"],
                               output_names=list(outputs))
         tokens = WindowAsTuple(model, frames=False)(*window_args)[-1]
         frames_args = (tokens, frames[:, :, -1], frames[:, :, -2])
@@ -198,21 +201,21 @@ class OnnxWorldModel:
         return self._sessions[name]
 
     @staticmethod
-    def feed(stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"stem_tokens": stem_tokens.detach().float().numpy(), "newest": newest.numpy(),
+    def feed(inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"stream_inputs": inputs.detach().float().numpy(), "newest": newest.numpy(),
                 "previous": previous.numpy()}
 
-    def stem(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): stems each frame of each camera (the
-        graph takes one camera's frame)."""
+    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): each frame of each camera through the stem
+        graph (WorldModel.stream_frame; the graph takes one camera's frame)."""
         if frames.dim() == 6:
-            return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
+            return torch.stack([self.stream_frame(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
         return per_camera(frames, lambda one: torch.from_numpy(
             self._sessions["stem"].run(None, {"frames": np.ascontiguousarray(one.numpy())})[0]))
 
-    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
-        feed = self.feed(stem_tokens, newest, previous)
+        feed = self.feed(inputs, newest, previous)
         tokens = None
         if not frames and "window_agents" in self._sessions:
             *agents, tokens = self._sessions["window_agents"].run(None, feed)
@@ -234,4 +237,4 @@ class OnnxWorldModel:
             "tokens": tokens.detach().float().numpy(), "newest": newest.numpy(), "previous": previous.numpy()})[0])
 
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:
-        return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])
+        return self.forward_stream(self.stream_frame(window), window[:, :, -1], window[:, :, -2])
