@@ -1,7 +1,8 @@
 """``qcraft-wm export``: a model folder's ONNX graphs, each run in onnxruntime next to the torch model it
 came from, and whether they agree closely enough to ship.
 
-- ``stem.onnx``, ``window.onnx`` (FP32): within ``FP32_TOLERANCE`` relative L2 of torch;
+- ``stem.onnx``, ``window.onnx``, ``window_agents.onnx``, ``frames.onnx`` (FP32): within
+  ``FP32_TOLERANCE`` relative L2 of torch;
 - ``transformer_int8_qdq.onnx`` (PT2E INT8, on request): within ``QDQ_TOLERANCE`` of the torch
   fake-quant model it was exported from;
 - ``transformer_qat_int8_qdq.onnx`` (a QAT folder, always): its ModelOpt quantizers' symmetric INT8
@@ -43,7 +44,7 @@ def export_checked(folder: str | Path, out: Path, int8_transformer: bool = False
     model = load_model(folder)
     manifest = export_onnx(model, out)
     worst = max(manifest["relative_l2_vs_torch"].values())
-    say(f"{out}: stem.onnx, window.onnx (opset {manifest['opset']}, weights {manifest['weights']}); "
+    say(f"{out}: stem.onnx, window.onnx, window_agents.onnx, frames.onnx (opset {manifest['opset']}, weights {manifest['weights']}); "
         f"onnxruntime vs torch: worst relative L2 {worst:.1e}")
     if int8_transformer:
         latents = transformer_latents(model, calibration_windows(calibration, model.config))

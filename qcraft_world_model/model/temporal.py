@@ -45,16 +45,18 @@ class TemporalBottleneck(nn.Module):
         nn.init.trunc_normal_(self.position, std=0.02)
 
     def _input_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(A, B, bias): input gates of step t = A stem_t - B stem_{t-1} + bias (see the module's docstring)."""
+        """(A, B, bias) in float32: input gates of step t = A stem_t - B stem_{t-1} + bias (see the module's
+        docstring), folded in float32 whatever the dtype the weights are kept in."""
         d = self.gru.hidden_size
-        w_now, w_change = self.gru.weight_ih_l0[:, :d], self.gru.weight_ih_l0[:, d:]
-        frame, change = w_now @ self.proj.weight, w_change @ self.proj.weight  # (3d, stem_dim) each
-        return frame + change, change, w_now @ self.proj.bias + self.gru.bias_ih_l0
+        weight_ih, proj = self.gru.weight_ih_l0.float(), self.proj.weight.float()
+        w_now, w_change = weight_ih[:, :d], weight_ih[:, d:]
+        frame, change = w_now @ proj, w_change @ proj  # (3d, stem_dim) each
+        return frame + change, change, w_now @ self.proj.bias.float() + self.gru.bias_ih_l0.float()
 
     def frame_inputs(self, stem_tokens: torch.Tensor) -> torch.Tensor:
         """(..., N, stem_dim) stem tokens of frames → (..., N, 6 dim) ``[P, Q]`` of each, float32 (the
         difference ``recur`` takes of them would lose digits in half precision)."""
-        a, b, bias = (w.float() for w in self._input_weights())
+        a, b, bias = self._input_weights()
         return F.linear(stem_tokens.float(), torch.cat([a, b]), torch.cat([bias, torch.zeros_like(bias)]))
 
     def recur(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -73,11 +73,12 @@ class _Job:
 
     stamp_ns: int
     received: float  # monotonic time the triggering frame arrived
-    windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (stem tokens, frame), oldest first
+    windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (temporal inputs, frame), oldest first
     stale: list[str]  # cameras whose last complete window is held because they are silent
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(stem tokens (1, C, T, N, D), newest (1, C, 3, H, W), previous (1, C, 3, H, W))."""
+        """(temporal inputs (1, C, T, N, 6 dim) — ``Backend.stem`` of each frame —, newest (1, C, 3, H, W),
+        previous (1, C, 3, H, W))."""
         tokens = torch.stack([torch.stack([t for t, _ in items]) for items in self.windows]).unsqueeze(0)
         newest = torch.stack([items[-1][1] for items in self.windows]).unsqueeze(0)
         previous = torch.stack([items[-2][1] for items in self.windows]).unsqueeze(0)
@@ -208,7 +209,8 @@ class PredictorNode(LifecycleNode):
         self._frames_with_agents = os.environ.get("QCRAFT_WM_FRAMES_WITH_AGENTS", "0") == "1"
         self._counts = {"published": 0, "dropped": 0, "inference_errors": 0, "ego_motion_odometry": 0,
                         "ego_motion_estimated": 0, "odometry_rejected": 0, "non_finite_outputs": 0,
-                        "dropped_old": 0, "tf_rejected": 0, "frames_published": 0, "frame_errors": 0}
+                        "dropped_old": 0, "tf_rejected": 0, "frames_published": 0, "frame_errors": 0,
+                        "non_finite_frames": 0, "frames_too_old": 0}
         #: Per camera, the geometry agents are placed with (from CameraInfo once one arrived).
         self._geometry: dict = {}
         #: The static transform tree from /tf_static, and per camera its CameraInfo and, once the tree reaches
@@ -311,8 +313,8 @@ class PredictorNode(LifecycleNode):
         for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
         self._camera_subscriptions.clear()
+        self._stop_worker()  # first: a window it is still predicting may hand frames to the lane
         self._stop_lanes()
-        self._stop_worker()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -339,8 +341,8 @@ class PredictorNode(LifecycleNode):
                             self.pub_pipeline, *self.pub_frames.values()) if p is not None]
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_lanes()
         self._stop_worker()
+        self._stop_lanes()
         self._release()  # nothing may publish after shutdown (the diagnostics timer did)
         return TransitionCallbackReturn.SUCCESS
 
@@ -633,37 +635,51 @@ class PredictorNode(LifecycleNode):
         self.pub_pipeline.publish(Float64Stamped(stamp=agents.header.stamp, data=latency_ms))
         if frames_due:
             self._last_frames_stamp = job.stamp_ns  # the frames slot is spent by the window that takes it
-            lane = self._frames_lane  # one read: a deactivation may clear it meanwhile
-            if later and lane is not None:
-                lane.put((job, output, tensors))
-            else:
+            if not later:
                 self._publish_frames(job, output)
+            else:
+                lane = self._frames_lane  # one read: a deactivation may clear it meanwhile
+                if lane is not None:  # (without one the node is stopping: these frames are dropped)
+                    lane.put((job, output, tensors[1], tensors[2]))
 
-    def _publish_frames_guarded(self, job: _Job, output: WorldModelOutput, tensors: tuple) -> None:
-        """On the frames lane: decode an agents-only window's frames from its tokens, then publish them."""
+    def _publish_frames_guarded(self, job: _Job, output: WorldModelOutput, newest: torch.Tensor,
+                                previous: torch.Tensor) -> None:
+        """On the frames lane: decode an agents-only window's frames from its tokens, then publish them.
+        Nothing may end the lane: every failure is counted (``frame_errors``, ``non_finite_frames``) and
+        logged. Frames older than ``output.max_age_s`` by the time the lane reaches them are dropped too."""
         try:
-            frames = self.backend.decode_frames(output, tensors[1], tensors[2])
-        except Exception as err:  # noqa: BLE001 - a failed decode must not end the lane
-            self._counts["frame_errors"] += 1
-            self.get_logger().error(f"frame decoding failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
-            return
-        if not torch.isfinite(frames).all():
-            self._counts["non_finite_outputs"] += 1
-            self.get_logger().error("the model gave non-finite frames: not published", throttle_duration_sec=5.0)
-            return
-        self._publish_frames(job, WorldModelOutput(frames=frames, agents=output.agents))
+            backend = self.backend
+            if backend is None or not self.pub_frames:
+                return  # released while this waited
+            if time.monotonic() - job.received > self.params["output.max_age_s"]:
+                self._count("frames_too_old")
+                return
+            frames = backend.decode_frames(output, newest, previous)
+            if not torch.isfinite(frames).all():
+                self._count("non_finite_frames")
+                self.get_logger().error("the model gave non-finite frames: not published", throttle_duration_sec=5.0)
+                return
+            self._publish_frames(job, WorldModelOutput(frames=frames, agents=output.agents))
+        except Exception as err:  # noqa: BLE001 - a failed decode or publish must not end the lane
+            self._count("frame_errors")
+            self.get_logger().error(f"predicted frames failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
+
+    def _count(self, name: str) -> None:
+        """Count an event from a thread other than the worker (which owns the other counts)."""
+        with self._lock:
+            self._counts[name] += 1
 
     def _publish_frames(self, job: _Job, output: WorldModelOutput) -> None:
         """The window's PredictedFrames, one message per live camera."""
         model = self.backend.config
         steps = [k / model.rate_hz for k in model.future_frames]
-        for index, camera in enumerate(self.config.cameras):
-            if camera.name in job.stale:
-                continue  # frames predicted from held images would look live; say nothing instead
+        live = [(index, camera) for index, camera in enumerate(self.config.cameras) if camera.name not in job.stale]
+        for index, camera in live:  # frames predicted from held images would look live; say nothing instead
             self.pub_frames[camera.name].publish(frames_message(
                 output, index, camera.name, job.stamp_ns, camera.frame_id or f"camera_{camera.name}_optical",
                 steps, self.model_id))
-        self._counts["frames_published"] += 1
+        if live:
+            self._count("frames_published")
 
     def _frames_due(self, stamp_ns: int) -> bool:
         """PredictedFrames are large: publish them at most ``output.frames_max_rate_hz`` (by capture time,

@@ -81,7 +81,9 @@ class Backend:
         frames = frames.to(self.device)
         for _ in range(repeats):
             tokens = torch.stack([self.stem(frames[:, :, t]) for t in range(c.window)], dim=2)
-            self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)  # both graphs warm
+            agents_only = self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+            if self.decodes_frames_later:  # the frames graph too: the node decodes frames after the agents
+                self.decode_frames(agents_only, frames[:, :, -1], frames[:, :, -2])
             output = self.forward_window(tokens, frames[:, :, -1], frames[:, :, -2])
         return output
 

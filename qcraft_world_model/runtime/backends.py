@@ -141,11 +141,13 @@ class TensorRTBackend(Backend):
                                    f"{key.tensorrt}, GPU {key.gpu}); build it first: qcraft-wm build-engine "
                                    f"--model {folder or 'MODEL_FOLDER'} --precision {precision} --cache {cache_dir}")
             example = _example_inputs(c, part, dtype)
-            # The stem part is WorldModel.stream_frame (float32 out, whatever the precision: the window takes
-            # differences of it); both parts share the model, so neither is cast here.
+            # The stem part is WorldModel.stream_frame, built in fp32 whatever the precision: the window
+            # takes differences of its outputs (P_t - Q_{t-1}), which half precision would round away. It is
+            # one frame's convolutions and one projection, cheap beside the window. Both parts share the
+            # model, so neither is cast here.
             source = FrameAsTensor(model) if part == "stem" else WindowAsTuple(model)
-            compiled = trt.compile(source, ir="dynamo", inputs=example,
-                                   enabled_precisions={dtype}, truncate_double=True)
+            compiled = trt.compile(source, ir="dynamo", inputs=example, truncate_double=True,
+                                   enabled_precisions={torch.float32} if part == "stem" else {dtype})
             trt.save(compiled, str(path), inputs=example)
             modules[part] = compiled
             LOG.info("built TensorRT engine %s", path)

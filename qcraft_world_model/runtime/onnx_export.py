@@ -180,8 +180,8 @@ class OnnxWorldModel:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             return opts
 
-        # An export from before window_agents.onnx existed still runs: agents-only calls use the full window
-        # (and decode_frames is unavailable; the node then decodes frames with the agents, as it used to).
+        # A folder without window_agents.onnx still runs: agents-only calls use the full window (and
+        # decode_frames is unavailable; the node then decodes frames with the agents).
         names = ["stem", *(graph for graph in (*WINDOW_GRAPHS, FRAMES_GRAPH) if (self.folder / f"{graph}.onnx").is_file())]
         # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread. So do
         # the frames decoded afterwards: with one thread onnxruntime computes on the calling thread, which
@@ -196,6 +196,12 @@ class OnnxWorldModel:
             if produced != list(outputs):
                 raise ValueError(f"{self.folder / (graph + '.onnx')} produces {', '.join(produced)}; this code reads "
                                  f"{', '.join(outputs)}: export the model again (qcraft-wm export)")
+        # Exports from before session 9 stream stem tokens, not the frame's temporal inputs.
+        streamed = [self._sessions["stem"].get_outputs()[0].name,
+                    *(self._sessions[graph].get_inputs()[0].name for graph in WINDOW_GRAPHS if graph in self._sessions)]
+        if any(name != "stream_inputs" for name in streamed):
+            raise ValueError(f"{self.folder} streams {', '.join(sorted(set(streamed)))}; this code streams each "
+                             "frame's temporal inputs (stream_inputs): export the model again (qcraft-wm export)")
 
     def session(self, name: str) -> Any:
         return self._sessions[name]
