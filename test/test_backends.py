@@ -211,34 +211,10 @@ def test_an_agents_only_window_gives_the_same_agents_without_the_frame_decoder(t
     shutil.copytree(export, old)
     (old / "window_agents.onnx").unlink()
     runner = OnnxWorldModel(old, reference.config)
-    tokens = runner.stream_frame(frames)
-    agents_only = runner.forward_stream(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
+    tokens = runner.stem(frames)
+    agents_only = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=False)
     assert agents_only.frames is None and agents_only.tokens is None and not runner.decodes_frames_later
     assert torch.allclose(agents_only.agents.heatmap, full.agents.heatmap, atol=1e-5)
-
-
-def test_an_export_that_streams_stem_tokens_is_refused_with_the_command_that_fixes_it(tmp_path: Path) -> None:
-    """Exports from before session 9 stream stem tokens (their stem graph's output and the windows' input
-    are named so); onnxruntime would fail at the first window on the input name: refused at load instead."""
-    import shutil
-
-    import onnx
-
-    from qcraft_world_model.runtime.onnx_export import OnnxWorldModel
-
-    reference = model()
-    create_backend(reference, "onnxruntime", cache_dir=tmp_path)
-    (export,) = tmp_path.glob("onnx-*")
-    old = tmp_path / "old-export"
-    shutil.copytree(export, old)
-    graph = onnx.load(str(old / "stem.onnx"))
-    produced = graph.graph.output[0].name
-    for node in graph.graph.node:
-        node.output[:] = ["stem_tokens" if name == produced else name for name in node.output]
-    graph.graph.output[0].name = "stem_tokens"
-    onnx.save(graph, str(old / "stem.onnx"))
-    with pytest.raises(ValueError, match=r"streams stem_tokens.*export the model again \(qcraft-wm export\)"):
-        OnnxWorldModel(old, reference.config)
 
 
 def test_a_multi_camera_model_streams_one_camera_at_a_time_on_every_cpu_backend(tmp_path: Path) -> None:

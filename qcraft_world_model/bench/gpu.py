@@ -81,14 +81,14 @@ def bench_models(device: str = "cuda", presets: tuple[str, ...] = PRESETS, preci
             window = torch.randint(0, 256, (1, config.cameras, config.window, 3, *config.size_hw), dtype=torch.uint8,
                                    device=device)
             with torch.inference_mode():
-                inputs = model.stream_frame(window)  # what the node caches per frame
+                stem = model.stem(window).to(dtype)
                 newest, previous = window[:, :, -1], window[:, :, -2]
                 frame = window[:, :, -1]
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
-                part_window = time_call(lambda: model.forward_stream(inputs, newest, previous), device, repeats)
+                part_window = time_call(lambda: model.forward_window(stem, newest, previous), device, repeats)
                 peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-                part_stem = time_call(lambda: model.stream_frame(frame), device, repeats)
+                part_stem = time_call(lambda: model.stem(frame), device, repeats)
             results.append({"preset": name, "backend": f"torch-{device.split(':')[0]}", "precision": label,
                             "window": part_window, "stem_per_frame": part_stem, "peak_mem_mb": peak,
                             "parameters": model.parameter_count(), "cameras": config.cameras})

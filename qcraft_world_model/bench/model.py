@@ -110,18 +110,19 @@ def bench_model(model_dir: str, calibration: str | None, precisions: tuple[str, 
             continue
         model = reference if precision == "fp32" else planned_model(reference, precision, calibration, folder=model_dir)
         with torch.inference_mode():
-            inputs = model.stream_frame(window)  # what the node caches per frame
+            stem_tokens = model.stem(window)
             newest, previous = window[:, :, -1], window[:, :, -2]
             latent = (reference.temporal(reference.stem(window))).to(
                 torch.bfloat16 if precision == "bf16" else torch.float32)
+            half = model.plan.dtype("temporal") if hasattr(model, "plan") else torch.float32
             tokens, anchors = model.transformer(latent)
             parts = {
-                "stem": _time(lambda: model.stream_frame(window[:, :, -1:]), repeats),
-                "temporal": _time(lambda: model.temporal.recur(inputs), repeats),
+                "stem": _time(lambda: model.stem(window[:, :, -1:]), repeats),
+                "temporal": _time(lambda: model.temporal(stem_tokens.to(half)), repeats),
                 "transformer": _time(lambda: model.transformer(latent), repeats),
                 "heads": _time(lambda: model.heads(tokens, anchors, newest, previous), repeats),
-                "window": _time(lambda: model.forward_stream(inputs, newest, previous), repeats),
-                "window_agents": _time(lambda: model.forward_stream(inputs, newest, previous, frames=False),
+                "window": _time(lambda: model.forward_window(stem_tokens, newest, previous), repeats),
+                "window_agents": _time(lambda: model.forward_window(stem_tokens, newest, previous, frames=False),
                                        repeats),
             }
         transformer = model.transformer
@@ -162,11 +163,11 @@ def _bench_onnxruntime(model: torch.nn.Module, window: torch.Tensor, repeats: in
     with tempfile.TemporaryDirectory() as folder:
         export_onnx(model, Path(folder))
         runner = OnnxWorldModel(folder, model.config, threads=torch.get_num_threads())
-        inputs = runner.stream_frame(window)
+        stem_tokens = runner.stem(window)
         newest, previous = window[:, :, -1], window[:, :, -2]
-        parts = {"stem": _time(lambda: runner.stream_frame(window[:, :, -1]), repeats),
-                 "window": _time(lambda: runner.forward_stream(inputs, newest, previous), repeats),
-                 "window_agents": _time(lambda: runner.forward_stream(inputs, newest, previous, frames=False),
+        parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats),
+                 "window_agents": _time(lambda: runner.forward_window(stem_tokens, newest, previous, frames=False),
                                         repeats)}
     return [{"backend": "onnxruntime", "precision": "onnxruntime-fp32", "part": part, **timing}
             for part, timing in parts.items()]
@@ -191,11 +192,11 @@ def _bench_openvino(model: torch.nn.Module, window: torch.Tensor, repeats: int, 
         compile_s = time.perf_counter() - start
         errors = json.loads((backend.cache_folder / "key.json").read_text())["relative_l2_vs_torch_fp32"]
         runner = backend.runner
-        inputs = runner.stream_frame(window)
+        stem_tokens = runner.stem(window)
         newest, previous = window[:, :, -1], window[:, :, -2]
-        parts = {"stem": _time(lambda: runner.stream_frame(window[:, :, -1]), repeats),
-                 "window": _time(lambda: runner.forward_stream(inputs, newest, previous), repeats),
-                 "window_agents": _time(lambda: runner.forward_stream(inputs, newest, previous, frames=False),
+        parts = {"stem": _time(lambda: runner.stem(window[:, :, -1]), repeats),
+                 "window": _time(lambda: runner.forward_window(stem_tokens, newest, previous), repeats),
+                 "window_agents": _time(lambda: runner.forward_window(stem_tokens, newest, previous, frames=False),
                                         repeats)}
     label = f"openvino-{precision}"
     common = {"backend": "openvino", "precision": label, "compiled_precision": backend.precision}

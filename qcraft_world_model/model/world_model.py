@@ -1,11 +1,9 @@
 """The world model: per-frame stem → temporal bottleneck → sparse transformer → heads.
 
-Split for streaming: ``stream_frame`` runs once per incoming frame (the stem and
-the temporal encoder's input projection of that frame; the node caches its output
-in the ring window); ``forward_stream`` runs per prediction on the cached inputs
-of the last 16 frames of every camera and the two newest frames themselves (the
-frame decoder's skip inputs). ``forward_window`` is the same window from stem
-tokens (analysis and calibration code reads those).
+Split for streaming: ``stem`` runs once per incoming frame (the node caches its
+output in the ring window); ``forward_window`` runs per prediction on the cached
+stem tokens of the last 16 frames of every camera and the two newest frames
+themselves (the frame decoder's skip inputs).
 """
 
 from __future__ import annotations
@@ -52,17 +50,7 @@ class WorldModel(nn.Module):
                        frames: bool = True) -> WorldModelOutput:
         """stem_tokens (B, C, T, N, stem_dim) of the window; the newest and the previous frames
         (B, C, 3, H, W) uint8. ``frames=False`` skips the frame decoder (output frames None)."""
-        return self.forward_stream(self.temporal.frame_inputs(stem_tokens), newest, previous, frames)
-
-    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, C, 3, H, W) uint8 frames (or (B, C, T, 3, H, W)) → (B, C, [T,] N, 6 dim) float32: what a
-        frame contributes to every window it is in, computed once per frame."""
-        return self.temporal.frame_inputs(self.stem(frames))
-
-    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
-                       frames: bool = True) -> WorldModelOutput:
-        """``forward_window`` from the window's ``stream_frame`` outputs (B, C, T, N, 6 dim), oldest first."""
-        latent = self.temporal.recur(inputs)  # (B, C*N, dim)
+        latent = self.temporal(stem_tokens)  # (B, C*N, dim)
         tokens, anchors = self.transformer(latent)
         return self.heads(tokens, anchors, newest, previous, frames)
 

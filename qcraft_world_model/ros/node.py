@@ -73,12 +73,11 @@ class _Job:
 
     stamp_ns: int
     received: float  # monotonic time the triggering frame arrived
-    windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (temporal inputs, frame), oldest first
+    windows: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per camera: (stem tokens, frame), oldest first
     stale: list[str]  # cameras whose last complete window is held because they are silent
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(temporal inputs (1, C, T, N, 6 dim) — ``Backend.stem`` of each frame —, newest (1, C, 3, H, W),
-        previous (1, C, 3, H, W))."""
+        """(stem tokens (1, C, T, N, D), newest (1, C, 3, H, W), previous (1, C, 3, H, W))."""
         tokens = torch.stack([torch.stack([t for t, _ in items]) for items in self.windows]).unsqueeze(0)
         newest = torch.stack([items[-1][1] for items in self.windows]).unsqueeze(0)
         previous = torch.stack([items[-2][1] for items in self.windows]).unsqueeze(0)
@@ -547,7 +546,7 @@ class PredictorNode(LifecycleNode):
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).unsqueeze(0)  # (1, 1, 3, H, W)
-        tokens = self.backend.stem(frame)[0, 0]  # (N, 6 dim): the frame's temporal inputs, computed once per frame
+        tokens = self.backend.stem(frame)[0, 0]  # (N, stem_dim), computed once per frame
         state.ingest_ms.append((time.monotonic() - received) * 1e3)
         with self._lock:
             loops = self._policy.stats.loops

@@ -29,18 +29,14 @@ class Backend:
         self.runner, self.config, self.name = runner, config, name
 
     def stem(self, frames: torch.Tensor) -> torch.Tensor:
-        """What one frame (1, C, 3, H, W) contributes to every window it is in (``WorldModel.stream_frame``:
-        its stem tokens through the temporal encoder's input projection), (1, C, N, 6 dim); computed once
-        per frame and cached by the node's ring window."""
         with torch.inference_mode():
-            return self.runner.stream_frame(frames)
+            return self.runner.stem(frames)
 
-    def forward_window(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
-        """One prediction from the window's ``stem`` outputs (1, C, T, N, 6 dim); ``frames=False``: agents only
-        (``output.frames`` None), the frame decoder skipped."""
+        """One prediction; ``frames=False``: agents only (``output.frames`` None), the frame decoder skipped."""
         with torch.inference_mode():
-            return self.runner.forward_stream(inputs, newest, previous, frames=frames)
+            return self.runner.forward_window(stem_tokens, newest, previous, frames=frames)
 
     @property
     def decodes_frames_later(self) -> bool:

@@ -1,9 +1,8 @@
 """Inference backends behind one interface, and ``auto`` choosing among them.
 
 Every backend answers the streaming calls of the world model: ``stem(frames)``
-once per incoming frame (``WorldModel.stream_frame``: the stem and the temporal
-encoder's input projection) and ``forward_window(inputs, newest, previous)``
-once per prediction (``WorldModel.forward_stream``), with torch tensors in and out. ``warm_up`` runs a dummy
+once per incoming frame and ``forward_window(stem_tokens, newest, previous)``
+once per prediction, with torch tensors in and out. ``warm_up`` runs a dummy
 window so compilation and engine loading happen at configure time, never on
 the first camera frame.
 
@@ -32,7 +31,7 @@ import torch
 from qcraft_world_model.model.world_model import WorldModel, WorldModelOutput
 from qcraft_world_model.quant.plan import cpu_has_bf16
 from qcraft_world_model.runtime.backend import Backend, BackendError, onnx_export_folder
-from qcraft_world_model.runtime.onnx_export import FrameAsTensor, WindowAsTuple, export_key
+from qcraft_world_model.runtime.onnx_export import WindowAsTuple, export_key
 
 __all__ = ["Backend", "BackendError", "create_backend", "choose_backend", "onnx_export_folder"]
 
@@ -126,7 +125,7 @@ class TensorRTBackend(Backend):
         c = model.config
         stem_shape = (1, 1, 3, *c.size_hw)  # one camera's frame: the node stems cameras one by one
         frame_shape = (1, c.cameras, 3, *c.size_hw)
-        token_shape = (1, c.cameras, c.window, c.tokens_per_camera, 6 * c.dim)  # WorldModel.stream_frame's
+        token_shape = (1, c.cameras, c.window, c.tokens_per_camera, c.stem_dim)
         keys = {part: engine_key(model, precision, part, shapes, trt)
                 for part, shapes in (("stem", (stem_shape,)), ("window", (token_shape, frame_shape, frame_shape)))}
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -141,13 +140,9 @@ class TensorRTBackend(Backend):
                                    f"{key.tensorrt}, GPU {key.gpu}); build it first: qcraft-wm build-engine "
                                    f"--model {folder or 'MODEL_FOLDER'} --precision {precision} --cache {cache_dir}")
             example = _example_inputs(c, part, dtype)
-            # The stem part is WorldModel.stream_frame, built in fp32 whatever the precision: the window
-            # takes differences of its outputs (P_t - Q_{t-1}), which half precision would round away. It is
-            # one frame's convolutions and one projection, cheap beside the window. Both parts share the
-            # model, so neither is cast here.
-            source = FrameAsTensor(model) if part == "stem" else WindowAsTuple(model)
-            compiled = trt.compile(source, ir="dynamo", inputs=example, truncate_double=True,
-                                   enabled_precisions={torch.float32} if part == "stem" else {dtype})
+            source = model.stem if part == "stem" else WindowAsTuple(model)
+            compiled = trt.compile(source.to(dtype) if part == "stem" else source, ir="dynamo", inputs=example,
+                                   enabled_precisions={dtype}, truncate_double=True)
             trt.save(compiled, str(path), inputs=example)
             modules[part] = compiled
             LOG.info("built TensorRT engine %s", path)
@@ -179,9 +174,8 @@ def _example_inputs(config: Any, part: str, dtype: torch.dtype) -> list[torch.Te
                         device="cuda")
     if part == "stem":
         return [frame[:, :1]]
-    # The stem graph's output (WorldModel.stream_frame) is float32 whatever the plan.
-    tokens = torch.zeros((1, config.cameras, config.window, config.tokens_per_camera, 6 * config.dim),
-                         dtype=torch.float32, device="cuda")
+    tokens = torch.zeros((1, config.cameras, config.window, config.tokens_per_camera, config.stem_dim),
+                         dtype=dtype, device="cuda")
     return [tokens, frame, frame]
 
 
@@ -189,18 +183,18 @@ class _EngineRunner:
     def __init__(self, modules: dict[str, Any]) -> None:
         self.modules = modules
 
-    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
         from qcraft_world_model.runtime.onnx_export import per_camera
 
         return per_camera(frames, self.modules["stem"])
 
-    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
         """One engine holds the whole window: agents-only calls run it too and drop the frames."""
         from qcraft_world_model.model.detection import AgentPrediction
         from qcraft_world_model.runtime.onnx_export import AGENT_OUTPUTS
 
-        predicted, *agents = self.modules["window"](inputs, newest, previous)
+        predicted, *agents = self.modules["window"](stem_tokens, newest, previous)
         return WorldModelOutput(frames=predicted if frames else None,
                                 agents=AgentPrediction(**dict(zip(AGENT_OUTPUTS, agents))))
 

@@ -14,8 +14,8 @@ from qcraft_world_model.quant.plan import PrecisionPlan
 
 
 class PlannedWorldModel(nn.Module):
-    """Same calls as WorldModel (``forward``, ``stem``, ``forward_window``, ``stream_frame``, ``forward_stream``,
-    ``decode_frames``, ``config``), planned precision.
+    """Same calls as WorldModel (``forward``, ``stem``, ``forward_window``, ``decode_frames``, ``config``),
+    planned precision.
 
     INT8 parts are replaced by their PT2E-quantized graph (calibrated on
     ``calibration`` windows), optionally compiled with Inductor, which is what
@@ -61,15 +61,7 @@ class PlannedWorldModel(nn.Module):
 
     def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
-        return self.forward_stream(self.temporal.frame_inputs(stem_tokens), newest, previous, frames)
-
-    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
-        """WorldModel.stream_frame: the stem in its planned dtype, the frame's temporal inputs in float32."""
-        return self.temporal.frame_inputs(self.stem_part(frames))
-
-    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
-                       frames: bool = True) -> WorldModelOutput:
-        latent = self.temporal.recur(inputs)  # in the temporal encoder's planned dtype
+        latent = self.temporal(stem_tokens.to(self.plan.dtype("temporal")))
         tokens, anchors = self.transformer(latent.to(self.plan.dtype("transformer")))
         return self.heads(tokens, anchors, newest, previous, frames)
 

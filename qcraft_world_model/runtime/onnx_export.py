@@ -40,15 +40,15 @@ FRAMES_GRAPH = "frames"
 
 
 class WindowAsTuple(nn.Module):
-    """forward_stream with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
+    """forward_window with tuple outputs (ONNX graphs and TensorRT engines return tensors, not dataclasses);
     ``frames=False``: the agents-only window, its per-camera tokens last."""
 
     def __init__(self, model: WorldModel, frames: bool = True) -> None:
         super().__init__()
         self.model, self.frames = model, frames
 
-    def forward(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
-        output = self.model.forward_stream(inputs, newest, previous, frames=self.frames)
+    def forward(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> tuple:
+        output = self.model.forward_window(stem_tokens, newest, previous, frames=self.frames)
         agents = tuple(getattr(output.agents, name) for name in AGENT_OUTPUTS)
         return (output.frames, *agents) if self.frames else (*agents, output.tokens)
 
@@ -63,21 +63,19 @@ class _Frames(nn.Module):
 
 
 def per_camera(frames: torch.Tensor, stem_one: Any) -> torch.Tensor:
-    """(1, C, 3, H, W) → (1, C, N, width) by ``stem_one`` on each camera's (1, 1, 3, H, W) frame."""
+    """(1, C, 3, H, W) → (1, C, N, stem_dim) by ``stem_one`` on each camera's (1, 1, 3, H, W) frame."""
     if frames.shape[1] == 1:
         return stem_one(frames)
     return torch.cat([stem_one(frames[:, c:c + 1]) for c in range(frames.shape[1])], dim=1)
 
 
-class FrameAsTensor(nn.Module):
-    """WorldModel.stream_frame as a module: the per-frame graph of the exports and engines."""
-
+class _Stem(nn.Module):
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.stream_frame(frames)
+        return self.model.stem(frames)
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -101,7 +99,6 @@ def export_key(model: WorldModel) -> str:
     # Session 9: the agents-only window returns the tokens and frames.onnx decodes them. An older cache
     # folder's window_agents.onnx (or OpenVINO blob) lacks that output, so the key changes with it.
     digest.update(f"{','.join(WINDOW_GRAPHS['window_agents'])}; {FRAMES_GRAPH}".encode())
-    digest.update(b"stem: the frame's temporal inputs")  # session 9: the input projection moved to the stem graph
     return digest.hexdigest()[:16]
 
 
@@ -114,15 +111,15 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
     frames = torch.randint(0, 256, (1, config.cameras, config.window, 3, *config.size_hw),
                            dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        inputs = model.stream_frame(frames)
-        window_args = (inputs, frames[:, :, -1], frames[:, :, -2])
+        stem_tokens = model.stem(frames)
+        window_args = (stem_tokens, frames[:, :, -1], frames[:, :, -2])
         # The stem is exported for one camera's frame: the node stems each camera's frames as they
         # arrive, one camera at a time (a rig-wide input broke every multi-camera model here).
-        torch.onnx.export(FrameAsTensor(model), (frames[:, :1, -1],), str(out / "stem.onnx"), opset_version=opset,
-                          dynamo=False, input_names=["frames"], output_names=["stream_inputs"])
+        torch.onnx.export(_Stem(model), (frames[:, :1, -1],), str(out / "stem.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["frames"], output_names=["stem_tokens"])
         for graph, outputs in WINDOW_GRAPHS.items():
             torch.onnx.export(WindowAsTuple(model, frames=graph == "window"), window_args, str(out / f"{graph}.onnx"),
-                              opset_version=opset, dynamo=False, input_names=["stream_inputs", "newest", "previous"],
+                              opset_version=opset, dynamo=False, input_names=["stem_tokens", "newest", "previous"],
                               output_names=list(outputs))
         tokens = WindowAsTuple(model, frames=False)(*window_args)[-1]
         frames_args = (tokens, frames[:, :, -1], frames[:, :, -2])
@@ -180,8 +177,8 @@ class OnnxWorldModel:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             return opts
 
-        # A folder without window_agents.onnx still runs: agents-only calls use the full window (and
-        # decode_frames is unavailable; the node then decodes frames with the agents).
+        # An export from before window_agents.onnx existed still runs: agents-only calls use the full window
+        # (and decode_frames is unavailable; the node then decodes frames with the agents, as it used to).
         names = ["stem", *(graph for graph in (*WINDOW_GRAPHS, FRAMES_GRAPH) if (self.folder / f"{graph}.onnx").is_file())]
         # The stem (one frame, ~0.5 ms) runs on a camera's lane thread beside the window: one thread. So do
         # the frames decoded afterwards: with one thread onnxruntime computes on the calling thread, which
@@ -196,32 +193,26 @@ class OnnxWorldModel:
             if produced != list(outputs):
                 raise ValueError(f"{self.folder / (graph + '.onnx')} produces {', '.join(produced)}; this code reads "
                                  f"{', '.join(outputs)}: export the model again (qcraft-wm export)")
-        # Exports from before session 9 stream stem tokens, not the frame's temporal inputs.
-        streamed = [self._sessions["stem"].get_outputs()[0].name,
-                    *(self._sessions[graph].get_inputs()[0].name for graph in WINDOW_GRAPHS if graph in self._sessions)]
-        if any(name != "stream_inputs" for name in streamed):
-            raise ValueError(f"{self.folder} streams {', '.join(sorted(set(streamed)))}; this code streams each "
-                             "frame's temporal inputs (stream_inputs): export the model again (qcraft-wm export)")
 
     def session(self, name: str) -> Any:
         return self._sessions[name]
 
     @staticmethod
-    def feed(inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"stream_inputs": inputs.detach().float().numpy(), "newest": newest.numpy(),
+    def feed(stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"stem_tokens": stem_tokens.detach().float().numpy(), "newest": newest.numpy(),
                 "previous": previous.numpy()}
 
-    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): each frame of each camera through the stem
-        graph (WorldModel.stream_frame; the graph takes one camera's frame)."""
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (1, C, 3, H, W) or a window (1, C, T, 3, H, W): stems each frame of each camera (the
+        graph takes one camera's frame)."""
         if frames.dim() == 6:
-            return torch.stack([self.stream_frame(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
+            return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
         return per_camera(frames, lambda one: torch.from_numpy(
             self._sessions["stem"].run(None, {"frames": np.ascontiguousarray(one.numpy())})[0]))
 
-    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
-        feed = self.feed(inputs, newest, previous)
+        feed = self.feed(stem_tokens, newest, previous)
         tokens = None
         if not frames and "window_agents" in self._sessions:
             *agents, tokens = self._sessions["window_agents"].run(None, feed)
@@ -243,4 +234,4 @@ class OnnxWorldModel:
             "tokens": tokens.detach().float().numpy(), "newest": newest.numpy(), "previous": previous.numpy()})[0])
 
     def __call__(self, window: torch.Tensor) -> WorldModelOutput:
-        return self.forward_stream(self.stream_frame(window), window[:, :, -1], window[:, :, -2])
+        return self.forward_window(self.stem(window), window[:, :, -1], window[:, :, -2])

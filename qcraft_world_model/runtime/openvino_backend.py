@@ -113,16 +113,16 @@ class OpenVinoWorldModel:
         result = self._request(part).infer(feed)  # share_outputs=False: the arrays are copies
         return [result[output] for output in self.compiled[part].outputs]
 
-    def stream_frame(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (1, C, 3, H, W), or a window (1, C, T, 3, H, W) frame by frame (WorldModel.stream_frame)."""
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (1, C, 3, H, W), or a window (1, C, T, 3, H, W) stemmed frame by frame."""
         if frames.dim() == 6:
-            return torch.stack([self.stream_frame(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
+            return torch.stack([self.stem(frames[:, :, t]) for t in range(frames.shape[2])], dim=2)
         return per_camera(frames, lambda one: torch.from_numpy(
             self._run("stem", {"frames": np.ascontiguousarray(one.numpy())})[0]))
 
-    def forward_stream(self, inputs: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
+    def forward_window(self, stem_tokens: torch.Tensor, newest: torch.Tensor, previous: torch.Tensor,
                        frames: bool = True) -> WorldModelOutput:
-        feed = {"stream_inputs": np.ascontiguousarray(inputs.detach().float().numpy()),
+        feed = {"stem_tokens": np.ascontiguousarray(stem_tokens.detach().float().numpy()),
                 "newest": np.ascontiguousarray(newest.numpy()), "previous": np.ascontiguousarray(previous.numpy())}
         tokens = None
         if frames:
@@ -209,11 +209,12 @@ def _check_against_torch(model: WorldModel, runner: OpenVinoWorldModel) -> dict[
     frames = torch.randint(0, 256, (1, c.cameras, c.window, 3, *c.size_hw), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        reference = WindowAsTuple(model.eval())(model.stream_frame(frames), frames[:, :, -1], frames[:, :, -2])
-    tokens = runner.stream_frame(frames)
+        tokens = model.stem(frames)
+        reference = WindowAsTuple(model.eval())(tokens, frames[:, :, -1], frames[:, :, -2])
+    tokens = runner.stem(frames)
     checked = []  # (graph, key in the manifest, value, torch's value)
     for graph in WINDOW_GRAPHS:
-        output = runner.forward_stream(tokens, frames[:, :, -1], frames[:, :, -2], frames=graph == "window")
+        output = runner.forward_window(tokens, frames[:, :, -1], frames[:, :, -2], frames=graph == "window")
         got = (*([output.frames] if graph == "window" else []), *(getattr(output.agents, n) for n in AGENT_OUTPUTS))
         expected = reference if graph == "window" else reference[1:]
         names = WINDOW_GRAPHS["window"] if graph == "window" else AGENT_OUTPUTS
