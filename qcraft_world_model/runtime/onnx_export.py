@@ -134,9 +134,9 @@ def export_onnx(model: WorldModel, out: Path, opset: int = 17) -> dict[str, Any]
         prefix = "" if graph == "window" else f"{graph}."
         errors.update({prefix + name: float(np.linalg.norm(got - ref.numpy()) / max(np.linalg.norm(ref.numpy()), 1e-12))
                        for name, got, ref in zip(outputs, produced, expected)})
-    # The frames decoded later, from the agents-only graph's own tokens, against torch's frames.
-    later = runner.decode_frames(torch.from_numpy(runner.session("window_agents").run(None, runner.feed(*window_args))[-1]),
-                                 frames[:, :, -1], frames[:, :, -2]).numpy()
+    # The frames decoded later, from the agents-only graph's own tokens (its last output, the loop's last
+    # graph), against torch's frames.
+    later = runner.decode_frames(torch.from_numpy(produced[-1]), frames[:, :, -1], frames[:, :, -2]).numpy()
     errors[f"{FRAMES_GRAPH}.frames"] = float(np.linalg.norm(later - reference[0].numpy())
                                              / max(np.linalg.norm(reference[0].numpy()), 1e-12))
     manifest = {"weights": weights_hash(model), "opset": opset, "config": config.to_dict(),

@@ -96,10 +96,9 @@ class OpenVinoWorldModel:
         for graph, outputs in WINDOW_GRAPHS.items():
             # A tensor can carry several names (the tokens are also the reshape's "/Reshape_output_0").
             names = [output.get_names() for output in compiled[graph].outputs]
-            produced = [name if name in given else (sorted(given) or ["(unnamed)"])[0] for name, given in zip(outputs, names)]
-            if len(names) != len(outputs) or produced != list(outputs):
-                raise BackendError(f"the compiled {graph} produces {', '.join(produced)}; this code reads "
-                                   f"{', '.join(outputs)}")
+            if len(names) != len(outputs) or any(name not in given for name, given in zip(outputs, names)):
+                produced = "; ".join("/".join(sorted(given)) for given in names)
+                raise BackendError(f"the compiled {graph} produces {produced}; this code reads {', '.join(outputs)}")
         self.compiled = compiled
         self._local = threading.local()
 
