@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "OUT/checkpoint.pt. Under torchrun, one process per GPU/core group.")
     defaults = TrainConfig()  # one set of defaults: the run's own
     train.add_argument("--preset", default=defaults.preset, help="lite, base, or a model YAML file")
-    train.add_argument("--data", type=Path, default=Path(defaults.data), help="clip dataset folder")
+    train.add_argument("--data", type=Path, default=Path(defaults.data),
+                       help="clip dataset folder, or several comma-separated (their clips in that order)")
     train.add_argument("--out", type=Path, default=Path(defaults.out), help="run folder")
     train.add_argument("--steps", type=int, default=defaults.steps)
     train.add_argument("--batch", type=int, default=defaults.batch)

@@ -88,6 +88,21 @@ def test_episode_shard_is_reproducible_and_loadable(tmp_path: Path) -> None:
     assert dataset.provenance(0)["map"] == "braunschweig"
 
 
+def test_the_braunschweig_centre_map_gives_urban_traffic_of_every_group(tmp_path: Path) -> None:
+    """The training map added in session 10: its random demand puts cars and people around the ego."""
+    info = run_job(replace(TINY, map="braunschweig_center", seed=41, clips=3), tmp_path)
+    clip_dataset.write_manifest(tmp_path, "train", [info], {})
+    dataset = ClipDataset(tmp_path)
+    labels = set()
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        present = sample["agent_valid"][15]
+        labels |= set(sample["agent_label"][present].tolist())
+        assert np.hypot(*sample["ego"][-1, :2]) > 0.0, "the ego drives"
+    assert {1, 7} <= labels, f"cars and pedestrians near the ego, got Autoware labels {sorted(labels)}"
+    assert dataset.provenance(0)["map"] == "braunschweig_center"
+
+
 def test_another_seed_gives_another_scene(tmp_path: Path) -> None:
     a = run_job(TINY, tmp_path)
     b = run_job(replace(TINY, seed=4), tmp_path)

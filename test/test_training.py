@@ -97,6 +97,36 @@ def test_mismatched_and_missing_datasets_are_clear_errors(tiny_data: Path, tmp_p
               progress=False)
 
 
+def test_several_dataset_folders_train_as_one_in_the_order_given(tiny_data: Path, tiny_preset: Path,
+                                                                  tmp_path: Path) -> None:
+    """`--data A,B` holds A's clips then B's, each with its own rig; a folder of another frame size is refused
+    by name, and so is a list naming no folder."""
+    from qcraft_world_model.data.clip_tensors import ClipTensors
+    from qcraft_world_model.model.config import WorldModelConfig
+
+    other = tmp_path / "other"
+    generate_dataset(other, DatasetPlan("train", ("random_grid",), clips=3, clips_per_episode=3, image_size=32,
+                                        seed_base=7), workers=1)
+    config = WorldModelConfig.preset_config(tiny_preset)
+    a, b = ClipTensors.load(tiny_data, config), ClipTensors.load(other, config)
+    both = ClipTensors.load(f"{tiny_data},{other}", config)
+    assert len(both) == len(a) + len(b) == 7
+    assert torch.equal(both.frames[: len(a)], a.frames) and torch.equal(both.frames[len(a):], b.frames)
+    assert torch.equal(both.agents[len(a):], b.agents)
+    assert both.cameras == a.cameras + b.cameras
+    assert len(ClipTensors.load(f"{tiny_data},{other}", config, max_clips=5)) == 5
+    run = train(TrainConfig(preset=str(tiny_preset), data=f"{tiny_data},{other}", out=str(tmp_path / "run"),
+                            steps=1, batch=2, warmup=1), progress=False)
+    assert run["finished"]
+    wider = tmp_path / "wider"
+    generate_dataset(wider, DatasetPlan("train", ("random_grid",), clips=2, clips_per_episode=2, image_size=48,
+                                        seed_base=9), workers=1)
+    with pytest.raises(DatasetError, match=r"mixes frame shapes .*wider, clip 0"):
+        ClipTensors.load(f"{tiny_data},{wider}", config)
+    with pytest.raises(DatasetError, match=r"no dataset folder"):
+        ClipTensors.load(",", config)
+
+
 def test_a_square_model_hands_its_whole_trunk_to_a_wide_one(tiny_data: Path, tiny_preset: Path,
                                                           tmp_path: Path) -> None:
     """Frames with the aspect of real cameras end to end: rendered 64x32, trained from a 32x32 model

@@ -84,34 +84,42 @@ class ClipTensors:
 
     @classmethod
     def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None) -> ClipTensors:
-        """From a clip dataset folder, or from a scene bag (a folder with rosbag2 metadata.yaml)."""
-        source = Path(source)
+        """From a clip dataset folder, several of them (comma-separated, read in that order), or a scene
+        bag (a folder with rosbag2 metadata.yaml)."""
         fields = ("frames", "agents", "agent_valid", "agent_size", "agent_label", "agent_in_view")
-        if (source / "metadata.yaml").is_file():
+        if (Path(source) / "metadata.yaml").is_file():
             from qcraft_world_model.data.bag_clips import clips_from_bag
 
-            clips = clips_from_bag(source, config.width, image_height=config.height)
+            clips = clips_from_bag(Path(source), config.width, image_height=config.height)
             arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns", "ego_velocity")}
             return cls(arrays, config, str(source), [clips.cameras] * len(arrays["frames"]))
-        dataset = ClipDataset(source)
-        count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
-        samples = [dataset[i] for i in range(count)]
-        if not samples:
+        folders = [Path(part) for part in str(source).split(",") if part.strip()]
+        if not folders:
+            raise DatasetError(f"no dataset folder in {str(source)!r}")
+        index = [(dataset, i) for dataset in map(ClipDataset, folders) for i in range(len(dataset))]
+        index = index[:max_clips] if max_clips is not None else index
+        if not index:
             raise DatasetError(f"dataset {source} holds no clips")
+        # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one array is made for all of
+        # them and filled clip by clip, so loading never holds a second copy.
+        frames, samples, cameras = None, [], []
+        for row, (dataset, i) in enumerate(index):
+            sample = dataset[i]
+            clip_frames = sample.pop("frames")
+            if frames is None:
+                frames = np.empty((len(index), *clip_frames.shape), clip_frames.dtype)
+            if clip_frames.shape != frames.shape[1:]:
+                raise DatasetError(f"dataset {source} mixes frame shapes {frames.shape[1:]} and "
+                                   f"{clip_frames.shape} ({dataset.root}, clip {i})")
+            frames[row] = clip_frames
+            samples.append(sample)
+            cameras.append(dataset.cameras(i))
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
-        # Frames are most of the memory (2000 clips of 256x128 are 5 GB): filled into one array clip by
-        # clip, each clip's copy released, so loading peaks at twice the frames, not three times.
-        shapes = {sample["frames"].shape for sample in samples}
-        if len(shapes) != 1:
-            raise DatasetError(f"dataset {source} mixes frame shapes {sorted(shapes)}")
-        frames = np.empty((count, *shapes.pop()), samples[0]["frames"].dtype)
-        for i, sample in enumerate(samples):
-            frames[i] = sample.pop("frames")
         arrays = {"frames": frames, **{name: np.stack([sample[name] for sample in samples])
                                        for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
         arrays["ego_velocity"] = np.stack([sample["ego"][past - 1, 3:5] for sample in samples])
-        return cls(arrays, config, str(source), [dataset.cameras(i) for i in range(count)])
+        return cls(arrays, config, str(source), cameras)
 
     def __len__(self) -> int:
         return self.frames.shape[0]

@@ -89,6 +89,9 @@ MAPS: dict[str, MapSpec] = {spec.name: spec for spec in (
             additional=("fokr_bs_demo/vtypes_default.add.xml", "fokr_bs_demo/signalPlan.add.xml"),
             begin=54000.0, extra_sumo_args=("--pedestrian.striping.stripe-width", "0.55"),
             min_ego_route_m=80.0, tags=("urban", "intersection", "recorded-demand")),
+    MapSpec("braunschweig_center", "Braunschweig city centre (OSM, SUMO's 3D demo network): random cars, trucks, "
+            "buses, bicycles, pedestrians", "bs3d/bs.net.xml", random_demand=RandomDemand(),
+            min_ego_route_m=150.0, tags=("urban", "pedestrians")),
     MapSpec("random_grid", "netgenerate grid town with sidewalks and signals", None,
             netgenerate=("--grid", "--grid.number", "6", "--grid.length", "120", "--default.lanenumber", "2",
                          *_NETGEN_COMMON),
