@@ -42,9 +42,14 @@ class ClipTensors:
 
     def __init__(self, arrays: dict[str, np.ndarray], config: WorldModelConfig, source: str,
                  cameras: list[tuple[PinholeCamera, ...]]) -> None:
-        """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3); ``cameras``: per clip, its rig."""
+        """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3) as NumPy, or already as the
+        (N, C, T, 3, H, W) tensor this class keeps; ``cameras``: per clip, its rig."""
         self.past = 16  # frames before and at t0 in every clip (EpisodeConfig.past_frames)
-        count, t, camera_count, height, width, _ = arrays["frames"].shape
+        frames = arrays["frames"]
+        if isinstance(frames, torch.Tensor):
+            count, camera_count, t, _, height, width = frames.shape
+        else:
+            count, t, camera_count, height, width, _ = frames.shape
         steps = arrays["agents"].shape[1]
         problems = []
         if count == 0:
@@ -66,7 +71,8 @@ class ClipTensors:
         self.config = config
         self.source = source
         # (N, C, T, 3, H, W): channels first once, here, not per batch.
-        self.frames = torch.from_numpy(arrays["frames"]).permute(0, 2, 1, 5, 3, 4).contiguous()
+        self.frames = (frames if isinstance(frames, torch.Tensor)
+                       else torch.from_numpy(frames).permute(0, 2, 1, 5, 3, 4).contiguous())
         self.agents = torch.from_numpy(arrays["agents"])  # (N, S, A, 5)
         self.valid = torch.from_numpy(arrays["agent_valid"])
         self.size = torch.from_numpy(arrays["agent_size"])
@@ -100,18 +106,21 @@ class ClipTensors:
         index = index[:max_clips] if max_clips is not None else index
         if not index:
             raise DatasetError(f"dataset {source} holds no clips")
-        # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one array is made for all of
-        # them and filled clip by clip, so loading never holds a second copy.
-        frames, samples, cameras = None, [], []
+        # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one tensor in the layout kept
+        # (N, C, T, 3, H, W) is made for all of them and filled clip by clip, so loading never holds a
+        # second copy (a stacked array permuted afterwards would need two: 22 GB of a 23 GB machine).
+        frames, shape, samples, cameras = None, None, [], []
         for row, (dataset, i) in enumerate(index):
             sample = dataset[i]
-            clip_frames = sample.pop("frames")
+            clip_frames = sample.pop("frames")  # (T, C, H, W, 3)
             if frames is None:
-                frames = np.empty((len(index), *clip_frames.shape), clip_frames.dtype)
-            if clip_frames.shape != frames.shape[1:]:
-                raise DatasetError(f"dataset {source} mixes frame shapes {frames.shape[1:]} and "
+                shape = clip_frames.shape
+                t, c, h, w, _ = shape
+                frames = torch.empty((len(index), c, t, 3, h, w), dtype=torch.uint8)
+            if clip_frames.shape != shape:
+                raise DatasetError(f"dataset {source} mixes frame shapes {shape} and "
                                    f"{clip_frames.shape} ({dataset.root}, clip {i})")
-            frames[row] = clip_frames
+            frames[row] = torch.from_numpy(clip_frames).permute(1, 0, 4, 2, 3)
             samples.append(sample)
             cameras.append(dataset.cameras(i))
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
