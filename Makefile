@@ -42,7 +42,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo data data-wide data-wide-eval800 model model-lite clean distclean freeze
+.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-train2 model model-lite clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -150,6 +150,12 @@ data-wide: $(DEPS_STAMP)
 data-wide-eval800: $(DEPS_STAMP)
 	qcraft-wm generate clips --split eval --clips 800 --image-size 256 --image-height 128 \
 	  --out $(DATA_WIDE)/eval800 --json $(DATA_WIDE)/eval800.json
+
+# 2400 more training clips (session 10): new seeds and a seventh map (~14 min on 2 cores, 6.1 GB).
+data-wide-train2: $(DEPS_STAMP)
+	qcraft-wm generate clips --split train --seed 41 --clips 2400 --image-size 256 --image-height 128 \
+	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --out $(DATA_WIDE)/train2 --json $(DATA_WIDE)/train2.json
 
 # The default model, models/lite-wide (256x128), as made in sessions 5-7 (docs/model.md), each run
 # continuing the one before (~64 + 84 + 73 min on 2 cores; resumable, rerun to go on):
