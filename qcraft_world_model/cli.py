@@ -134,7 +134,8 @@ def _claim_report_folder(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import evaluate_summary, write_report
-    from qcraft_world_model.runtime.model_folder import load_model
+    from qcraft_world_model.model.agent_decode import MotionPrior
+    from qcraft_world_model.runtime.model_folder import load_model, load_motion_prior
 
     if args.tracks and not (args.data / "metadata.yaml").is_file():
         from qcraft_world_model.data.clip_dataset import DatasetError
@@ -148,8 +149,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     runner = _planned(args, model)
     plan = args.precision if args.backend == "torch" else f"{args.backend}-{args.precision}"
     # Planned (INT8) graphs and the other backends' exports run at batch 1, the deployment batch.
+    prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
     result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
-                                      batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion)
+                                      batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion, prior=prior)
     result["model"]["folder"] = str(args.model)
     # What ran: mixed-int8 on a CPU without native bf16 runs fp32 around the INT8 transformer (+fp32).
     label = plan + getattr(getattr(runner, "plan", None), "suffix", "")
@@ -201,7 +203,11 @@ def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import live_offline_table
 
-    result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model))
+    from qcraft_world_model.model.agent_decode import MotionPrior
+    from qcraft_world_model.runtime.model_folder import load_motion_prior
+
+    prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
+    result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model), prior=prior)
     table = live_offline_table(result)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -334,6 +340,22 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_motion(args: argparse.Namespace) -> int:
+    from qcraft_world_model.eval.motion_prior import fit_folder
+    from qcraft_world_model.runtime.model_folder import (MOTION_PRIOR_FILE, ModelFolderError, load_model,
+                                                         save_motion_prior)
+
+    if (args.model / MOTION_PRIOR_FILE).exists() and not args.overwrite:
+        raise ModelFolderError(f"{args.model / MOTION_PRIOR_FILE} exists: pass --overwrite to fit it again")
+    model = load_model(args.model)
+    prior, record = fit_folder(model, args.data, args.every)
+    path = save_motion_prior(args.model, model, prior, record)
+    _write_json(args.json, record)
+    fitted = ", ".join(f"{name} {group['gain']:g} ({group['agents']} agents)" for name, group in record["groups"].items())
+    print(f"wrote {path}: {fitted}; fitted on {record['clips']} clips of {args.data}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.export_check import export_checked
     from qcraft_world_model.runtime.model_folder import default_model
@@ -443,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
                           help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
                                "model's own estimate (what the node uses without an odometry topic)")
+    evaluate.add_argument("--no-motion-prior", action="store_true",
+                          help="decode the head's motion as it is, ignoring the folder's motion_prior.json")
     evaluate.add_argument("--tracks", action="store_true",
                           help="also score constant velocity on the model's own tracks (scene bags only: the "
                                "model runs on every frame and the node's tracker follows its detections)")
@@ -503,6 +527,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 "first rows of the per-layer sensitivity table `evaluate --precision mixed-int8` "
                                 "prints when its gate misses), e.g. blocks.0.attn.out,blocks.3.mlp.fc1")
     calibrate.set_defaults(func=_cmd_calibrate)
+
+    fit = sub.add_parser("fit-motion", help="fit how far the decoder trusts the head's motion per class group "
+                                            "(motion_prior.json in the model folder)",
+                         description="Each class group's ground motion (velocity and paths) is scaled by the gain "
+                                     "that fits the model's matched agents on training clips best (the error of "
+                                     "the most likely path at its last step): shrinkage towards standing still "
+                                     "where the head's motion is mostly noise. Fit on training clips only.")
+    fit.add_argument("--model", type=Path, required=True, help="model folder")
+    fit.add_argument("--data", type=Path, required=True,
+                     help="training clip dataset folder, or several comma-separated")
+    fit.add_argument("--every", type=int, default=10, help="use every N-th clip (datasets are stored map by map)")
+    fit.add_argument("--overwrite", action="store_true", help="replace the folder's motion_prior.json")
+    fit.add_argument("--json", type=Path, help="also write the fit's record here")
+    fit.set_defaults(func=_cmd_fit_motion)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
     export.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite-wide)")

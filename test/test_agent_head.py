@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qcraft_world_model.data.camera_rig import PinholeCamera
-from qcraft_world_model.model.agent_decode import decode_agents
+from qcraft_world_model.model.agent_decode import MotionPrior, decode_agents
 from qcraft_world_model.model.detection import CLASS_GROUPS, AgentPrediction
 from qcraft_world_model.model.geometry import CameraGeometry
 from qcraft_world_model.train.agent_targets import dense_targets
@@ -196,6 +196,38 @@ def test_motion_targets_are_relative_to_the_ego_and_decode_with_either_ego_veloc
     # A non-finite odometry row (a dropped message) falls back to the estimate.
     (fallback,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=np.array([[np.nan, 0]]))
     np.testing.assert_allclose(fallback.paths, odometry.paths, atol=1e-6)
+
+
+def test_a_motion_prior_scales_each_groups_ground_motion_and_nothing_else() -> None:
+    """Gain k for a group: its velocity and every path's displacement from where it is now are k times the
+    head's (the ego's own motion taken out first), the modes' velocity covariance k times; other groups,
+    positions and everything else stay. Gains outside 0..1.5, or not one per group, are refused."""
+    truth = scene()
+    geometry = [[PinholeCamera("front").geometry()]]
+    maps = perfect_maps(targets_for(truth, geometry))
+    (plain,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY)
+    gain = (1.0, 0.25, 0.8)  # car, pedestrian, bicycle
+    (shrunk,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY,
+                              prior=MotionPrior(gain))
+    assert len(shrunk) == len(plain) == 3
+    np.testing.assert_allclose(shrunk.position, plain.position)
+    np.testing.assert_allclose(shrunk.score, plain.score)
+    walker = int(np.flatnonzero(plain.label == 7)[0])
+    cars = plain.label != 7
+    np.testing.assert_allclose(shrunk.velocity[walker], 0.25 * plain.velocity[walker], atol=1e-9)
+    np.testing.assert_allclose(shrunk.paths[walker] - shrunk.position[walker],
+                               0.25 * (plain.paths[walker] - plain.position[walker]), atol=1e-9)
+    np.testing.assert_allclose(shrunk.velocity_cov[walker], 0.25 * plain.velocity_cov[walker], atol=1e-9)
+    np.testing.assert_allclose(shrunk.velocity[cars], plain.velocity[cars])
+    np.testing.assert_allclose(shrunk.paths[cars], plain.paths[cars])
+    # The walker's truth walks at 1.2 m/s: the head's (perfect) motion shrunk is a quarter of it.
+    assert np.linalg.norm(shrunk.velocity[walker]) == pytest.approx(0.25 * 1.2, rel=1e-3)
+    (identity,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY,
+                                prior=MotionPrior())
+    np.testing.assert_array_equal(identity.paths, plain.paths)
+    for bad in ((1.0, 0.5), (1.0, -0.1, 1.0), (1.0, float("nan"), 1.0), (1.0, 2.0, 1.0)):
+        with pytest.raises(ValueError, match="motion prior holds 3 gains"):
+            MotionPrior(bad)
 
 
 def test_flipped_image_targets_mirror_the_agents() -> None:

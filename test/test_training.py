@@ -408,3 +408,85 @@ def test_evaluate_scores_another_backend_and_gates_it_against_torch_fp32(tiny_da
                              capture_output=True, text=True, timeout=600, env=env)
     assert refused.returncode == 2 and "onnxruntime runs the FP32 export" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
+    """Agents that went 0.4 of the way the head said (with noise) give a gain of 0.4; agents that went
+    exactly where it said keep 1; a group with too few agents keeps the head's motion."""
+    import numpy as np
+
+    from qcraft_world_model.eval.motion_prior import MIN_AGENTS, _Matches, best_gain
+
+    rng = np.random.default_rng(0)
+    for share, noise in ((0.4, 0.05), (1.0, 0.0)):
+        group = _Matches()
+        for _ in range(60):
+            position, velocity = rng.normal(0, 10, 2), rng.normal(0, 3, 2)
+            motion = np.stack([velocity * t for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])[None].repeat(3, 0)
+            group.position.append(position)
+            group.motion.append(motion)
+            group.velocity.append(velocity)
+            group.true_final.append(position + share * motion[0, -1] + rng.normal(0, noise, 2))
+            group.true_velocity.append(share * velocity)
+        assert best_gain(group) == pytest.approx(share)
+        fde_1, _, velocity_error = group.errors(share)
+        assert fde_1 < 0.2 and velocity_error < 1e-9
+    assert MIN_AGENTS >= 10
+
+
+def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_to_replace_it(
+        tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    """qcraft-wm fit-motion (a subprocess) writes motion_prior.json tied to the weights; evaluate decodes
+    with it (and says so) unless --no-motion-prior; a second fit without --overwrite is one line and exit
+    2; a prior of other weights, or a damaged one, is refused by name."""
+    import subprocess
+    import sys
+
+    from qcraft_world_model.model.agent_decode import MotionPrior
+    from qcraft_world_model.runtime.model_folder import (MOTION_PRIOR_FILE, ModelFolderError, load_motion_prior,
+                                                         save_motion_prior)
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=2, batch=2,
+                      warmup=1), progress=False)
+    folder = tmp_path / "run"
+    model = load_model(folder)
+    assert load_motion_prior(folder, model) == MotionPrior()  # none stored: the head's motion as it is
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", *args], capture_output=True,
+                              text=True, timeout=600)
+
+    done = cli("fit-motion", "--model", str(folder), "--data", str(tiny_data), "--every", "1",
+               "--json", str(tmp_path / "fit.json"))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((folder / MOTION_PRIOR_FILE).read_text())
+    assert set(document["gain"]) == {"car", "pedestrian", "bicycle"}
+    assert json.loads((tmp_path / "fit.json").read_text())["clips"] == 4
+    again = cli("fit-motion", "--model", str(folder), "--data", str(tiny_data))
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    # A prior the decoder visibly uses: stored by hand, read back, named in evaluate's JSON.
+    save_motion_prior(folder, model, MotionPrior((0.5, 0.25, 1.0)), {"note": "test"})
+    assert load_motion_prior(folder, model).gain == (0.5, 0.25, 1.0)
+    done = cli("evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval"),
+               "--json", str(tmp_path / "eval.json"), "--no-motion-prior")
+    assert done.returncode == 0, done.stderr
+    gains = json.loads((tmp_path / "eval.json").read_text())["model"]["agents"]["motion_gain"]
+    assert gains == {"car": 1.0, "pedestrian": 1.0, "bicycle": 1.0}
+    # Without the flag evaluate decodes with the folder's prior, and says which.
+    from qcraft_world_model.cli import main
+
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval2"),
+                 "--json", str(tmp_path / "eval2.json")]) == 0
+    gains = json.loads((tmp_path / "eval2.json").read_text())["model"]["agents"]["motion_gain"]
+    assert gains == {"car": 0.5, "pedestrian": 0.25, "bicycle": 1.0}
+    other = load_model(folder)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ModelFolderError, match="fitted to other weights: run qcraft-wm fit-motion"):
+        load_motion_prior(folder, other)
+    (folder / MOTION_PRIOR_FILE).write_text(json.dumps({**document, "gain": {"car": 1.0}}))
+    with pytest.raises(ModelFolderError, match="must map each of car, pedestrian, bicycle"):
+        load_motion_prior(folder, model)
+    (folder / MOTION_PRIOR_FILE).write_text("{not json")
+    with pytest.raises(ModelFolderError, match="is not valid JSON"):
+        load_motion_prior(folder, model)

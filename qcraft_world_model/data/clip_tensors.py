@@ -89,21 +89,26 @@ class ClipTensors:
         self.geometry = [[camera.geometry() for camera in rig] for rig in cameras]
 
     @classmethod
-    def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None) -> ClipTensors:
+    def load(cls, source: str | Path, config: WorldModelConfig, max_clips: int | None = None,
+             every: int = 1) -> ClipTensors:
         """From a clip dataset folder, several of them (comma-separated, read in that order), or a scene
-        bag (a folder with rosbag2 metadata.yaml)."""
+        bag (a folder with rosbag2 metadata.yaml). ``every``: only every so-many-th clip of the folders
+        (a dataset is stored map by map, so its first clips are one map's), before ``max_clips``."""
+        if every < 1:
+            raise DatasetError(f"every must be at least 1, got {every}")
         fields = ("frames", "agents", "agent_valid", "agent_size", "agent_label", "agent_in_view")
         if (Path(source) / "metadata.yaml").is_file():
             from qcraft_world_model.data.bag_clips import clips_from_bag
 
             clips = clips_from_bag(Path(source), config.width, image_height=config.height)
-            arrays = {name: getattr(clips, name)[:max_clips] for name in (*fields, "stamps_ns", "ego_velocity")}
+            arrays = {name: getattr(clips, name)[::every][:max_clips]
+                      for name in (*fields, "stamps_ns", "ego_velocity")}
             return cls(arrays, config, str(source), [clips.cameras] * len(arrays["frames"]))
         folders = [Path(part) for part in str(source).split(",") if part.strip()]
         if not folders:
             raise DatasetError(f"no dataset folder in {str(source)!r}")
         index = [(dataset, i) for dataset in map(ClipDataset, folders) for i in range(len(dataset))]
-        index = index[:max_clips] if max_clips is not None else index
+        index = index[::every][:max_clips]
         if not index:
             raise DatasetError(f"dataset {source} holds no clips")
         # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one tensor in the layout kept

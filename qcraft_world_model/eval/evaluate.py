@@ -23,7 +23,8 @@ import torch
 from qcraft_world_model.eval.agent_metrics import WindowAgents, baseline_scores, score_windows
 from qcraft_world_model.eval.baselines import constant_velocity, copy_last_frame
 from qcraft_world_model.eval.metrics import psnr, ssim
-from qcraft_world_model.model.agent_decode import DecodedAgents, decode_agents
+from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior, decode_agents
+from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
 
@@ -86,9 +87,10 @@ Predictor = Callable[[ClipTensors, list[int], Batch], Predictions]
 
 
 def model_predictions(model: WorldModel, sample: Batch, threshold: float = DECODE_THRESHOLD,
-                      ego_motion: str = "odometry") -> Predictions:
+                      ego_motion: str = "odometry", prior: MotionPrior = MotionPrior()) -> Predictions:
     """Run the model on a batch and decode its agents with each clip's cameras and, for
-    ``ego_motion="odometry"``, the clip's ego velocity (else the model's own estimate)."""
+    ``ego_motion="odometry"``, the clip's ego velocity (else the model's own estimate); ``prior``: the
+    model folder's motion prior (``agent_decode.MotionPrior``)."""
     if ego_motion not in EGO_MOTION_SOURCES:
         raise ValueError(f"ego motion from {ego_motion!r}: one of {', '.join(EGO_MOTION_SOURCES)}")
     output = model(sample.window)
@@ -96,7 +98,8 @@ def model_predictions(model: WorldModel, sample: Batch, threshold: float = DECOD
     steps_s = tuple(s / config.rate_hz for s in config.path_steps)
     odometry = sample.ego_velocity.numpy() if ego_motion == "odometry" else None
     agents = decode_agents(output.agents, sample.cameras, config.detection_stride, steps_s, threshold,
-                           ego_velocity=odometry, relative_to_ego=config.agent_motion == "ego_relative")
+                           ego_velocity=odometry, relative_to_ego=config.agent_motion == "ego_relative",
+                           prior=prior)
     return Predictions(frames=output.frames, agents=agents,
                        ego_velocity_estimate=output.agents.ego_velocity.float().numpy())
 
@@ -139,20 +142,22 @@ def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAg
 
 def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
                    batch: int = 8, examples: int = 4, predict: Predictor | None = None,
-                   clips: Sequence[int] | None = None, ego_motion: str = "odometry"
-                   ) -> tuple[dict[str, Any], Examples]:
+                   clips: Sequence[int] | None = None, ego_motion: str = "odometry",
+                   prior: MotionPrior = MotionPrior()) -> tuple[dict[str, Any], Examples]:
     """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the
     ``evaluate`` JSON (its fields: docs/model.md) and picture material.
 
     ``predict`` replaces running the model (e.g. predictions recorded live, see
     ``recorded.py``); ``model`` then only gives the configuration. ``clips``
-    scores a subset (default: all). ``ego_motion``: see EGO_MOTION_SOURCES.
+    scores a subset (default: all). ``ego_motion``: see EGO_MOTION_SOURCES. ``prior``: the motion prior
+    the model's agents are decoded with (the model folder's; the default: the head's motion as it is).
     """
     config = model.config
     data = data_root if isinstance(data_root, ClipTensors) else ClipTensors.load(data_root, config, max_clips)
+    predict_given = predict
     if predict is None:
         def predict(_: ClipTensors, __: list[int], sample: Batch) -> Predictions:
-            return model_predictions(model, sample, ego_motion=ego_motion)
+            return model_predictions(model, sample, ego_motion=ego_motion, prior=prior)
     chosen = list(range(len(data))) if clips is None else list(clips)
     steps_s = np.array(config.path_steps) / config.rate_hz
     t0 = data.past - 1
@@ -205,7 +210,10 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                              "filter": f"in scope: {visibility_note}, within {EVAL_RADIUS_M:g} m; other agents "
                                        f"present within {EVAL_RADIUS_M + IGNORE_MARGIN_M:g} m are ignored; "
                                        f"operating point: existence >= {EXISTENCE_THRESHOLD:g}",
-                             "ego_motion": ego_motion},
+                             "ego_motion": ego_motion,
+                             # A given predictor (recorded live, tracked) decoded its agents itself.
+                             "motion_gain": (dict(zip(CLASS_GROUPS, prior.gain)) if predict_given is None
+                                             else "decoded by the predictor")},
                   **({"ego_velocity": ego_velocity_scores(np.concatenate(ego_true), np.concatenate(ego_estimate))}
                      if ego_true else {}),
                   "velocity_by_ego_speed": velocity_by_ego_speed(windows, np.array(ego_by_window))},

@@ -22,7 +22,7 @@ import torch
 
 from qcraft_world_model.data.rosbag_io import BagError, read_messages
 from qcraft_world_model.eval.evaluate import Examples, Predictions, evaluate_clips
-from qcraft_world_model.model.agent_decode import DecodedAgents
+from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior
 from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
@@ -105,11 +105,12 @@ def _agents(message: Any) -> DecodedAgents:
         camera=np.zeros(len(agents), np.int64), pixel=np.full((len(agents), 2), np.nan))
 
 
-def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None, examples: int = 0
-                      ) -> tuple[dict[str, Any], Examples, ClipTensors]:
+def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None, examples: int = 0,
+                      prior: MotionPrior = MotionPrior()) -> tuple[dict[str, Any], Examples, ClipTensors]:
     """Score the live predictions recorded in ``bag`` and, with ``offline``, that model on the same clips.
 
-    ``model`` gives the configuration (image size, horizons, path steps) the node ran.
+    ``model`` gives the configuration (image size, horizons, path steps) the node ran; ``prior`` is the
+    motion prior the offline run decodes with (the node's: its model folder's).
     Returns the result, ``examples`` live examples for pictures, and the clips (with their cameras).
     """
     config = model.config
@@ -131,5 +132,5 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     live, kept = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=examples)
     result = {"coverage": coverage, "live": live}
     if offline is not None:
-        result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0)
+        result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0, prior=prior)
     return result, kept, data

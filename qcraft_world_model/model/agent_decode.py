@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qcraft_world_model.model.detection import GROUP_OF_LABEL, AgentPrediction
+from qcraft_world_model.model.detection import CLASS_GROUPS, GROUP_OF_LABEL, AgentPrediction
 from qcraft_world_model.model.geometry import CameraGeometry, rotate
 
 #: Standard deviation of the keypoint's image position, pixels of the model's image, and of the depth
@@ -30,6 +30,28 @@ DEPTH_RELATIVE_SIGMA = 0.12
 #: Two peaks of one group closer than this in the ego frame are one agent (another camera's view of it,
 #: or a second local maximum on a long vehicle), on top of the better one's own footprint.
 MERGE_RADIUS_M = 1.0
+
+
+@dataclass(frozen=True)
+class MotionPrior:
+    """How far the decoder trusts the head's motion, per class group (``CLASS_GROUPS`` order).
+
+    Each agent's ground motion — its velocity and every path's displacement from where it is now — is
+    scaled by its group's ``gain``: the least-squares shrinkage of a noisy measurement towards standing
+    still, the posterior mean under a prior centred on zero motion. Where the head's motion is mostly
+    noise (pedestrians, whose walking speed is small beside the ego-motion the head has to take out of
+    the image) a gain well below 1 is the better estimate; 1 keeps the head's motion as it is. Fitted per
+    model on training clips (``qcraft-wm fit-motion``, ``eval/motion_prior.py``), stored with the model
+    (``motion_prior.json``, ``runtime/model_folder.py``)."""
+
+    gain: tuple[float, ...] = (1.0,) * len(CLASS_GROUPS)
+
+    def __post_init__(self) -> None:
+        if len(self.gain) != len(CLASS_GROUPS) or not all(
+                isinstance(g, (int, float)) and not isinstance(g, bool) and np.isfinite(g) and 0.0 <= g <= 1.5
+                for g in self.gain):
+            raise ValueError(f"a motion prior holds {len(CLASS_GROUPS)} gains in 0..1.5 "
+                             f"({', '.join(CLASS_GROUPS)}), got {list(self.gain)!r}")
 
 
 @dataclass
@@ -85,7 +107,8 @@ def _label_in_group(class_logits: torch.Tensor, group: torch.Tensor) -> tuple[np
 
 
 def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry, stride: int,
-                  path_steps_s: np.ndarray, ego_velocity: np.ndarray, threshold: float, limit: int) -> DecodedAgents:
+                  path_steps_s: np.ndarray, ego_velocity: np.ndarray, threshold: float, limit: int,
+                  prior: MotionPrior = MotionPrior()) -> DecodedAgents:
     """The agents of camera ``c`` of window ``b``; ``ego_velocity`` (2,) the ego's, m/s, ego frame."""
     score, group, row, col = _peaks(pred.heatmap[b, c], threshold, limit)
     modes = pred.mode_logits.shape[2]
@@ -109,14 +132,19 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
     displacement = np.take_along_axis(displacement, order[:, :, None, None], axis=1)
     mode_prob = np.take_along_axis(mode_prob, order, axis=1)
     ego_shift = ego_velocity[None, :] * path_steps_s[:, None]  # (P, 2): where the ego's own motion takes it
-    paths = ground[:, None, None, :2] + rotate(displacement, bearing[:, None, None]) + ego_shift
+    motion = rotate(displacement, bearing[:, None, None]) + ego_shift  # (D, K, P, 2) ground displacement
     velocity = rotate(at(pred.velocity).numpy(), bearing) + ego_velocity
+    gain = np.asarray(prior.gain, np.float64)[group.numpy()]  # (D,)
+    # The spread of the modes is the head's own; shrinking the motion by k makes the posterior's
+    # variance k times the measurement's (Gaussian prior and measurement), not k^2 times.
+    velocity_cov = gain[:, None, None] * _velocity_cov(ground[:, None, None, :2] + motion, mode_prob, ground[:, :2],
+                                                       float(path_steps_s[0]))
     label, label_prob = _label_in_group(at(pred.class_logits), group)
     return DecodedAgents(
         score=score.numpy(), label=label, label_prob=label_prob, position=ground[:, :2],
-        heading=np.arctan2(np.sin(heading), np.cos(heading)), size=at(pred.log_size).exp().numpy(), velocity=velocity,
-        paths=paths, mode_prob=mode_prob, position_cov=_position_cov(camera, ground, along_sigma),
-        velocity_cov=_velocity_cov(paths, mode_prob, ground[:, :2], float(path_steps_s[0])),
+        heading=np.arctan2(np.sin(heading), np.cos(heading)), size=at(pred.log_size).exp().numpy(),
+        velocity=gain[:, None] * velocity, paths=ground[:, None, None, :2] + gain[:, None, None, None] * motion,
+        mode_prob=mode_prob, position_cov=_position_cov(camera, ground, along_sigma), velocity_cov=velocity_cov,
         camera=np.full(len(score), c), pixel=pixel)
 
 
@@ -173,14 +201,16 @@ def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray
 
 def decode_agents(pred: AgentPrediction, cameras: list[list[CameraGeometry]], stride: int,
                   path_steps_s: tuple[float, ...], threshold: float = 0.3, limit: int = 100,
-                  ego_velocity: np.ndarray | None = None, relative_to_ego: bool = True) -> list[DecodedAgents]:
+                  ego_velocity: np.ndarray | None = None, relative_to_ego: bool = True,
+                  prior: MotionPrior = MotionPrior()) -> list[DecodedAgents]:
     """Per window of the batch, its agents above ``threshold`` from every camera, merged, best first.
 
     ``cameras[b][c]`` is camera c of window b as the model saw it (intrinsics at the model's image size).
     ``ego_velocity`` (B, 2) the ego's velocity at the newest frame from odometry (x forward, y left,
     m/s); None: the head's own estimate (``AgentPrediction.ego_velocity``). A non-finite row also
     falls back to the estimate. ``relative_to_ego``: the model's ``agent_motion`` is "ego_relative";
-    False (an "absolute" model) ignores the ego's velocity.
+    False (an "absolute" model) ignores the ego's velocity. ``prior``: how far each group's motion is
+    trusted (``MotionPrior``; the default trusts it as the head gives it).
     """
     estimate = pred.ego_velocity.detach().float().numpy().reshape(-1, 2).astype(np.float64)
     given = estimate if ego_velocity is None else np.asarray(ego_velocity, np.float64).reshape(-1, 2)
@@ -188,7 +218,7 @@ def decode_agents(pred: AgentPrediction, cameras: list[list[CameraGeometry]], st
     times = np.asarray(path_steps_s, np.float64)
     decoded = []
     for b, rig in enumerate(cameras):
-        parts = [decode_camera(pred, b, c, camera, stride, times, ego[b], threshold, limit)
+        parts = [decode_camera(pred, b, c, camera, stride, times, ego[b], threshold, limit, prior)
                  for c, camera in enumerate(rig)]
         merged = DecodedAgents(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in vars(parts[0])})
         # A non-finite output (a broken model) is no agent: planners must never see NaN positions.

@@ -49,7 +49,8 @@ from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow
 from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS, checked
 from qcraft_world_model.msg import Float64Stamped, PredictedAgents, PredictedFrames
-from qcraft_world_model.model.agent_decode import decode_agents
+from qcraft_world_model.model.agent_decode import MotionPrior, decode_agents
+from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModelOutput
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
 from qcraft_world_model.ros.camera_geometry import camera_geometry
@@ -187,6 +188,7 @@ class PredictorNode(LifecycleNode):
         autostart = next(spec for spec in NODE_PARAMETERS if spec.name == "autostart")
         self.declare_parameter("autostart", autostart.default, parameter_descriptor(autostart))
         self.backend = None
+        self._motion_prior = MotionPrior()
         self.config: IngestConfig | None = None
         self._camera_subscriptions: list = []
         self._cameras: dict[str, _CameraState] = {}
@@ -277,7 +279,9 @@ class PredictorNode(LifecycleNode):
         self._frame_ids = {c.name: c.frame_id for c in self.config.cameras if c.frame_id}
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}")
+        gains = ", ".join(f"{name} {gain:g}" for name, gain in zip(CLASS_GROUPS, self._motion_prior.gain))
+        self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}, "
+                               f"motion gain {gains}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -383,7 +387,8 @@ class PredictorNode(LifecycleNode):
         window of 20000 frames once warmed up for 9 minutes into an OOM kill), the weights on load,
         and the warmed-up backend's output for finiteness."""
         from qcraft_world_model.runtime.backends import create_backend
-        from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
+        from qcraft_world_model.runtime.model_folder import (default_model, load_model, load_motion_prior,
+                                                             read_model_config)
 
         folder = self.params["model.path"] or str(default_model())
         if not Path(folder).is_dir():
@@ -395,6 +400,9 @@ class PredictorNode(LifecycleNode):
                              f"{config.width}x{config.height} px; the parameters give {wanted[0]} x "
                              f"{wanted[1]} of {wanted[2]}x{wanted[3]} px (cameras.names, window.size, image.*)")
         model = load_model(folder)
+        # The decoder's per-group trust in the head's motion, fitted with the weights (a folder without
+        # one decodes the head's motion as it is).
+        self._motion_prior = load_motion_prior(folder, model)
         self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"],
                                       folder=folder, threads=self.params["model.threads"])
         output = self.backend.warm_up()
@@ -607,7 +615,8 @@ class PredictorNode(LifecycleNode):
         decoded = decode_agents(output.agents, [rig], model.detection_stride, steps_s,
                                 threshold=min(0.3, self.params["output.existence_threshold"]),
                                 ego_velocity=self._ego_velocity(job.stamp_ns),
-                                relative_to_ego=model.agent_motion == "ego_relative")[0]
+                                relative_to_ego=model.agent_motion == "ego_relative",
+                                prior=self._motion_prior)[0]
         track_ids, existence = self._tracker.update(decoded, job.stamp_ns)
         agents = agents_message(decoded, track_ids, existence, job.stamp_ns, frame_id, path_step,
                                 self.params["output.existence_threshold"], self.model_id, self.backend.name,

@@ -1,6 +1,6 @@
 """The one model-folder module: a WorldModel ↔ ``model.safetensors`` + ``config.json`` (written by
 training and by the benchmarks' random-weight models, read by the node, evaluation, export and
-benchmarks), the stored INT8 calibration, and where the shipped models live."""
+benchmarks), the stored INT8 calibration and motion prior, and where the shipped models live."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from qcraft_world_model.model.agent_decode import MotionPrior
 from qcraft_world_model.model.config import ModelConfigError, WorldModelConfig
 from qcraft_world_model.model.world_model import WorldModel
 
@@ -182,3 +183,51 @@ def stored_keep_float(folder: str | Path, model: WorldModel, precision: str = "m
     if not (Path(folder) / INT8_CALIBRATION_FILE).is_file():
         return ()
     return load_int8_calibration(folder, model, precision).keep_float
+
+
+#: The decoder's per-group trust in the head's motion (``agent_decode.MotionPrior``), fitted on training
+#: clips by ``qcraft-wm fit-motion`` and tied to the weights by their hash. A folder without it decodes
+#: the head's motion as it is.
+MOTION_PRIOR_FILE = "motion_prior.json"
+MOTION_PRIOR_FORMAT = "qcraft-wm-motion-prior/1"
+
+
+def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior, record: dict[str, Any]) -> Path:
+    """Write ``prior`` with the weights' hash and ``record`` (how it was fitted) next to the weights."""
+    from qcraft_world_model.model.detection import CLASS_GROUPS
+    from qcraft_world_model.runtime.onnx_export import weights_hash
+
+    path = Path(folder) / MOTION_PRIOR_FILE
+    document = {"format": MOTION_PRIOR_FORMAT, "weights": weights_hash(model),
+                "gain": dict(zip(CLASS_GROUPS, prior.gain)), "fit": record}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp, 0o644)  # shipped with the model: readable like its weights
+    os.replace(tmp, path)
+    return path
+
+
+def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
+    """The folder's motion prior; the identity (the head's motion as it is) where it stores none.
+    ModelFolderError for a file that is not one, or that was fitted to other weights."""
+    from qcraft_world_model.model.detection import CLASS_GROUPS
+    from qcraft_world_model.runtime.onnx_export import weights_hash
+
+    path = Path(folder) / MOTION_PRIOR_FILE
+    if not path.is_file():
+        return MotionPrior()
+    try:
+        document = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFolderError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(document, dict) or document.get("format") != MOTION_PRIOR_FORMAT:
+        raise ModelFolderError(f"{path} is not a motion prior (format {MOTION_PRIOR_FORMAT!r})")
+    if document.get("weights") != weights_hash(model):
+        raise ModelFolderError(f"{path} was fitted to other weights: run qcraft-wm fit-motion again")
+    gains = document.get("gain")
+    if not isinstance(gains, dict) or set(gains) != set(CLASS_GROUPS):
+        raise ModelFolderError(f"{path}: \"gain\" must map each of {', '.join(CLASS_GROUPS)} to a number")
+    try:
+        return MotionPrior(tuple(gains[name] for name in CLASS_GROUPS))
+    except ValueError as err:
+        raise ModelFolderError(f"{path}: {err}") from err
