@@ -151,7 +151,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # Planned (INT8) graphs and the other backends' exports run at batch 1, the deployment batch.
     prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
     result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
-                                      batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion, prior=prior)
+                                      batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion, prior=prior,
+                                      every=args.every)
     result["model"]["folder"] = str(args.model)
     # What ran: mixed-int8 on a CPU without native bf16 runs fp32 around the INT8 transformer (+fp32).
     label = plan + getattr(getattr(runner, "plan", None), "suffix", "")
@@ -176,7 +177,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         result["gate"], table = gate_against_fp32(
             model, result, args.data, plan, args.model, reference=args.reference, max_clips=args.max_clips,
-            calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows)
+            calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows,
+            prior=prior, every=args.every)
         (args.out / "precision_gate.md").write_text(f"# {label} vs fp32\n\n{table}")
     _write_json(args.json, result)
     return 0
@@ -462,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true",
                           help="replace an earlier report in --out (only a folder holding evaluate's own files)")
     evaluate.add_argument("--max-clips", type=int)
+    evaluate.add_argument("--every", type=int, default=1,
+                          help="score every N-th clip only (a dataset is stored map by map: a spread over its maps)")
     evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
                           help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
                                "model's own estimate (what the node uses without an odometry topic)")

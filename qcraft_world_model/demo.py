@@ -102,7 +102,7 @@ def _model_part(out: Path) -> dict | None:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
-    from qcraft_world_model.runtime.model_folder import default_model, load_model
+    from qcraft_world_model.runtime.model_folder import default_model, load_model, load_motion_prior
 
     try:
         folder = default_model()
@@ -116,7 +116,7 @@ def _model_part(out: Path) -> dict | None:
     write_scene_bag(bag, SceneBagConfig(map="berlin_adlershof", seed=DRIVE_SEED, seconds=DRIVE_SECONDS,
                                         image_size=model.config.width, image_height=model.config.height),
                     overwrite=True)
-    result, examples = evaluate_clips(model, bag, examples=3)
+    result, examples = evaluate_clips(model, bag, examples=3, prior=load_motion_prior(folder, model))
     report = write_report(out / "model", result, examples)
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     seconds = result["data"]["future_frames_s"]

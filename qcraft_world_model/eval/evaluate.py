@@ -143,7 +143,7 @@ def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAg
 def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
                    batch: int = 8, examples: int = 4, predict: Predictor | None = None,
                    clips: Sequence[int] | None = None, ego_motion: str = "odometry",
-                   prior: MotionPrior = MotionPrior()) -> tuple[dict[str, Any], Examples]:
+                   prior: MotionPrior = MotionPrior(), every: int = 1) -> tuple[dict[str, Any], Examples]:
     """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the
     ``evaluate`` JSON (its fields: docs/model.md) and picture material.
 
@@ -151,9 +151,11 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     ``recorded.py``); ``model`` then only gives the configuration. ``clips``
     scores a subset (default: all). ``ego_motion``: see EGO_MOTION_SOURCES. ``prior``: the motion prior
     the model's agents are decoded with (the model folder's; the default: the head's motion as it is).
+    ``every``: score only every so-many-th clip of the folder (a spread over its maps), before ``max_clips``.
     """
     config = model.config
-    data = data_root if isinstance(data_root, ClipTensors) else ClipTensors.load(data_root, config, max_clips)
+    data = (data_root if isinstance(data_root, ClipTensors)
+            else ClipTensors.load(data_root, config, max_clips, every=every))
     predict_given = predict
     if predict is None:
         def predict(_: ClipTensors, __: list[int], sample: Batch) -> Predictions:
@@ -200,7 +202,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     visibility_note = (f"rendered visible share >= {MIN_VISIBILITY:g}" if data.visibility is not None
                        else "box centre in a camera's view (this data has no rendered visibility)")
     result = {
-        "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(chosen),
+        "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(chosen), "every": every,
                  "split": None if isinstance(data_root, ClipTensors) else data_split(data_root),
                  "agents": f"present at t0 within {EVAL_RADIUS_M:g} m and {visibility_note}",
                  "path_steps_s": steps_s.tolist(),
