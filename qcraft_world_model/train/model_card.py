@@ -71,11 +71,16 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
     run = json.loads((model_dir / "config.json").read_text())
     training, model = run["training"], run["model"]
     train_cfg = training["config"]
-    data_manifest = Path(train_cfg["data"]) / "manifest.json"
-    manifest = json.loads(data_manifest.read_text()) if data_manifest.is_file() else {}
+    # Training may read several dataset folders (comma-separated): the card counts them together.
+    manifests = [json.loads(path.read_text()) for path in
+                 (Path(folder) / "manifest.json" for folder in str(train_cfg["data"]).split(",")) if path.is_file()]
     per_map: dict[str, int] = {}
-    for shard in manifest.get("shards", []):
+    for shard in (shard for manifest in manifests for shard in manifest.get("shards", [])):
         per_map[shard["map"]] = per_map.get(shard["map"], 0) + shard["clips"]
+    splits = sorted({str(manifest.get("split")) for manifest in manifests}) or ["None"]
+    clips = sum(manifest.get("clips", 0) for manifest in manifests) if manifests else None
+    attribution = sorted({a for manifest in manifests for a in manifest.get("attribution", [])})
+    gains = evaluation["model"]["agents"].get("motion_gain")
     weights = model_dir / "model.safetensors"
     config = WorldModelConfig.from_dict(model)
     command, limits = training_command(train_cfg), KNOWN_LIMITS.get(config.preset, [])
@@ -94,10 +99,10 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         f"- transformer: depth {model['depth']}, width {model['dim']}, {model['heads']} heads, sliding window "
         f"{model['attention_window']}, {model['anchors']} global anchor tokens", "",
         "## Training data", "",
-        f"- `{train_cfg['data']}`: split `{manifest.get('split')}`, {manifest.get('clips')} clips from SUMO "
+        f"- `{train_cfg['data']}`: split `{', '.join(splits)}`, {clips} clips from SUMO "
         "traffic rendered offscreen (docs/data.md)",
         "- clips per map: " + ", ".join(f"{k} {v}" for k, v in sorted(per_map.items())),
-        f"- data source: {', '.join(manifest.get('attribution', []))}", "",
+        f"- data source: {', '.join(attribution)}", "",
         "## Training", "",
         f"- command: `{command}`",
         f"- steps {training['step']} x batch {train_cfg['batch']}, AdamW lr {train_cfg['lr']} (cosine), seed "
@@ -108,6 +113,9 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         f"## Evaluation (held-out map: {evaluation['data']['root']}, {evaluation['data']['clips']} clips)", "",
         *frames_table(evaluation), "",
         *agents_tables(evaluation), "",
+        *([f"Agents decoded with the motion prior (`motion_prior.json`, `qcraft-wm fit-motion`): gain "
+           + ", ".join(f"{name} {gain:g}" for name, gain in gains.items()) + "; `evaluate --no-motion-prior` "
+           "scores the head's motion as it is.", ""] if isinstance(gains, dict) else []),
         "## What the camera allows", "",
         bound_markdown(get_rig("front", config.width, config.height)[0].geometry(),
                        f"{model['preset']} (training rig's front camera)"),
