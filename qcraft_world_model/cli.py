@@ -137,6 +137,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.model.agent_decode import MotionPrior
     from qcraft_world_model.runtime.model_folder import load_model, load_motion_prior
 
+    if args.every != 1 and (args.tracks or args.recorded):
+        raise ValueError("--every scores a spread of a clip set; --tracks and --recorded score every window of "
+                         "their bag: leave --every out")
     if args.tracks and not (args.data / "metadata.yaml").is_file():
         from qcraft_world_model.data.clip_dataset import DatasetError
 
@@ -374,6 +377,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, json_path=args.json)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse names the flag when it refuses one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qcraft-wm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -464,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true",
                           help="replace an earlier report in --out (only a folder holding evaluate's own files)")
     evaluate.add_argument("--max-clips", type=int)
-    evaluate.add_argument("--every", type=int, default=1,
+    evaluate.add_argument("--every", type=_positive_int, default=1,
                           help="score every N-th clip only (a dataset is stored map by map: a spread over its maps)")
     evaluate.add_argument("--ego-motion", choices=("odometry", "estimate"), default="odometry",
                           help="the ego's velocity for decoding agents' motion: the data's odometry, or the "
@@ -541,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", type=Path, required=True, help="model folder")
     fit.add_argument("--data", type=Path, required=True,
                      help="training clip dataset folder, or several comma-separated")
-    fit.add_argument("--every", type=int, default=10, help="use every N-th clip (datasets are stored map by map)")
+    fit.add_argument("--every", type=_positive_int, default=10, help="use every N-th clip (datasets are stored map by map)")
     fit.add_argument("--overwrite", action="store_true", help="replace the folder's motion_prior.json")
     fit.add_argument("--json", type=Path, help="also write the fit's record here")
     fit.set_defaults(func=_cmd_fit_motion)

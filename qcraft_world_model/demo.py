@@ -141,7 +141,7 @@ def _live_part(out: Path) -> dict | None:
 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import camera_paths_picture, frames_picture, live_offline_table
-    from qcraft_world_model.runtime.model_folder import default_model, load_model, read_model_config
+    from qcraft_world_model.runtime.model_folder import default_model, load_model, load_motion_prior, read_model_config
 
     bag = out / "berlin_drive"
     try:
@@ -178,7 +178,9 @@ def _live_part(out: Path) -> dict | None:
     print(f"  replayed {replay.published} messages in {replay.seconds:.1f} s; recorded "
           + ", ".join(f"{topic} x{count}" for topic, count in sorted(replay.recorded.items())))
     model = load_model(folder)
-    result, examples, data = evaluate_recorded(model, out / "berlin_drive_live", offline=model, examples=3)
+    # Offline decodes with the motion prior the node used (the folder's), so the two differ by the live path alone.
+    result, examples, data = evaluate_recorded(model, out / "berlin_drive_live", offline=model, examples=3,
+                                               prior=load_motion_prior(folder, model))
     table = live_offline_table(result)
     print("live predictions (recorded from the node) vs the same model offline, same windows:\n" + table)
     live_dir = out / "live"

@@ -217,7 +217,13 @@ def test_a_motion_prior_scales_each_groups_ground_motion_and_nothing_else() -> N
     np.testing.assert_allclose(shrunk.velocity[walker], 0.25 * plain.velocity[walker], atol=1e-9)
     np.testing.assert_allclose(shrunk.paths[walker] - shrunk.position[walker],
                                0.25 * (plain.paths[walker] - plain.position[walker]), atol=1e-9)
-    np.testing.assert_allclose(shrunk.velocity_cov[walker], 0.25 * plain.velocity_cov[walker], atol=1e-9)
+    floor = np.eye(2) * 0.01  # kept whatever the gain: a proper covariance for a planner
+    np.testing.assert_allclose(shrunk.velocity_cov[walker] - floor, 0.25 * (plain.velocity_cov[walker] - floor),
+                               atol=1e-9)
+    (still,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY,
+                             prior=MotionPrior((0.0, 0.0, 0.0)))
+    np.testing.assert_allclose(still.velocity, 0.0)
+    np.testing.assert_allclose(still.velocity_cov, np.broadcast_to(floor, still.velocity_cov.shape))
     np.testing.assert_allclose(shrunk.velocity[cars], plain.velocity[cars])
     np.testing.assert_allclose(shrunk.paths[cars], plain.paths[cars])
     # The walker's truth walks at 1.2 m/s: the head's (perfect) motion shrunk is a quarter of it.
@@ -225,7 +231,8 @@ def test_a_motion_prior_scales_each_groups_ground_motion_and_nothing_else() -> N
     (identity,) = decode_agents(maps, geometry, STRIDE, STEPS_S, threshold=0.5, ego_velocity=EGO_VELOCITY,
                                 prior=MotionPrior())
     np.testing.assert_array_equal(identity.paths, plain.paths)
-    for bad in ((1.0, 0.5), (1.0, -0.1, 1.0), (1.0, float("nan"), 1.0), (1.0, 2.0, 1.0)):
+    assert MotionPrior((np.float32(0.5), 1, 1.0)).gain == (0.5, 1.0, 1.0) and MotionPrior().is_identity()
+    for bad in ((1.0, 0.5), (1.0, -0.1, 1.0), (1.0, float("nan"), 1.0), (1.0, 2.0, 1.0), (1.0, True, 1.0)):
         with pytest.raises(ValueError, match="motion prior holds 3 gains"):
             MotionPrior(bad)
 

@@ -431,7 +431,37 @@ def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
         assert best_gain(group) == pytest.approx(share)
         fde_1, _, velocity_error = group.errors(share)
         assert fde_1 < 0.2 and velocity_error < 1e-9
-    assert MIN_AGENTS >= 10
+    few = _Matches()
+    assert len(few) < MIN_AGENTS  # and fit_motion_prior keeps 1 for such a group (the CLI test below)
+
+
+def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_preset: Path) -> None:
+    """model_predictions applies the prior: with every cell a car peak (the heat map's bias raised), the
+    cars' velocities and path displacements are the gain times the head's, positions the same."""
+    import numpy as np
+
+    from qcraft_world_model.data.clip_tensors import ClipTensors
+    from qcraft_world_model.eval.evaluate import model_predictions
+    from qcraft_world_model.model.agent_decode import MotionPrior
+    from qcraft_world_model.model.config import WorldModelConfig
+    from qcraft_world_model.model.world_model import WorldModel
+
+    config = WorldModelConfig.preset_config(tiny_preset)
+    torch.manual_seed(0)
+    model = WorldModel(config).eval()
+    with torch.no_grad():
+        model.agent_head.out.bias[0] = 10.0  # the car group's heat map: lit everywhere
+    sample = ClipTensors.load(tiny_data, config).batch(torch.tensor([0, 1]))
+    with torch.inference_mode():
+        plain = model_predictions(model, sample)
+        shrunk = model_predictions(model, sample, prior=MotionPrior((0.5, 1.0, 1.0)))
+    for a, b in zip(plain.agents, shrunk.agents):
+        assert len(a) > 10 and (a.label != 7).all()
+        np.testing.assert_allclose(b.position, a.position)
+        np.testing.assert_allclose(b.velocity, 0.5 * a.velocity, atol=1e-9)
+        np.testing.assert_allclose(b.paths - b.position[:, None, None], 0.5 * (a.paths - a.position[:, None, None]),
+                                   atol=1e-9)
+        assert np.abs(a.velocity).max() > 0.1  # there is motion to scale
 
 
 def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_to_replace_it(
@@ -461,7 +491,19 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
     assert done.returncode == 0, done.stderr
     document = json.loads((folder / MOTION_PRIOR_FILE).read_text())
     assert set(document["gain"]) == {"car", "pedestrian", "bicycle"}
-    assert json.loads((tmp_path / "fit.json").read_text())["clips"] == 4
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert record["clips"] == 4
+    # Two steps of training find no agent: every group has too few to fit and keeps the head's motion.
+    assert all(group["gain"] == 1.0 and "fewer than" in group["note"] for group in record["groups"].values())
+    bad = cli("fit-motion", "--model", str(folder), "--data", str(tiny_data), "--every", "0")
+    assert bad.returncode == 2 and "--every" in bad.stderr
+    from qcraft_world_model.eval.motion_prior import fit_folder
+
+    held_out = tmp_path / "held_out"
+    held_out.mkdir()
+    (held_out / "manifest.json").write_text(json.dumps({"split": "eval"}))
+    with pytest.raises(DatasetError, match="split 'train,eval': fit the motion prior on training clips only"):
+        fit_folder(model, f"{tiny_data},{held_out}")
     again = cli("fit-motion", "--model", str(folder), "--data", str(tiny_data))
     assert again.returncode == 2 and "pass --overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     # A prior the decoder visibly uses: stored by hand, read back, named in evaluate's JSON.
@@ -482,7 +524,7 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
     other = load_model(folder)
     with torch.no_grad():
         next(other.parameters()).add_(1.0)
-    with pytest.raises(ModelFolderError, match="fitted to other weights: run qcraft-wm fit-motion"):
+    with pytest.raises(ModelFolderError, match="fitted to other weights: fit it again .*--overwrite"):
         load_motion_prior(folder, other)
     (folder / MOTION_PRIOR_FILE).write_text(json.dumps({**document, "gain": {"car": 1.0}}))
     with pytest.raises(ModelFolderError, match="must map each of car, pedestrian, bicycle"):

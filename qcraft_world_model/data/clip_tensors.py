@@ -121,10 +121,10 @@ class ClipTensors:
             if frames is None:
                 shape = clip_frames.shape
                 t, c, h, w, _ = shape
-                frames = torch.empty((len(index), c, t, 3, h, w), dtype=torch.uint8)
-            if clip_frames.shape != shape:
-                raise DatasetError(f"dataset {source} mixes frame shapes {shape} and "
-                                   f"{clip_frames.shape} ({dataset.root}, clip {i})")
+                frames = torch.empty((len(index), c, t, 3, h, w), dtype=torch.from_numpy(clip_frames).dtype)
+            if clip_frames.shape != shape or torch.from_numpy(clip_frames).dtype != frames.dtype:
+                raise DatasetError(f"dataset {source} mixes frame shapes {shape} and {clip_frames.shape} "
+                                   f"(or types: {frames.dtype}, {clip_frames.dtype}; {dataset.root}, clip {i})")
             frames[row] = torch.from_numpy(clip_frames).permute(1, 0, 4, 2, 3)
             samples.append(sample)
             cameras.append(dataset.cameras(i))

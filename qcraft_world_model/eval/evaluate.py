@@ -202,7 +202,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     visibility_note = (f"rendered visible share >= {MIN_VISIBILITY:g}" if data.visibility is not None
                        else "box centre in a camera's view (this data has no rendered visibility)")
     result = {
-        "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(chosen), "every": every,
+        "data": {"root": str(getattr(data_root, "source", data_root)), "clips": len(chosen),
+                 **({} if isinstance(data_root, ClipTensors) else {"every": every}),
                  "split": None if isinstance(data_root, ClipTensors) else data_split(data_root),
                  "agents": f"present at t0 within {EVAL_RADIUS_M:g} m and {visibility_note}",
                  "path_steps_s": steps_s.tolist(),
@@ -225,7 +226,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
             "constant_velocity_own_detections": {
                 "agents": {k: v for k, v in score_windows(own_cv, EXISTENCE_THRESHOLD, steps_s, 1).items()
                            if k not in ("by_visibility",)},
-                "note": "the model's own detections, paths from its position and velocity at constant velocity"},
+                "note": "the model's own detections, paths from its position and velocity at constant velocity "
+                        "(the velocity as decoded: with the motion prior where one is used)"},
         },
         "seconds": seconds,
     }
@@ -275,7 +277,16 @@ def ego_velocity_scores(true: np.ndarray, estimate: np.ndarray) -> dict[str, Any
 
 
 def data_split(root: str | Path) -> str | None:
+    """The split of a clip dataset folder, or of several (comma-separated: their splits joined by commas,
+    each once); None for a bag or a folder without a manifest."""
     import json
 
-    manifest = Path(root) / "manifest.json"
-    return json.loads(manifest.read_text()).get("split") if manifest.is_file() else None
+    splits = []
+    for folder in str(root).split(","):
+        manifest = Path(folder) / "manifest.json"
+        split = json.loads(manifest.read_text()).get("split") if manifest.is_file() else None
+        if split is None:
+            return None
+        if split not in splits:
+            splits.append(split)
+    return ",".join(splits) if splits else None

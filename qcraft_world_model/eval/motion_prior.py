@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from qcraft_world_model.data.clip_dataset import DatasetError
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.eval.agent_metrics import groups_of, operating_matches
-from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, model_predictions, window_agents
+from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, data_split, model_predictions, window_agents
 from qcraft_world_model.model.agent_decode import MotionPrior
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
@@ -113,6 +114,10 @@ def fit_motion_prior(model: WorldModel, data: ClipTensors, clips: Sequence[int],
 def fit_folder(model: WorldModel, data_root: str | Path, every: int = 10) -> tuple[MotionPrior, dict[str, Any]]:
     """Fit on every ``every``-th clip of a clip dataset (or several, comma-separated): a dataset is stored
     map by map, so a spread sample sees every map."""
+    split = data_split(data_root)
+    if split != "train":
+        raise DatasetError(f"{data_root} is split {split!r}: fit the motion prior on training clips only "
+                           "(the gains become part of the model)")
     data = ClipTensors.load(data_root, model.config, every=every)
     prior, record = fit_motion_prior(model, data, range(len(data)))
     return prior, {**record, "data": str(data_root), "every": every}

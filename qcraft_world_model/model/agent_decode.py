@@ -12,6 +12,8 @@ by two cameras are merged.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +49,17 @@ class MotionPrior:
     gain: tuple[float, ...] = (1.0,) * len(CLASS_GROUPS)
 
     def __post_init__(self) -> None:
-        if len(self.gain) != len(CLASS_GROUPS) or not all(
-                isinstance(g, (int, float)) and not isinstance(g, bool) and np.isfinite(g) and 0.0 <= g <= 1.5
-                for g in self.gain):
+        gain = tuple(self.gain)
+        if len(gain) != len(CLASS_GROUPS) or not all(
+                isinstance(g, numbers.Real) and not isinstance(g, bool) and math.isfinite(g) and 0.0 <= g <= 1.5
+                for g in gain):
             raise ValueError(f"a motion prior holds {len(CLASS_GROUPS)} gains in 0..1.5 "
-                             f"({', '.join(CLASS_GROUPS)}), got {list(self.gain)!r}")
+                             f"({', '.join(CLASS_GROUPS)}), got {list(gain)!r}")
+        object.__setattr__(self, "gain", tuple(float(g) for g in gain))  # NumPy scalars compare and print as floats
+
+    def is_identity(self) -> bool:
+        """Whether it leaves the head's motion as it is."""
+        return all(g == 1.0 for g in self.gain)
 
 
 @dataclass
@@ -137,8 +145,8 @@ def decode_camera(pred: AgentPrediction, b: int, c: int, camera: CameraGeometry,
     gain = np.asarray(prior.gain, np.float64)[group.numpy()]  # (D,)
     # The spread of the modes is the head's own; shrinking the motion by k makes the posterior's
     # variance k times the measurement's (Gaussian prior and measurement), not k^2 times.
-    velocity_cov = gain[:, None, None] * _velocity_cov(ground[:, None, None, :2] + motion, mode_prob, ground[:, :2],
-                                                       float(path_steps_s[0]))
+    velocity_cov = _velocity_cov(ground[:, None, None, :2] + motion, mode_prob, ground[:, :2],
+                                 float(path_steps_s[0]), gain)
     label, label_prob = _label_in_group(at(pred.class_logits), group)
     return DecodedAgents(
         score=score.numpy(), label=label, label_prob=label_prob, position=ground[:, :2],
@@ -186,16 +194,20 @@ def _position_cov(camera: CameraGeometry, points: np.ndarray, along_sigma: np.nd
         (across ** 2)[:, None, None] * n[:, :, None] * n[:, None, :]
 
 
-def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray, first_step_s: float
-                  ) -> np.ndarray:
-    """(D, 2, 2): the probability-weighted spread of the velocities the modes imply over their first step.
+def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray, first_step_s: float,
+                  gain: np.ndarray | None = None) -> np.ndarray:
+    """(D, 2, 2): the probability-weighted spread of the velocities the modes imply over their first step,
+    times the motion prior's ``gain`` (D,) where one applies.
 
-    Where the modes agree this is small; a floor of (0.1 m/s)² keeps it a proper covariance.
+    Where the modes agree this is small; a floor of (0.1 m/s)², added after the gain, keeps it a proper
+    covariance even for a gain of 0.
     """
     implied = (paths[:, :, 0] - position[:, None]) / first_step_s  # (D, K, 2)
     mean = (mode_prob[..., None] * implied).sum(1, keepdims=True)
     centred = implied - mean
     cov = np.einsum("dk,dki,dkj->dij", mode_prob, centred, centred)
+    if gain is not None:
+        cov = gain[:, None, None] * cov
     return cov + np.eye(2) * 0.01
 
 

@@ -115,7 +115,8 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         *agents_tables(evaluation), "",
         *([f"Agents decoded with the motion prior (`motion_prior.json`, `qcraft-wm fit-motion`): gain "
            + ", ".join(f"{name} {gain:g}" for name, gain in gains.items()) + "; `evaluate --no-motion-prior` "
-           "scores the head's motion as it is.", ""] if isinstance(gains, dict) else []),
+           "scores the head's motion as it is.", ""]
+          if isinstance(gains, dict) and any(gain != 1.0 for gain in gains.values()) else []),
         "## What the camera allows", "",
         bound_markdown(get_rig("front", config.width, config.height)[0].geometry(),
                        f"{model['preset']} (training rig's front camera)"),
