@@ -437,7 +437,8 @@ def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
 
 def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_preset: Path) -> None:
     """model_predictions applies the prior: with every cell a car peak (the heat map's bias raised), the
-    cars' velocities and path displacements are the gain times the head's, positions the same."""
+    cars' velocities and path displacements are the gain times the head's, positions the same. (A flat
+    heat map still has few local peaks: its cells differ in the fifth digit.)"""
     import numpy as np
 
     from qcraft_world_model.data.clip_tensors import ClipTensors
@@ -456,7 +457,7 @@ def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_pre
         plain = model_predictions(model, sample)
         shrunk = model_predictions(model, sample, prior=MotionPrior((0.5, 1.0, 1.0)))
     for a, b in zip(plain.agents, shrunk.agents):
-        assert len(a) > 10 and (a.label != 7).all()
+        assert len(a) >= 3 and (a.label != 7).all()
         np.testing.assert_allclose(b.position, a.position)
         np.testing.assert_allclose(b.velocity, 0.5 * a.velocity, atol=1e-9)
         np.testing.assert_allclose(b.paths - b.position[:, None, None], 0.5 * (a.paths - a.position[:, None, None]),
