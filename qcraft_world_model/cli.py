@@ -125,34 +125,43 @@ def _claim_report_folder(args: argparse.Namespace) -> None:
     not write, or an input); with it, clear evaluate's own earlier files so none is left stale."""
     from qcraft_world_model.data.out_folder import REPORT_FILES, claim_out_folder
 
-    inputs = [args.data, args.model] + ([args.reference] if args.reference else [])
+    # --data may name several folders (comma-separated): each is an input the report must not land in.
+    inputs = [Path(part) for part in str(args.data).split(",")] + [args.model]
+    inputs += [args.reference] if args.reference else []
     if claim_out_folder(args.out, "report", args.overwrite, inputs):
         for name in REPORT_FILES:
             (args.out / name).unlink(missing_ok=True)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from qcraft_world_model.data.clip_dataset import DatasetError
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import evaluate_summary, write_report
     from qcraft_world_model.model.agent_decode import MotionPrior
-    from qcraft_world_model.runtime.model_folder import load_model, load_motion_prior
+    from qcraft_world_model.runtime.model_folder import MOTION_PRIOR_FILE, load_model, load_motion_prior
 
     if args.every != 1 and (args.tracks or args.recorded):
-        raise ValueError("--every scores a spread of a clip set; --tracks and --recorded score every window of "
-                         "their bag: leave --every out")
+        raise DatasetError("--every scores a spread of a clip set; --tracks and --recorded score every window of "
+                           "their bag: leave --every out")
+    if args.recorded and args.no_motion_prior:
+        raise DatasetError("--recorded compares the node's agents, decoded with the folder's motion prior, with "
+                           "the same windows offline: leave --no-motion-prior out")
+    if args.card and args.no_motion_prior and (args.model / MOTION_PRIOR_FILE).is_file():
+        raise DatasetError(f"--card describes the model as the node runs it, with {args.model / MOTION_PRIOR_FILE}: "
+                           "leave --no-motion-prior out")
     if args.tracks and not (args.data / "metadata.yaml").is_file():
-        from qcraft_world_model.data.clip_dataset import DatasetError
-
         raise DatasetError(f"--tracks needs a scene bag (a rosbag2 folder): {args.data} is a clip set, whose "
-                         "clips have no before or after to track through")
-    _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
+                           "clips have no before or after to track through")
+    # The model and its prior are checked before the report folder is claimed: with --overwrite the claim
+    # clears the earlier report, and a stale motion_prior.json must not cost it.
     model = load_model(args.model)
+    prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
+    _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
     if args.recorded:
-        return _evaluate_recorded(args, model)
+        return _evaluate_recorded(args, model, prior)
     runner = _planned(args, model)
     plan = args.precision if args.backend == "torch" else f"{args.backend}-{args.precision}"
     # Planned (INT8) graphs and the other backends' exports run at batch 1, the deployment batch.
-    prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
     result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
                                       batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion, prior=prior,
                                       every=args.every)
@@ -203,15 +212,12 @@ def _planned(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - a World
     return planned_model(model, args.precision, args.calibration, folder=args.model)
 
 
-def _evaluate_recorded(args: argparse.Namespace, model) -> int:  # noqa: ANN001
-    """Score the predictions a replay recorded, next to the model run offline on the same windows."""
+def _evaluate_recorded(args: argparse.Namespace, model, prior) -> int:  # noqa: ANN001
+    """Score the predictions a replay recorded, next to the model run offline on the same windows, decoded
+    with ``prior`` (the folder's, as the node decoded them)."""
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import live_offline_table
 
-    from qcraft_world_model.model.agent_decode import MotionPrior
-    from qcraft_world_model.runtime.model_folder import load_motion_prior
-
-    prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
     result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model), prior=prior)
     table = live_offline_table(result)
     print(table)

@@ -125,6 +125,24 @@ def test_several_dataset_folders_train_as_one_in_the_order_given(tiny_data: Path
         ClipTensors.load(f"{tiny_data},{wider}", config)
     with pytest.raises(DatasetError, match=r"no dataset folder"):
         ClipTensors.load(",", config)
+    # A folder made before the renderer's id buffer (no rendered visibility) beside one made after: refused,
+    # rather than every clip silently trained on the coarser box raster.
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    old = tmp_path / "before_id_buffer"
+    shutil.copytree(other, old)
+    for shard in old.glob("*.safetensors"):
+        with safe_open(str(shard), framework="np") as handle:
+            metadata = handle.metadata()
+        arrays = load_file(str(shard))
+        assert arrays.pop("agent_visibility") is not None
+        save_file(arrays, str(shard), metadata=metadata)
+    assert ClipTensors.load(old, config).visibility is None
+    with pytest.raises(DatasetError, match=r"some clips carry agent_visibility and some do not"):
+        ClipTensors.load(f"{tiny_data},{old}", config)
 
 
 def test_a_square_model_hands_its_whole_trunk_to_a_wide_one(tiny_data: Path, tiny_preset: Path,
@@ -466,7 +484,7 @@ def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_pre
 
 
 def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_to_replace_it(
-        tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+        tiny_data: Path, tiny_preset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """qcraft-wm fit-motion (a subprocess) writes motion_prior.json tied to the weights; evaluate decodes
     with it (and says so) unless --no-motion-prior; a second fit without --overwrite is one line and exit
     2; a prior of other weights, or a damaged one, is refused by name."""
@@ -505,6 +523,8 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
     (held_out / "manifest.json").write_text(json.dumps({"split": "eval"}))
     with pytest.raises(DatasetError, match="split 'train,eval': fit the motion prior on training clips only"):
         fit_folder(model, f"{tiny_data},{held_out}")
+    with pytest.raises(DatasetError, match="nowhere is not a clip dataset"):  # a mistyped path says so
+        fit_folder(model, f"{tiny_data},{tmp_path / 'nowhere'}")
     again = cli("fit-motion", "--model", str(folder), "--data", str(tiny_data))
     assert again.returncode == 2 and "pass --overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     # A prior the decoder visibly uses: stored by hand, read back, named in evaluate's JSON.
@@ -525,7 +545,7 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
     other = load_model(folder)
     with torch.no_grad():
         next(other.parameters()).add_(1.0)
-    with pytest.raises(ModelFolderError, match="fitted to other weights: fit it again .*--overwrite"):
+    with pytest.raises(ModelFolderError, match="fitted to other weights or another config.json: fit it again .*--overwrite"):
         load_motion_prior(folder, other)
     (folder / MOTION_PRIOR_FILE).write_text(json.dumps({**document, "gain": {"car": 1.0}}))
     with pytest.raises(ModelFolderError, match="must map each of car, pedestrian, bicycle"):
@@ -533,3 +553,17 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
     (folder / MOTION_PRIOR_FILE).write_text("{not json")
     with pytest.raises(ModelFolderError, match="is not valid JSON"):
         load_motion_prior(folder, model)
+    # A damaged prior is refused before the report folder is claimed: --overwrite keeps the earlier report.
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval2"),
+                 "--overwrite"]) == 2
+    assert (tmp_path / "eval2" / "metrics.json").is_file()
+    capsys.readouterr()
+    # A card scored without the prior the node would use, and --every on a bag's windows: one line, exit 2.
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval3"),
+                 "--card", "--no-motion-prior"]) == 2
+    assert "leave --no-motion-prior out" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval3"),
+                 "--every", "2", "--tracks"]) == 2
+    error = capsys.readouterr().err
+    assert "leave --every out" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "eval3").exists()

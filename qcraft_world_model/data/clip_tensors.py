@@ -129,6 +129,13 @@ class ClipTensors:
             samples.append(sample)
             cameras.append(dataset.cameras(i))
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
+        # Some clips with rendered visibility and some without would switch every clip to the coarser
+        # box raster without a word: refuse the mix instead.
+        mixed = [name for name in ("agent_visibility",) if name not in optional and any(name in sample
+                                                                                          for sample in samples)]
+        if mixed:
+            raise DatasetError(f"dataset {source}: some clips carry {mixed[0]} and some do not (clips rendered "
+                               "before and after the id buffer); train on folders made the same way")
         arrays = {"frames": frames, **{name: np.stack([sample[name] for sample in samples])
                                        for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)

@@ -5,7 +5,8 @@ barely moves — a pedestrian beside a car doing 10 m/s — that is almost all e
 has to take back out of the image, and what is left of the agent's own motion is mostly that
 error: on the default model's matched pedestrians the head reported 2.1 m/s where they walked 0.95
 (training clips, session 10). The decoder can do better than trust it: scaling each group's ground
-motion by one gain is the least-squares shrinkage towards standing still. Each group's gain is the
+motion by one gain shrinks it towards standing still (the form a posterior mean under a zero-motion
+prior takes). Each group's gain is the
 one, on a 0.05 grid, that gives the smallest mean error of the most likely path at its last step
 (FDE_1 at 3 s) over the group's agents matched within 2 m (at the evaluation's operating point),
 with the model's own detections. A group with fewer than ``MIN_AGENTS`` matched agents keeps the
@@ -114,6 +115,10 @@ def fit_motion_prior(model: WorldModel, data: ClipTensors, clips: Sequence[int],
 def fit_folder(model: WorldModel, data_root: str | Path, every: int = 10) -> tuple[MotionPrior, dict[str, Any]]:
     """Fit on every ``every``-th clip of a clip dataset (or several, comma-separated): a dataset is stored
     map by map, so a spread sample sees every map."""
+    for folder in str(data_root).split(","):
+        if not (Path(folder) / "manifest.json").is_file():
+            raise DatasetError(f"{folder} is not a clip dataset (no manifest.json): fit the motion prior on "
+                               "training clips (qcraft-wm generate clips --split train)")
     split = data_split(data_root)
     if split != "train":
         raise DatasetError(f"{data_root} is split {split!r}: fit the motion prior on training clips only "

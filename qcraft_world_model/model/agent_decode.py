@@ -39,8 +39,9 @@ class MotionPrior:
     """How far the decoder trusts the head's motion, per class group (``CLASS_GROUPS`` order).
 
     Each agent's ground motion — its velocity and every path's displacement from where it is now — is
-    scaled by its group's ``gain``: the least-squares shrinkage of a noisy measurement towards standing
-    still, the posterior mean under a prior centred on zero motion. Where the head's motion is mostly
+    scaled by its group's ``gain``: a shrinkage of a noisy measurement towards standing still, the form
+    the posterior mean under a prior centred on zero motion takes (the gain itself is fitted to the
+    smallest mean FDE_1, not derived from variances). Where the head's motion is mostly
     noise (pedestrians, whose walking speed is small beside the ego-motion the head has to take out of
     the image) a gain well below 1 is the better estimate; 1 keeps the head's motion as it is. Fitted per
     model on training clips (``qcraft-wm fit-motion``, ``eval/motion_prior.py``), stored with the model
@@ -200,7 +201,9 @@ def _velocity_cov(paths: np.ndarray, mode_prob: np.ndarray, position: np.ndarray
     times the motion prior's ``gain`` (D,) where one applies.
 
     Where the modes agree this is small; a floor of (0.1 m/s)², added after the gain, keeps it a proper
-    covariance even for a gain of 0.
+    covariance even for a gain of 0. The gain scales it once (a posterior's variance, k·σ²), not k² as the
+    scaled modes' own spread would: the modes' spread understates the head's real velocity error
+    (about 2 m/s for pedestrians, docs/model.md), and k² would tell a planner to trust it more still.
     """
     implied = (paths[:, :, 0] - position[:, None]) / first_step_s  # (D, K, 2)
     mean = (mode_prob[..., None] * implied).sum(1, keepdims=True)

@@ -193,12 +193,14 @@ MOTION_PRIOR_FORMAT = "qcraft-wm-motion-prior/1"
 
 
 def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior, record: dict[str, Any]) -> Path:
-    """Write ``prior`` with the weights' hash and ``record`` (how it was fitted) next to the weights."""
+    """Write ``prior`` with the model's export key and ``record`` (how it was fitted) next to the weights.
+    The key covers the config as well as the weights: the same weights under another ``path_steps`` or
+    ``agent_motion`` decode other motion, which a gain fitted before does not describe."""
     from qcraft_world_model.model.detection import CLASS_GROUPS
-    from qcraft_world_model.runtime.onnx_export import weights_hash
+    from qcraft_world_model.runtime.onnx_export import export_key
 
     path = Path(folder) / MOTION_PRIOR_FILE
-    document = {"format": MOTION_PRIOR_FORMAT, "weights": weights_hash(model),
+    document = {"format": MOTION_PRIOR_FORMAT, "model": export_key(model),
                 "gain": dict(zip(CLASS_GROUPS, prior.gain)), "fit": record}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -209,9 +211,9 @@ def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior,
 
 def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
     """The folder's motion prior; the identity (the head's motion as it is) where it stores none.
-    ModelFolderError for a file that is not one, or that was fitted to other weights."""
+    ModelFolderError for a file that is not one, or that was fitted to other weights or config."""
     from qcraft_world_model.model.detection import CLASS_GROUPS
-    from qcraft_world_model.runtime.onnx_export import weights_hash
+    from qcraft_world_model.runtime.onnx_export import export_key
 
     path = Path(folder) / MOTION_PRIOR_FILE
     if not path.is_file():
@@ -222,8 +224,8 @@ def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
         raise ModelFolderError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(document, dict) or document.get("format") != MOTION_PRIOR_FORMAT:
         raise ModelFolderError(f"{path} is not a motion prior (format {MOTION_PRIOR_FORMAT!r})")
-    if document.get("weights") != weights_hash(model):
-        raise ModelFolderError(f"{path} was fitted to other weights: fit it again (qcraft-wm fit-motion --model "
+    if document.get("model") != export_key(model):
+        raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again (qcraft-wm fit-motion --model "
                                f"{folder} --data TRAINING_CLIPS --overwrite)")
     gains = document.get("gain")
     if not isinstance(gains, dict) or set(gains) != set(CLASS_GROUPS):
