@@ -453,6 +453,43 @@ def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
     assert len(few) < MIN_AGENTS  # and fit_motion_prior keeps 1 for such a group (the CLI test below)
 
 
+def test_a_motion_gain_is_kept_only_where_it_carries_to_maps_it_was_not_fitted_on() -> None:
+    """Leave-one-map-out: where every map's agents went 0.4 of the way, the gain fitted on all (0.4) is
+    kept; where one map's went 0.4 and the other's all the way, the pooled fit (between) is worse than the
+    head's motion on each map left out, so the head's motion (1) is kept, and the record says why."""
+    import numpy as np
+
+    from qcraft_world_model.eval.motion_prior import _Matches, choose_gain
+
+    rng = np.random.default_rng(1)
+
+    def group(shares: dict[str, float]) -> _Matches:
+        matches = _Matches()
+        for name, share in shares.items():
+            for _ in range(40):
+                position, velocity = rng.normal(0, 10, 2), rng.normal(0, 3, 2)
+                motion = np.stack([velocity * t for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])[None].repeat(3, 0)
+                matches.position.append(position)
+                matches.motion.append(motion)
+                matches.velocity.append(velocity)
+                matches.true_final.append(position + share * motion[0, -1] + rng.normal(0, 0.05, 2))
+                matches.true_velocity.append(share * velocity)
+                matches.map.append(name)
+        return matches
+
+    gain, record = choose_gain(group({"a": 0.4, "b": 0.4}))
+    assert gain == pytest.approx(0.4) and "note" not in record
+    assert set(record["out_of_map"]["maps"]) == {"a", "b"}
+    assert all(m["gain"] == pytest.approx(0.4) for m in record["out_of_map"]["maps"].values())
+    gain, record = choose_gain(group({"a": 0.4, "b": 1.0}))
+    assert 0.4 < record["fitted_gain"] < 1.0 and gain == 1.0
+    assert "did not lower FDE_1 on the maps left out" in record["note"]
+    head, fitted = record["out_of_map"]["fde_1_last_step_m"]
+    assert fitted > head
+    gain, record = choose_gain(group({"a": 0.4}))  # one map: nothing to leave out, the pooled fit stands
+    assert gain == pytest.approx(0.4) and "out_of_map" not in record
+
+
 def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_preset: Path) -> None:
     """model_predictions applies the prior: with every cell a car peak (the heat map's bias raised), the
     cars' velocities and path displacements are the gain times the head's, positions the same. (A flat

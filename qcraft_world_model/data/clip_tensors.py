@@ -41,9 +41,10 @@ class ClipTensors:
     """All clips of a dataset (or cut from a scene bag) as tensors (1000 clips ~ 1.3 GB)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], config: WorldModelConfig, source: str,
-                 cameras: list[tuple[PinholeCamera, ...]]) -> None:
+                 cameras: list[tuple[PinholeCamera, ...]], maps: list[str | None] | None = None) -> None:
         """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3) as NumPy, or already as the
-        (N, C, T, 3, H, W) tensor this class keeps; ``cameras``: per clip, its rig."""
+        (N, C, T, 3, H, W) tensor this class keeps; ``cameras``: per clip, its rig; ``maps``: per clip, the
+        map it was simulated on, where known."""
         self.past = 16  # frames before and at t0 in every clip (EpisodeConfig.past_frames)
         frames = arrays["frames"]
         if isinstance(frames, torch.Tensor):
@@ -86,6 +87,8 @@ class ClipTensors:
         self.stamps_ns = arrays["stamps_ns"].tolist() if "stamps_ns" in arrays else None
         #: Per clip, the cameras (PinholeCamera, model order) its frames were rendered or recorded with.
         self.cameras = cameras
+        #: Per clip, the map it was simulated on (None where unknown, e.g. a recorded bag).
+        self.maps = list(maps) if maps is not None else [None] * count
         self.geometry = [[camera.geometry() for camera in rig] for rig in cameras]
 
     @classmethod
@@ -114,7 +117,7 @@ class ClipTensors:
         # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one tensor in the layout kept
         # (N, C, T, 3, H, W) is made for all of them and filled clip by clip, so loading never holds a
         # second copy (a stacked array permuted afterwards would need two: 22 GB of a 23 GB machine).
-        frames, shape, samples, cameras = None, None, [], []
+        frames, shape, samples, cameras, maps = None, None, [], [], []
         for row, (dataset, i) in enumerate(index):
             sample = dataset[i]
             clip_frames = sample.pop("frames")  # (T, C, H, W, 3)
@@ -128,6 +131,7 @@ class ClipTensors:
             frames[row] = torch.from_numpy(clip_frames).permute(1, 0, 4, 2, 3)
             samples.append(sample)
             cameras.append(dataset.cameras(i))
+            maps.append(dataset.provenance(i).get("map"))
         optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
         # Some clips with rendered visibility and some without would switch every clip to the coarser
         # box raster without a word: refuse the mix instead.
@@ -140,7 +144,7 @@ class ClipTensors:
                                        for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
         arrays["ego_velocity"] = np.stack([sample["ego"][past - 1, 3:5] for sample in samples])
-        return cls(arrays, config, str(source), cameras)
+        return cls(arrays, config, str(source), cameras, maps)
 
     def __len__(self) -> int:
         return self.frames.shape[0]

@@ -35,28 +35,26 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
 ], "lite-wide": [
     "Agents are placed with the camera's geometry: the node reads each camera's mount from /tf_static "
     "(else cameras.<name>.mount.*) and should get CameraInfo; a wrong mount moves every agent.",
-    "The project's car targets are not met: within 30 m LET recall 0.56 (target 0.8; precision 0.85 meets "
-    "0.7), AP@2m 0.55 (target 0.6) for the session-7 default; this card's tables give this model's own "
-    "numbers. No score threshold reaches 0.8 (0.75 at a score of 0.15, at precision 0.43). Beyond 30 m cars "
-    "are rarely within 2 m (recall@2m 0.11): at 256 px a 0.5 px keypoint error is 2.4 m of range at 30 m and "
-    "7 m at 50 m (the bound table above).",
-    "Cars cut by the image edge (box centre outside the image, 15 of the 183 held-out cars within 30 m, "
-    "mostly beside the ego) are not found at the operating point (0 of 15; at a score of 0.15, 3 within 2 m and 5 under LET), "
-    "though training asks for them at the edge since session 7. Cars within 10 m: recall@2m 0.42 of 26 "
-    "(AP@2m 0.76): found, but scored below 0.5.",
-    "Paths lose to constant velocity from the true past by 2-3x at 3 s (minFDE_1 9.6 m vs 3.4 m) and tie "
-    "constant velocity from the model's own position and velocity (9.57 m); on the evaluation bag they beat "
-    "constant velocity on the node's tracks (4.3 vs 5.8 m). The velocity error on matched agents (1.87 m/s "
-    "median) beats guessing 'parked' (5.37) but not 'moves with the ego' (1.34). Do not plan on these paths.",
+    "The project's car targets are not met: on 800 held-out Berlin clips (572 cars within 30 m) the default "
+    "of session 11 has LET recall 0.48 (target 0.8; precision 0.78 meets 0.7) and AP@2m 0.49 (target 0.6); "
+    "this card's tables give this model's own numbers (the 200-clip split, 8 episodes, flatters it: 0.57 / "
+    "0.82 / 0.59). Beyond 30 m cars are rarely within 2 m: at 256 px a 0.5 px keypoint error is 2.4 m of "
+    "range at 30 m and 7 m at 50 m (the bound table above).",
+    "Cars cut by the image edge (box centre outside the image, 52 of the 572 held-out cars within 30 m, "
+    "mostly beside the ego) are not found at the operating point (0 of 52), though training asks for them "
+    "at the edge since session 7.",
+    "Paths lose to constant velocity from the true past by 2-3x at 3 s (800 held-out clips, decoded with the "
+    "motion prior: minFDE_1 9.5 m, minFDE_K 6.3 m vs 3.4 m) and barely beat constant velocity from the "
+    "model's own position and velocity (9.6 m); on the evaluation bag they beat constant velocity on the "
+    "node's tracks (3.0 vs 4.7 m). The median velocity error on matched agents (1.40 m/s) beats guessing "
+    "'parked' (4.76) and 'moves with the ego' (2.80). The head's own motion for pedestrians is mostly noise: "
+    "the motion prior keeps 5 % of it (docs/model.md). Do not plan on these paths.",
     "The INT8 plan (model.precision: mixed-int8) keeps blocks.0.attn.out and blocks.3.mlp.fc1 in fp32 "
-    "(calibrate --keep-float): on 800 held-out clips it then finds exactly FP32's cars (LET recall and "
-    "precision +0.00 %) but still misses the 0.5 % gate on AP@2m (+0.56 %, in INT8's favour) and EPA (-2.17 % "
-    "of a number near zero); every linear INT8 lost 4 of 572 cars (docs/precision.md). The FP32 plans (the "
-    "auto choice on CPUs without native bf16) are unaffected.",
-    "The 200 evaluation clips (8 episodes) flatter the model: on 800 held-out Berlin clips (32 episodes, 572 "
-    "cars within 30 m) the default's car LET recall is 0.455 at precision 0.783 and AP@2m 0.428, not 0.56 / "
-    "0.85 / 0.55 (docs/model.md).",
-    "Pedestrians and two-wheelers are few in the data (44 and 68 in scope in the 200 evaluation clips).",
+    "(calibrate --keep-float) and misses the 0.5 % gate on 800 held-out clips: LET recall +0.72 % (2 more "
+    "of 572 cars found), AP@2m -0.64 %, minFDE +0.6 % (docs/model.md). The FP32 plans (the auto choice on "
+    "CPUs without native bf16) are unaffected.",
+    "Pedestrians and two-wheelers are few in the data (68 pedestrians within 20 m in scope in the 800 "
+    "evaluation clips).",
     "Frames are 256x128: a camera of another aspect is stretched (image.resize_mode: stretch) or cropped "
     "(center_crop) to it, and agents are placed with the intrinsics resized the same way.",
     "Trained and evaluated only on simulated scenes (SUMO + flat-shaded rendering); one front camera; "
