@@ -145,7 +145,7 @@ data-wide: $(DEPS_STAMP)
 	test -d $(DATA_WIDE)/eval_bag || qcraft-wm generate bag --map berlin_adlershof --seed 100000 --seconds 60 \
 	  --image-size 256 --image-height 128 --out $(DATA_WIDE)/eval_bag --json $(DATA_WIDE)/eval_bag.json
 
-# 800 held-out Berlin clips (32 episodes, ~25 min on 2 cores): the larger set the INT8 gate and the
+# 800 held-out Berlin clips (32 episodes, ~4 min on 2 cores in session 11): the larger set the INT8 gate and the
 # session-8 numbers use (docs/model.md, docs/precision.md).
 data-wide-eval800: $(DEPS_STAMP)
 	qcraft-wm generate clips --split eval --clips 800 --image-size 256 --image-height 128 \

@@ -362,9 +362,15 @@ def _cmd_fit_motion(args: argparse.Namespace) -> int:
     prior, record = fit_folder(model, args.data, args.every)
     path = save_motion_prior(args.model, model, prior, record)
     _write_json(args.json, record)
-    fitted = ", ".join(f"{name} {group['gain']:g} ({group['agents']} agents"
-                       + (f"; {group['fitted_gain']:g} not confirmed on maps left out" if group.get("note") and
-                          "fitted_gain" in group else "") + ")" for name, group in record["groups"].items())
+    def said(group: dict) -> str:  # what the leave-one-map-out check did to a fitted gain, if anything
+        if "fitted_gain" not in group or "note" not in group:
+            return ""
+        if group["gain"] != group["fitted_gain"]:
+            return f"; {group['fitted_gain']:g} not confirmed on maps left out"
+        return "; not checked on maps left out: fewer than two maps"
+
+    fitted = ", ".join(f"{name} {group['gain']:g} ({group['agents']} agents{said(group)})"
+                       for name, group in record["groups"].items())
     print(f"wrote {path}: {fitted}; fitted on {record['clips']} clips of {args.data}")
     return 0
 

@@ -487,7 +487,7 @@ def test_a_motion_gain_is_kept_only_where_it_carries_to_maps_it_was_not_fitted_o
     head, fitted = record["out_of_map"]["fde_1_last_step_m"]
     assert fitted > head
     gain, record = choose_gain(group({"a": 0.4}))  # one map: nothing to leave out, the pooled fit stands
-    assert gain == pytest.approx(0.4) and "out_of_map" not in record
+    assert gain == pytest.approx(0.4) and "out_of_map" not in record and "not checked" in record["note"]
 
 
 def test_evaluation_decodes_with_the_prior_it_is_given(tiny_data: Path, tiny_preset: Path) -> None:
@@ -603,4 +603,7 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
                  "--every", "2", "--tracks"]) == 2
     error = capsys.readouterr().err
     assert "leave --every out" in error and len(error.strip().splitlines()) == 1
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval3"),
+                 "--recorded", "--no-motion-prior"]) == 2
+    assert "leave --no-motion-prior out" in capsys.readouterr().err
     assert not (tmp_path / "eval3").exists()

@@ -129,17 +129,16 @@ class ClipTensors:
                 raise DatasetError(f"dataset {source} mixes frame shapes {shape} and {clip_frames.shape} "
                                    f"(or types: {frames.dtype}, {clip_frames.dtype}; {dataset.root}, clip {i})")
             frames[row] = torch.from_numpy(clip_frames).permute(1, 0, 4, 2, 3)
+            # Some clips with rendered visibility and some without would switch every clip to the coarser
+            # box raster without a word: refuse the mix, as soon as it shows (before 11 GB are read).
+            if samples and ("agent_visibility" in sample) != ("agent_visibility" in samples[0]):
+                raise DatasetError(f"dataset {source}: some clips carry agent_visibility and some do not (clips "
+                                   f"rendered before and after the id buffer; {dataset.root}, clip {i}); train on "
+                                   "folders made the same way")
             samples.append(sample)
             cameras.append(dataset.cameras(i))
             maps.append(dataset.provenance(i).get("map"))
-        optional = [name for name in ("agent_visibility",) if all(name in sample for sample in samples)]
-        # Some clips with rendered visibility and some without would switch every clip to the coarser
-        # box raster without a word: refuse the mix instead.
-        mixed = [name for name in ("agent_visibility",) if name not in optional and any(name in sample
-                                                                                          for sample in samples)]
-        if mixed:
-            raise DatasetError(f"dataset {source}: some clips carry {mixed[0]} and some do not (clips rendered "
-                               "before and after the id buffer); train on folders made the same way")
+        optional = [name for name in ("agent_visibility",) if name in samples[0]]
         arrays = {"frames": frames, **{name: np.stack([sample[name] for sample in samples])
                                        for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
