@@ -428,6 +428,27 @@ def test_evaluate_scores_another_backend_and_gates_it_against_torch_fp32(tiny_da
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
+def _matched_agents(rng, shares: dict[str | None, float], count: int, noise: float = 0.05):  # noqa: ANN001, ANN202
+    """A motion-prior fit's matched agents (``motion_prior._Matches``): ``count`` per map, each of which
+    went ``share`` of the way its (3 identical) paths said, with ``noise`` metres of error at the end."""
+    import numpy as np
+
+    from qcraft_world_model.eval.motion_prior import _Matches
+
+    matches = _Matches()
+    for name, share in shares.items():
+        for _ in range(count):
+            position, velocity = rng.normal(0, 10, 2), rng.normal(0, 3, 2)
+            motion = np.stack([velocity * t for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])[None].repeat(3, 0)
+            matches.position.append(position)
+            matches.motion.append(motion)
+            matches.velocity.append(velocity)
+            matches.true_final.append(position + share * motion[0, -1] + rng.normal(0, noise, 2))
+            matches.true_velocity.append(share * velocity)
+            matches.map.append(name)
+    return matches
+
+
 def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
     """Agents that went 0.4 of the way the head said (with noise) give a gain of 0.4; agents that went
     exactly where it said keep 1; a group with too few agents keeps the head's motion."""
@@ -437,15 +458,7 @@ def test_the_motion_gain_fitted_is_the_one_that_explains_the_truth() -> None:
 
     rng = np.random.default_rng(0)
     for share, noise in ((0.4, 0.05), (1.0, 0.0)):
-        group = _Matches()
-        for _ in range(60):
-            position, velocity = rng.normal(0, 10, 2), rng.normal(0, 3, 2)
-            motion = np.stack([velocity * t for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])[None].repeat(3, 0)
-            group.position.append(position)
-            group.motion.append(motion)
-            group.velocity.append(velocity)
-            group.true_final.append(position + share * motion[0, -1] + rng.normal(0, noise, 2))
-            group.true_velocity.append(share * velocity)
+        group = _matched_agents(rng, {None: share}, 60, noise)
         assert best_gain(group) == pytest.approx(share)
         fde_1, _, velocity_error = group.errors(share)
         assert fde_1 < 0.2 and velocity_error < 1e-9
@@ -464,18 +477,7 @@ def test_a_motion_gain_is_kept_only_where_it_carries_to_maps_it_was_not_fitted_o
     rng = np.random.default_rng(1)
 
     def group(shares: dict[str, float]) -> _Matches:
-        matches = _Matches()
-        for name, share in shares.items():
-            for _ in range(40):
-                position, velocity = rng.normal(0, 10, 2), rng.normal(0, 3, 2)
-                motion = np.stack([velocity * t for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])[None].repeat(3, 0)
-                matches.position.append(position)
-                matches.motion.append(motion)
-                matches.velocity.append(velocity)
-                matches.true_final.append(position + share * motion[0, -1] + rng.normal(0, 0.05, 2))
-                matches.true_velocity.append(share * velocity)
-                matches.map.append(name)
-        return matches
+        return _matched_agents(rng, shares, 40)
 
     gain, record = choose_gain(group({"a": 0.4, "b": 0.4}))
     assert gain == pytest.approx(0.4) and "note" not in record
