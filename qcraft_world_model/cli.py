@@ -362,15 +362,11 @@ def _cmd_fit_motion(args: argparse.Namespace) -> int:
     prior, record = fit_folder(model, args.data, args.every)
     path = save_motion_prior(args.model, model, prior, record)
     _write_json(args.json, record)
-    def said(group: dict) -> str:  # what the leave-one-map-out check did to a fitted gain, if anything
-        if "fitted_gain" not in group or "note" not in group:
-            return ""
-        if group["gain"] != group["fitted_gain"]:
-            return f"; {group['fitted_gain']:g} not confirmed on maps left out"
-        return "; not checked on maps left out: fewer than two maps"
-
-    fitted = ", ".join(f"{name} {group['gain']:g} ({group['agents']} agents{said(group)})"
-                       for name, group in record["groups"].items())
+    # A fitted gain the leave-one-map-out check did not confirm is named (it was reset to 1, or never checked).
+    fitted = ", ".join(f"{name} {group['gain']:g} ({group['agents']} agents"
+                       + (f"; {group['fitted_gain']:g} {group['map_check']} on maps left out"
+                          if group.get("fitted_gain", 1.0) != 1.0 and group.get("map_check") != "confirmed" else "")
+                       + ")" for name, group in record["groups"].items())
     print(f"wrote {path}: {fitted}; fitted on {record['clips']} clips of {args.data}")
     return 0
 

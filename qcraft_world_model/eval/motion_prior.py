@@ -112,11 +112,14 @@ def choose_gain(group: _Matches) -> tuple[float, dict[str, Any]]:
                              "min_fde_k_last_step_m": [round(before[1], 3), round(after[1], 3)],
                              "velocity_error_mps": [round(before[2], 3), round(after[2], 3)]}
     check = out_of_map(group)
-    if check is None and gain != 1.0:
-        entry["note"] = "not checked leave-one-map-out (agents from fewer than two known maps)"
-    if check is not None:
+    if check is None:
+        entry["map_check"] = "not run"
+        if gain != 1.0:
+            entry["note"] = "not checked leave-one-map-out (agents from fewer than two known maps)"
+    else:
         entry["out_of_map"] = check
         head, fitted = check["fde_1_last_step_m"]
+        entry["map_check"] = "confirmed" if fitted < head else "not confirmed"
         if gain != 1.0 and not fitted < head:
             gain = 1.0
             entry["note"] = ("the gains fitted on the other maps did not lower FDE_1 on the maps left out "

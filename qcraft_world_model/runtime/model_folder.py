@@ -225,8 +225,8 @@ def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
     if not isinstance(document, dict) or document.get("format") != MOTION_PRIOR_FORMAT:
         raise ModelFolderError(f"{path} is not a motion prior (format {MOTION_PRIOR_FORMAT!r})")
     if document.get("model") != export_key(model):
-        raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again (qcraft-wm fit-motion --model "
-                               f"{folder} --data TRAINING_CLIPS --overwrite)")
+        raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again "
+                               f"(qcraft-wm fit-motion --model {folder} --data TRAINING_CLIPS --overwrite)")
     gains = document.get("gain")
     if not isinstance(gains, dict) or set(gains) != set(CLASS_GROUPS):
         raise ModelFolderError(f"{path}: \"gain\" must map each of {', '.join(CLASS_GROUPS)} to a number")
