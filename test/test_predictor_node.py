@@ -422,6 +422,12 @@ def test_odometry_gives_the_ego_velocity_and_its_absence_falls_back_to_the_estim
     odometry = node.client.create_publisher(Odometry, "/localization/odometry", 10)
     try:
         node.wait_subscribed()
+        # The camera subscription matching says nothing about the odometry one: discovery matches each
+        # topic on its own, and a NaN sample sent before the match is lost, not rejected (CI saw 0 of 1).
+        deadline = time.monotonic() + 30
+        while odometry.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, "the node never subscribed to the odometry topic"
+            node.spin(0.1)
         images = as_rclpy(drive)
         for index, image in enumerate(images):
             if index < 20:
