@@ -42,7 +42,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 model model-lite clean distclean freeze
+.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 data-wide-train3 data-wide-eval-varied model model-lite clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -162,6 +162,19 @@ data-wide-train2: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 41 --clips 2400 --image-size 256 --image-height 128 \
 	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
 	  --out $(DATA_WIDE)/train2 --json $(DATA_WIDE)/train2.json
+
+# 4000 training clips with varied vehicle bodies (session 12): new seeds on the seven maps, cars drawn as
+# sedans, hatchbacks, SUVs, vans and pick-ups with wheels and lights (and the fixed look), ~15 min on 2 cores.
+data-wide-train3: $(DEPS_STAMP)
+	qcraft-wm generate clips --split train --seed 200 --clips 4000 --image-size 256 --image-height 128 \
+	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --vehicle-shapes varied --out $(DATA_WIDE)/train3 --json $(DATA_WIDE)/train3.json
+
+# The 200 held-out clips of `eval` (same seeds, traffic and cameras) with the vehicles drawn in the varied
+# bodies: how much of a detector's score is the one car shape it was trained on (session 12, ~1.5 min).
+data-wide-eval-varied: $(DEPS_STAMP)
+	qcraft-wm generate clips --split eval --clips 200 --image-size 256 --image-height 128 --vehicle-shapes varied \
+	  --out $(DATA_WIDE)/eval_varied --json $(DATA_WIDE)/eval_varied.json
 
 # The default model, models/lite-wide (256x128), each run continuing the one before (docs/model.md;
 # ~64 + 84 + 73 + 46 min on 2 cores; resumable, rerun to go on):

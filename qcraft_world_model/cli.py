@@ -60,7 +60,7 @@ def _cmd_generate_clips(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.generate import DatasetPlan, describe, generate_dataset
 
     overrides = {"clips_per_episode": args.clips_per_episode, "rig": args.rig, "image_size": args.image_size,
-                 "image_height": args.image_height, "mount": args.mount}
+                 "image_height": args.image_height, "mount": args.mount, "vehicle_shapes": args.vehicle_shapes}
     if args.seed is not None:
         overrides["seed_base"] = args.seed
     plan = DatasetPlan.for_split(args.split, args.clips, **overrides)
@@ -434,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--mount", choices=("standard", "wide", "moved"),
                        help="camera mount variation (default: wide for train, standard for eval); "
                             "moved: 0.7 m further forward, 5 deg more pitch, 100 deg lens")
+    clips.add_argument("--vehicle-shapes", choices=("fixed", "varied"), default="fixed",
+                       help="fixed: one box shape per class (every dataset before session 12); varied: several "
+                            "bodies per class (sedan, hatchback, SUV, van, pick-up; trucks, buses) with wheels "
+                            "and lights, and three pedestrian outfits")
     clips.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     clips.add_argument("--overwrite", action="store_true",
                        help="delete the shards in --out that this plan would not keep (another plan's) "

@@ -15,7 +15,7 @@ from qcraft_world_model.data.agents import AgentLabel, AgentState, Pose2D
 from qcraft_world_model.data.camera_rig import get_rig
 from qcraft_world_model.data.clip_dataset import METADATA_KEY, OPTIONAL_ARRAY_FIELDS, ClipDataset
 from qcraft_world_model.data.generate import DatasetPlan, generate_dataset
-from qcraft_world_model.data.renderer import SceneRenderer, SceneStyle, agent_silhouette
+from qcraft_world_model.data.renderer import VEHICLE_SHAPES, SceneRenderer, SceneStyle, agent_parts, agent_silhouette
 from qcraft_world_model.data.scene_geometry import SceneGeometry, StaticBox
 
 EGO = Pose2D(100.0, 50.0, 0.7)  # anywhere in the map, at an angle
@@ -80,22 +80,24 @@ def test_agent_behind_the_camera_covers_nothing(renderer: SceneRenderer) -> None
     assert agent_silhouette(renderer.cameras[0], EGO, agents[0], renderer.supersample) is None
 
 
-def test_silhouette_matches_the_id_pass_pixel_for_pixel() -> None:
+@pytest.mark.parametrize("vehicle_shapes", VEHICLE_SHAPES)
+def test_silhouette_matches_the_id_pass_pixel_for_pixel(vehicle_shapes: str) -> None:
     """The CPU rasterisation of a lone agent agrees with what the GPU draws, up to a pixel at an edge,
-    at the edge of the image and for boxes cut by the near plane (agents right beside the camera)."""
+    at the edge of the image and for boxes cut by the near plane (agents right beside the camera), for
+    every body the renderer draws (with varied shapes the agent's name picks its body)."""
     cameras = get_rig("front3", 48, 48)
     rng = np.random.default_rng(0)
     compared = 0
-    with SceneRenderer(EMPTY, cameras) as renderer:
-        for _ in range(30):
+    with SceneRenderer(EMPTY, cameras, vehicle_shapes=vehicle_shapes) as renderer:
+        for index in range(30):
             label = AgentLabel(int(rng.integers(0, 8)))
-            agent = place("a", label, rng.uniform(-3, 40), rng.uniform(-15, 15), rng.uniform(-3, 3),
+            agent = place(f"a{index}", label, rng.uniform(-3, 40), rng.uniform(-15, 15), rng.uniform(-3, 3),
                           tuple(rng.uniform([0.5, 0.5, 1.0], [12.0, 2.6, 3.5])))
             _, ids = renderer.render_with_visibility(EGO, [agent])
             for camera in cameras:
                 drawn = ids[camera.name] == 0
                 silhouette = np.zeros_like(drawn)
-                found = agent_silhouette(camera, EGO, agent, renderer.supersample)
+                found = agent_silhouette(camera, EGO, agent, renderer.supersample, vehicle_shapes)
                 if found is not None:
                     (row, col), mask = found
                     silhouette[row: row + mask.shape[0], col: col + mask.shape[1]] = mask
@@ -158,3 +160,36 @@ def test_clips_carry_visibility_and_older_shards_still_load(tmp_path: Path) -> N
     for name, value in dataset[0].items():
         if name not in OPTIONAL_ARRAY_FIELDS:
             np.testing.assert_array_equal(old[name], value)
+
+
+def test_varied_shapes_give_each_vehicle_one_of_several_bodies_for_good(renderer: SceneRenderer) -> None:
+    cars = [place(f"car{i}", AgentLabel.CAR, 12.0, 0.0) for i in range(120)]
+    bodies = {agent_parts(car, "varied") for car in cars}
+    assert len(bodies) == 6 and agent_parts(cars[0], "fixed") in bodies  # the fixed look is one of them
+    assert {agent_parts(car, "fixed") for car in cars} == {agent_parts(cars[0], "fixed")}
+    assert [agent_parts(car, "varied") for car in cars] == [agent_parts(car, "varied") for car in cars]
+    # Every new body stands on wheels: some part reaches the ground.
+    assert all(min(part[3] for part in body) == 0.0 for body in bodies - {agent_parts(cars[0], "fixed")})
+    with pytest.raises(ValueError, match="vehicle shapes 'boxes'"):
+        SceneRenderer(EMPTY, get_rig("front", 32, 32), vehicle_shapes="boxes")
+    # The same scene drawn with varied bodies differs from the fixed look, and drawing it does not change
+    # how the fixed-look renderer draws (a dataset made before keeps its bytes).
+    before = renderer.render(EGO, cars[:6:2])["front"]
+    with SceneRenderer(EMPTY, get_rig("front", 64, 64), SceneStyle(), vehicle_shapes="varied") as varied:
+        varied.render(EGO, cars[:6:2])
+        other = varied.render(EGO, cars[:6:2])["front"]
+    assert np.count_nonzero((other != before).any(axis=-1)) > 20
+    np.testing.assert_array_equal(renderer.render(EGO, cars[:6:2])["front"], before)
+
+
+def test_a_dataset_records_its_vehicle_shapes_and_a_rerun_with_others_is_another_plan(tmp_path: Path) -> None:
+    from qcraft_world_model.data.generate import DatasetError
+
+    plan = DatasetPlan("train", ("random_grid",), clips=1, clips_per_episode=1, image_size=32,
+                       vehicle_shapes="varied")
+    assert generate_dataset(tmp_path, plan, workers=1).clips == 1
+    sidecar = json.loads(next(tmp_path.glob("*-seed*.json")).read_text())
+    assert sidecar["episode"]["vehicle_shapes"] == "varied"
+    with pytest.raises(DatasetError):
+        generate_dataset(tmp_path, DatasetPlan("train", ("random_grid",), clips=1, clips_per_episode=1,
+                                               image_size=32), workers=1)

@@ -53,6 +53,9 @@ class EpisodeConfig:
     max_agents: int = 128
     #: Camera mount variation (camera_rig.MOUNTS): ``wide`` for training, ``standard`` for evaluation.
     mount: str = "standard"
+    #: How vehicles are drawn (renderer.VEHICLE_SHAPES): ``fixed``, one shape per class (every dataset
+    #: before session 12), or ``varied``, several bodies per class with wheels and lights.
+    vehicle_shapes: str = "fixed"
     #: Clips whose ego travels less than this are mostly dropped (queues at red lights).
     min_ego_travel_m: float = 3.0
     keep_stationary: float = 0.2
@@ -157,7 +160,7 @@ def run_episode(config: EpisodeConfig) -> Iterator[Clip]:
     step_s = 1.0 / config.rate_hz
     made = 0
     used_egos: set[str] = set()
-    with SceneRenderer(geometry, cameras, style) as renderer, \
+    with SceneRenderer(geometry, cameras, style, vehicle_shapes=config.vehicle_shapes) as renderer, \
             TrafficSimulation(files, step_length=step_s, radius=max(120.0, 2 * config.agent_radius_m)) as sim:
         sim.advance(config.warmup_s)
         history = _History(keep=config.window_steps)

@@ -54,6 +54,8 @@ class DatasetPlan:
     image_height: int | None = None
     #: Camera mount variation (camera_rig.MOUNTS); None: ``wide`` for training, ``standard`` for evaluation.
     mount: str | None = None
+    #: How vehicles are drawn (renderer.VEHICLE_SHAPES).
+    vehicle_shapes: str = "fixed"
 
     @classmethod
     def for_split(cls, split: str, clips: int, **overrides: Any) -> DatasetPlan:
@@ -74,7 +76,8 @@ class DatasetPlan:
             episodes.append(EpisodeConfig(map=self.maps[i % len(self.maps)], seed=self.seed_base + i, clips=clips,
                                           rig=self.rig, image_size=self.image_size,
                                           image_height=self.image_height,
-                                          mount=self.mount or ("wide" if self.split == "train" else "standard")))
+                                          mount=self.mount or ("wide" if self.split == "train" else "standard"),
+                                          vehicle_shapes=self.vehicle_shapes))
         return episodes
 
 

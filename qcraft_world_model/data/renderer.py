@@ -1,6 +1,7 @@
 """Offscreen camera rendering of a traffic scene with Panda3D (EGL, no display).
 
-Static road geometry from ``scene_geometry``, agents as shaded boxes, sky,
+Static road geometry from ``scene_geometry``, agents as shaded part boxes (one shape per class,
+or several bodies with wheels and lights per class: ``vehicle_shapes``), sky,
 ground, a sun and fog, seen through the rig's pinhole cameras. Each scene gets
 its own palette and lighting (``SceneStyle.random``) so a model cannot key on
 one look. One renderer per process; rendering is deterministic for a given
@@ -90,9 +91,13 @@ class SceneStyle:
                 Surface.CROSSING: self.marking, Surface.MARKING: self.marking}[surface]
 
 
-#: Boxes making up each agent class: (x0, x1, y half-width fraction, z0, z1, colour role), in units
-#: of the agent's length, width and height. Roles: body (palette), glass, dark, skin.
-_SHAPES: dict[AgentLabel, tuple[tuple[float, float, float, float, float, str], ...]] = {
+#: One part box of an agent: (x0, x1, y half-width fraction, z0, z1, colour role), in units of the
+#: agent's length, width and height. Roles: body (palette), glass, dark, skin, and the lights.
+Part = tuple[float, float, float, float, float, str]
+
+#: Boxes making up each agent class (``vehicle_shapes="fixed"``, the look every dataset before
+#: session 12 was rendered with: one shape per class, no wheels).
+_SHAPES: dict[AgentLabel, tuple[Part, ...]] = {
     AgentLabel.CAR: ((-0.5, 0.5, 0.5, 0.12, 0.58, "body"), (-0.32, 0.18, 0.45, 0.58, 1.0, "glass")),
     AgentLabel.TRUCK: ((-0.5, 0.3, 0.5, 0.12, 1.0, "body"), (0.32, 0.5, 0.48, 0.12, 0.8, "glass")),
     AgentLabel.BUS: ((-0.5, 0.5, 0.5, 0.1, 1.0, "body"), (-0.48, 0.48, 0.51, 0.5, 0.85, "glass")),
@@ -103,7 +108,86 @@ _SHAPES: dict[AgentLabel, tuple[tuple[float, float, float, float, float, str], .
                             (-0.3, 0.3, 0.3, 0.87, 1.0, "skin")),
     AgentLabel.UNKNOWN: ((-0.5, 0.5, 0.5, 0.0, 1.0, "body"),),
 }
-_ROLE_COLORS = {"glass": (0.12, 0.14, 0.18), "dark": (0.08, 0.08, 0.08), "skin": (0.85, 0.68, 0.55)}
+
+
+def _wheels(front: float, rear: float, size: float, depth: float) -> tuple[Part, ...]:
+    """Two dark axle blocks (a wheel pair each, seen from the side as two wheels) reaching the ground."""
+    return ((rear - size / 2, rear + size / 2, 0.5, 0.0, depth, "dark"),
+            (front - size / 2, front + size / 2, 0.5, 0.0, depth, "dark"))
+
+
+def _lights(low: float, high: float) -> tuple[Part, ...]:
+    """A tail-light bar and a head-light bar, standing a hair proud of the body so they never z-fight."""
+    return ((-0.505, -0.49, 0.42, low, high, "tail_light"), (0.49, 0.505, 0.42, low, high, "head_light"))
+
+
+#: ``vehicle_shapes="varied"``: several bodies per vehicle class, with wheels under a raised body and
+#: light bars, chosen per agent by its id. Another renderer's (or the road's) cars are sedans, hatchbacks,
+#: vans and pick-ups, with a dark gap and wheels under them; a detector that has only seen one
+#: two-box car floating on its shadowless base has learnt that car, not cars.
+_VARIED_SHAPES: dict[AgentLabel, tuple[tuple[Part, ...], ...]] = {
+    AgentLabel.CAR: (
+        # sedan: low body, cabin in the middle, boot behind it
+        ((-0.5, 0.5, 0.5, 0.2, 0.56, "body"), (-0.27, 0.2, 0.44, 0.56, 1.0, "glass"),
+         *_wheels(0.32, -0.32, 0.16, 0.3), *_lights(0.42, 0.5)),
+        # hatchback / estate: the cabin runs to the tail
+        ((-0.5, 0.5, 0.5, 0.2, 0.58, "body"), (-0.47, 0.18, 0.45, 0.58, 1.0, "glass"),
+         *_wheels(0.33, -0.33, 0.17, 0.3), *_lights(0.44, 0.52)),
+        # SUV: tall body, body-coloured roof over a window band
+        ((-0.5, 0.5, 0.5, 0.22, 0.62, "body"), (-0.46, 0.22, 0.47, 0.62, 0.9, "glass"),
+         (-0.47, 0.2, 0.47, 0.9, 1.0, "body"), *_wheels(0.33, -0.33, 0.18, 0.33), *_lights(0.48, 0.56)),
+        # van: one tall box, windscreen and a side window band
+        ((-0.5, 0.5, 0.5, 0.16, 1.0, "body"), (0.3, 0.505, 0.46, 0.55, 0.93, "glass"),
+         (-0.4, 0.3, 0.505, 0.6, 0.88, "glass"), *_wheels(0.34, -0.34, 0.15, 0.26), *_lights(0.35, 0.45)),
+        # pick-up: cab in front, an open bed behind (its dark floor and body-coloured walls)
+        ((-0.5, 0.5, 0.5, 0.22, 0.58, "body"), (-0.05, 0.25, 0.45, 0.58, 1.0, "glass"),
+         (-0.5, -0.1, 0.5, 0.58, 0.72, "body"), *_wheels(0.32, -0.3, 0.17, 0.32), *_lights(0.45, 0.52)),
+        # and the fixed look, so data rendered either way stays one domain
+        _SHAPES[AgentLabel.CAR],
+    ),
+    AgentLabel.TRUCK: (
+        # box truck: cargo box behind a lower cab
+        ((-0.5, 0.25, 0.5, 0.14, 1.0, "body"), (0.27, 0.5, 0.47, 0.1, 0.72, "dark"),
+         (0.45, 0.505, 0.44, 0.42, 0.7, "glass"), *_wheels(0.38, -0.35, 0.1, 0.15), *_lights(0.14, 0.2)),
+        # tanker / flatbed: a low grey load behind a body-coloured cab
+        ((-0.5, 0.2, 0.45, 0.15, 0.7, "metal"), (0.22, 0.5, 0.48, 0.12, 0.85, "body"),
+         (0.45, 0.505, 0.44, 0.5, 0.82, "glass"), *_wheels(0.38, -0.32, 0.1, 0.15), *_lights(0.14, 0.2)),
+        _SHAPES[AgentLabel.TRUCK] + _wheels(0.4, -0.35, 0.1, 0.12),
+    ),
+    AgentLabel.BUS: (
+        ((-0.5, 0.5, 0.5, 0.1, 1.0, "body"), (-0.48, 0.47, 0.505, 0.45, 0.85, "glass"),
+         (0.49, 0.505, 0.45, 0.2, 0.85, "glass"), *_wheels(0.36, -0.3, 0.08, 0.12), *_lights(0.15, 0.22)),
+        _SHAPES[AgentLabel.BUS] + _wheels(0.36, -0.3, 0.08, 0.1),
+    ),
+    AgentLabel.PEDESTRIAN: (
+        _SHAPES[AgentLabel.PEDESTRIAN],
+        # narrower legs, a coat to the knee
+        ((-0.3, 0.3, 0.3, 0.0, 0.3, "dark"), (-0.5, 0.5, 0.5, 0.3, 0.86, "body"), (-0.3, 0.3, 0.3, 0.86, 1.0, "skin")),
+        # trousers in the body colour, a dark jacket
+        ((-0.4, 0.4, 0.4, 0.0, 0.48, "body"), (-0.5, 0.5, 0.5, 0.48, 0.87, "dark"), (-0.3, 0.3, 0.3, 0.87, 1.0, "skin")),
+    ),
+}
+
+#: The vehicle looks a renderer can draw: ``fixed`` (one shape per class) or ``varied``.
+VEHICLE_SHAPES = ("fixed", "varied")
+
+
+def agent_parts(agent: AgentState, vehicle_shapes: str = "fixed") -> tuple[Part, ...]:
+    """The part boxes ``agent`` is drawn with: its class's one shape, or with ``varied`` shapes one of its
+    class's bodies, chosen by the agent's id (so an agent keeps its body in every frame and process)."""
+    if vehicle_shapes == "fixed":
+        return _SHAPES[agent.label]
+    if vehicle_shapes != "varied":
+        raise ValueError(f"vehicle shapes {vehicle_shapes!r}: use one of {', '.join(VEHICLE_SHAPES)}")
+    variants = _VARIED_SHAPES.get(agent.label)
+    if not variants:
+        return _SHAPES[agent.label]
+    # Bits above the palette's choice (id % palette length), so body and colour vary independently.
+    return variants[(stable_id(agent.sumo_id) >> 16) % len(variants)]
+
+
+_ROLE_COLORS = {"glass": (0.12, 0.14, 0.18), "dark": (0.08, 0.08, 0.08), "skin": (0.85, 0.68, 0.55),
+                "metal": (0.55, 0.56, 0.58), "tail_light": (0.75, 0.06, 0.05), "head_light": (0.92, 0.9, 0.8)}
 
 #: Clipping planes of every camera lens, m; the silhouettes of ``agent_silhouette`` are clipped the same way.
 NEAR_M, FAR_M = 0.3, 400.0
@@ -115,10 +199,13 @@ class SceneRenderer:
     """Renders the rig's cameras for one scene; reuse across frames, close at the end."""
 
     def __init__(self, geometry: SceneGeometry, cameras: Sequence[PinholeCamera],
-                 style: SceneStyle | None = None, supersample: int = 2) -> None:
+                 style: SceneStyle | None = None, supersample: int = 2, vehicle_shapes: str = "fixed") -> None:
+        if vehicle_shapes not in VEHICLE_SHAPES:
+            raise ValueError(f"vehicle shapes {vehicle_shapes!r}: use one of {', '.join(VEHICLE_SHAPES)}")
         self.cameras = tuple(cameras)
         self.style = style or SceneStyle()
         self.supersample = supersample
+        self.vehicle_shapes = vehicle_shapes
         core = _panda()
         self._core = core
         self._engine = core.GraphicsEngine.getGlobalPtr()
@@ -146,7 +233,8 @@ class SceneRenderer:
         self._ground.reparentTo(self._root)
         self._ground.setColor(*self.style.ground, 1)
         self._unit_parts = {role: self._box_node(role, -0.5, 0.5, -0.5, 0.5, 0.0, 1.0) for role in ("box",)}
-        self._pool: dict[AgentLabel, list] = {label: [] for label in AgentLabel}
+        #: Pooled agent nodes per shape (its part boxes), shown and placed anew each frame.
+        self._pool: dict[tuple[Part, ...], list] = {}
 
     # -- public ------------------------------------------------------------------
 
@@ -216,7 +304,7 @@ class SceneRenderer:
                 visible_px[row, c] = (counts[index] + per_pixel // 2) // per_pixel
                 if counts[index] == 0:
                     continue
-                silhouette = agent_silhouette(camera, ego, agents[index], self.supersample)
+                silhouette = agent_silhouette(camera, ego, agents[index], self.supersample, self.vehicle_shapes)
                 if silhouette is None:
                     continue
                 (r0, c0), mask = silhouette
@@ -420,11 +508,11 @@ class SceneRenderer:
 
     # -- agents ------------------------------------------------------------------
 
-    def _agent_node(self, label: AgentLabel, index: int):  # noqa: ANN202
-        pool = self._pool[label]
+    def _agent_node(self, shape: tuple[Part, ...], index: int):  # noqa: ANN202
+        pool = self._pool.setdefault(shape, [])
         while len(pool) <= index:
-            holder = self._root.attachNewNode(f"{label.name}-{len(pool)}")
-            for x0, x1, half, z0, z1, role in _SHAPES[label]:
+            holder = self._root.attachNewNode(f"agent-{len(self._pool)}-{len(pool)}")
+            for x0, x1, half, z0, z1, role in shape:
                 part = self._unit_parts["box"].copyTo(holder)
                 part.setName(role)
                 part.setPos((x0 + x1) / 2, 0, z0)
@@ -434,11 +522,12 @@ class SceneRenderer:
 
     def _place_agents(self, agents: Sequence[AgentState]) -> list:
         """Show, place and paint a pooled node per agent, hide the rest; the nodes, in agent order."""
-        used = {label: 0 for label in AgentLabel}
+        used: dict[tuple[Part, ...], int] = {}
         nodes = []
         for agent in agents:
-            node = self._agent_node(agent.label, used[agent.label])
-            used[agent.label] += 1
+            shape = agent_parts(agent, self.vehicle_shapes)
+            node = self._agent_node(shape, used.get(shape, 0))
+            used[shape] = used.get(shape, 0) + 1
             nodes.append(node)
             node.show()
             node.setPos(agent.x, agent.y, agent.z)
@@ -448,18 +537,18 @@ class SceneRenderer:
             for part in node.getChildren():
                 color = body if part.getName() == "body" else _ROLE_COLORS[part.getName()]
                 part.setColor(*color, 1)
-        for label, pool in self._pool.items():
-            for node in pool[used[label]:]:
+        for shape, pool in self._pool.items():
+            for node in pool[used.get(shape, 0):]:
                 node.hide()
         return nodes
 
 
-def agent_silhouette(camera: PinholeCamera, ego: Pose2D, agent: AgentState, supersample: int = 1
-                     ) -> tuple[tuple[int, int], np.ndarray] | None:
+def agent_silhouette(camera: PinholeCamera, ego: Pose2D, agent: AgentState, supersample: int = 1,
+                     vehicle_shapes: str = "fixed") -> tuple[tuple[int, int], np.ndarray] | None:
     """The pixels ``agent`` would cover in ``camera``'s image if nothing stood in front of it.
 
     Rasterised the way the GPU draws the agent in ``SceneRenderer``: the faces of its part boxes
-    (``_SHAPES``) that face the camera (the others are culled), each clipped to the lens's near and
+    (``agent_parts``, drawn with ``vehicle_shapes``) that face the camera (the others are culled), each clipped to the lens's near and
     far planes and projected; a pixel is covered when its centre lies inside one, as in OpenGL. So a
     box cut by the near plane covers what its remaining faces cover, not a solid cap. At the image
     size times ``supersample``, the resolution of ``render_with_visibility``'s id maps. Returns
@@ -470,7 +559,7 @@ def agent_silhouette(camera: PinholeCamera, ego: Pose2D, agent: AgentState, supe
     c, s = math.cos(agent.heading), math.sin(agent.heading)
     k = np.arange(8)
     polygons = []
-    for x0, x1, half, z0, z1, _ in _SHAPES[agent.label]:
+    for x0, x1, half, z0, z1, _ in agent_parts(agent, vehicle_shapes):
         # Corner k takes x, y, z from bits 0, 1, 2 of k.
         local = np.stack([np.where(k & 1, x1, x0) * agent.length, np.where(k & 2, half, -half) * agent.width,
                           np.where(k & 4, z1, z0) * agent.height + agent.z], axis=1)
