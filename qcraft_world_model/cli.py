@@ -81,7 +81,8 @@ def _cmd_generate_bag(args: argparse.Namespace) -> int:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
 
     config = SceneBagConfig(map=args.map, seed=args.seed, seconds=args.seconds, rig=args.rig,
-                            image_size=args.image_size, image_height=args.image_height)
+                            image_size=args.image_size, image_height=args.image_height,
+                            vehicle_shapes=args.vehicle_shapes)
     start = time.perf_counter()
     summary = write_scene_bag(args.out, config, storage=args.storage, overwrite=args.overwrite,
                               progress=_progress_bar("bag frames", "frame"))
@@ -452,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--rig", default="front")
     bag.add_argument("--image-size", type=int, default=128, help="frame width, px")
     bag.add_argument("--image-height", type=int, help="frame height, px (default: square)")
+    bag.add_argument("--vehicle-shapes", choices=("fixed", "varied"), default="fixed",
+                     help="fixed: one box shape per class; varied: several bodies per class (as generate clips)")
     bag.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     bag.add_argument("--out", type=Path, required=True, help="bag folder to create")
     bag.add_argument("--overwrite", action="store_true",

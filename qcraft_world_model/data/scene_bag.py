@@ -58,6 +58,8 @@ class SceneBagConfig:
     warmup_s: float = 120.0
     #: Agents within this distance of the ego are written as ground truth.
     radius_m: float = 80.0
+    #: How vehicles are drawn (renderer.VEHICLE_SHAPES).
+    vehicle_shapes: str = "fixed"
 
 
 def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mcap", overwrite: bool = False,
@@ -70,7 +72,7 @@ def write_scene_bag(path: str | Path, config: SceneBagConfig, storage: str = "mc
     steps = round(config.seconds * config.rate_hz)
     written = 0
     with TrafficSimulation(files, step_length=step_s, radius=config.radius_m) as sim, \
-            SceneRenderer(scene.geometry, cameras, scene.style) as renderer, \
+            SceneRenderer(scene.geometry, cameras, scene.style, vehicle_shapes=config.vehicle_shapes) as renderer, \
             writer as bag:
         sim.advance(config.warmup_s)
         # The ego must stay long enough: ask for the route a city car covers in the bag's duration.
