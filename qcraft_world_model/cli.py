@@ -113,7 +113,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          max_clips=args.max_clips, time_budget_s=args.time_budget,
                          init_from=None if args.init_from is None else str(args.init_from), qat=args.qat,
                          freeze=tuple(p for p in (args.freeze or "").split(",") if p),
-                         photometric=args.photometric)
+                         photometric=args.photometric, zoom=args.zoom)
     summary = train(config)
     state = "finished" if summary["finished"] else "paused (rerun the same command to resume)"
     print(f"{args.out}: step {summary['step']}/{summary['steps']} {state}, {summary['seconds']:.0f} s of training")
@@ -483,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--photometric", type=float, default=defaults.photometric,
                        help="strength of the per-clip exposure/white-balance/gamma/contrast/noise jitter "
                             "(1: the documented ranges; 0: off)")
+    train.add_argument("--zoom", type=float, default=defaults.zoom,
+                       help="strength of the per-clip lens zoom (magnified 1-1.15x in x and y independently, "
+                            "intrinsics with it; 1: that range; 0: off)")
     train.add_argument("--max-clips", type=int, help="use only the first N clips")
     train.add_argument("--time-budget", type=float, help="pause (resumably) after this many seconds")
     train.add_argument("--json", type=Path, help="also write the run summary as JSON here")

@@ -89,6 +89,28 @@ def test_photometric_training_changes_the_weights_is_part_of_the_run_and_of_the_
         train(TrainConfig(**{**vars(paused), "photometric": 0.5}), progress=False)
 
 
+def test_lens_zoom_training_is_part_of_the_run_and_of_the_card(tiny_data: Path, tiny_preset: Path,
+                                                                tmp_path: Path) -> None:
+    """--zoom reaches the batches (other weights than without it), a resume with another strength is
+    refused, and the card's command reproduces it."""
+    from qcraft_world_model.train.model_card import training_command
+    from qcraft_world_model.train.trainer import CheckpointError
+
+    base = TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "plain"), steps=2, batch=2,
+                       warmup=1)
+    train(base, progress=False)
+    zoomed = TrainConfig(**{**vars(base), "out": str(tmp_path / "zoom"), "zoom": 1.0})
+    train(zoomed, progress=False)
+    a, b = load_model(tmp_path / "plain"), load_model(tmp_path / "zoom")
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.state_dict().values(), b.state_dict().values()))
+    config = json.loads((tmp_path / "zoom" / "config.json").read_text())["training"]["config"]
+    assert training_command(config).endswith("--zoom 1")
+    paused = TrainConfig(**{**vars(zoomed), "out": str(tmp_path / "paused"), "steps": 4, "time_budget_s": 0.0})
+    train(paused, progress=False)
+    with pytest.raises(CheckpointError, match="zoom 1.0"):
+        train(TrainConfig(**{**vars(paused), "zoom": 0.0}), progress=False)
+
+
 def test_mismatched_and_missing_datasets_are_clear_errors(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"does not fit model preset 'lite': frames are 32x32, the model reads 128x128"):
         train(TrainConfig(preset="lite", data=str(tiny_data), out=str(tmp_path / "x"), steps=1), progress=False)

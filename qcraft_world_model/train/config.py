@@ -35,3 +35,6 @@ class TrainConfig:
     #: Strength of the per-clip photometric jitter (exposure, white balance, gamma, contrast, sensor
     #: noise; ``augment.PhotometricJitter``); 0: the frames as rendered.
     photometric: float = 0.0
+    #: Strength of the per-clip lens zoom (``augment.LensZoom``: magnified by 1 to 1.15 in x and y
+    #: independently, cropped back, the cameras' intrinsics with it); 0: the lens as rendered.
+    zoom: float = 0.0

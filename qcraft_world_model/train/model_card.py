@@ -137,4 +137,6 @@ def training_command(training: dict) -> str:
         command += f" --freeze {','.join(training['freeze'])}"
     if training.get("photometric"):
         command += f" --photometric {training['photometric']:g}"
+    if training.get("zoom"):
+        command += f" --zoom {training['zoom']:g}"
     return command

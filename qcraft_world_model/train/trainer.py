@@ -29,7 +29,7 @@ from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.runtime.model_folder import save_model
 from qcraft_world_model.train.agent_targets import batch_targets
-from qcraft_world_model.train.augment import PhotometricJitter
+from qcraft_world_model.train.augment import LensZoom, PhotometricJitter
 from qcraft_world_model.train.config import TrainConfig
 
 LOG_FIELDS = ("step", "seconds", "lr", "total", "frames", *AGENT_LOSSES)
@@ -113,6 +113,7 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
 
     weights = LossWeights()
     jitter = PhotometricJitter(strength=config.photometric)
+    lens = LensZoom(strength=config.zoom)
     run_start = time.perf_counter()
     model.train()
     running: dict[str, float] = {}
@@ -128,6 +129,9 @@ def train(config: TrainConfig, progress: bool = True, data: ClipTensors | None =
         if config.photometric > 0:
             window, future = jitter(batch.window, batch.future, generator)
             batch = replace(batch, window=window, future=future)
+        if config.zoom > 0:
+            window, future, cameras = lens(batch.window, batch.future, batch.cameras, generator)
+            batch = replace(batch, window=window, future=future, cameras=cameras)
         targets = batch_targets(batch, model_config, data.past - 1).to(device)
         output = trainable(batch.window.to(device))
         loss, parts = total_loss(output.frames, batch.future.to(device), output.agents, targets, weights)
@@ -244,7 +248,7 @@ def load_checkpoint(path: Path, config: TrainConfig, device: torch.device | str 
                               f"{', '.join(CHECKPOINT_KEYS)}); move it away or use another --out")
     previous = state["train_config"]
     defaults = TrainConfig()  # checkpoints from before a field existed hold its default
-    keys = ("preset", "data", "init_from", "qat", "freeze", "photometric")
+    keys = ("preset", "data", "init_from", "qat", "freeze", "photometric", "zoom")
     if any(_same(previous.get(key, getattr(defaults, key))) != _same(getattr(config, key)) for key in keys):
         described = ", ".join(f"{key} {previous.get(key, getattr(defaults, key))!r}" for key in keys)
         raise CheckpointError(f"{path} belongs to another run ({described}); use another --out")
