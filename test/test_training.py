@@ -65,50 +65,29 @@ def test_same_seed_same_weights(tiny_data: Path, tiny_preset: Path, tmp_path: Pa
         assert torch.equal(pa, pb), name
 
 
-def test_photometric_training_changes_the_weights_is_part_of_the_run_and_of_the_card(
-        tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
-    """--photometric reaches the batches (same seed, other weights than without it), a resume with another
-    strength is refused, and the card's command reproduces it."""
+@pytest.mark.parametrize("augmentation", ["photometric", "zoom"])
+def test_an_augmentation_changes_the_weights_is_part_of_the_run_and_of_the_card(
+        augmentation: str, tiny_data: Path, tiny_preset: Path, tmp_path: Path) -> None:
+    """--photometric and --zoom reach the batches (same seed, other weights than without), a resume with
+    another strength is refused, and the card's command reproduces the run."""
     from qcraft_world_model.train.model_card import training_command
     from qcraft_world_model.train.trainer import CheckpointError
 
     base = TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "plain"), steps=2, batch=2,
                        warmup=1)
     train(base, progress=False)
-    jittered = TrainConfig(**{**vars(base), "out": str(tmp_path / "jitter"), "photometric": 1.0})
-    train(jittered, progress=False)
-    a, b = load_model(tmp_path / "plain"), load_model(tmp_path / "jitter")
+    augmented = TrainConfig(**{**vars(base), "out": str(tmp_path / "augmented"), augmentation: 1.0})
+    train(augmented, progress=False)
+    a, b = load_model(tmp_path / "plain"), load_model(tmp_path / "augmented")
     assert any(not torch.equal(pa, pb) for pa, pb in zip(a.state_dict().values(), b.state_dict().values()))
-    config = json.loads((tmp_path / "jitter" / "config.json").read_text())["training"]["config"]
-    assert training_command(config).endswith("--photometric 1")
-    assert "--photometric" not in training_command(
+    config = json.loads((tmp_path / "augmented" / "config.json").read_text())["training"]["config"]
+    assert training_command(config).endswith(f"--{augmentation} 1")
+    assert f"--{augmentation}" not in training_command(
         json.loads((tmp_path / "plain" / "config.json").read_text())["training"]["config"])
-    paused = TrainConfig(**{**vars(jittered), "out": str(tmp_path / "paused"), "steps": 4, "time_budget_s": 0.0})
+    paused = TrainConfig(**{**vars(augmented), "out": str(tmp_path / "paused"), "steps": 4, "time_budget_s": 0.0})
     train(paused, progress=False)
-    with pytest.raises(CheckpointError, match="photometric 1.0"):
-        train(TrainConfig(**{**vars(paused), "photometric": 0.5}), progress=False)
-
-
-def test_lens_zoom_training_is_part_of_the_run_and_of_the_card(tiny_data: Path, tiny_preset: Path,
-                                                                tmp_path: Path) -> None:
-    """--zoom reaches the batches (other weights than without it), a resume with another strength is
-    refused, and the card's command reproduces it."""
-    from qcraft_world_model.train.model_card import training_command
-    from qcraft_world_model.train.trainer import CheckpointError
-
-    base = TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "plain"), steps=2, batch=2,
-                       warmup=1)
-    train(base, progress=False)
-    zoomed = TrainConfig(**{**vars(base), "out": str(tmp_path / "zoom"), "zoom": 1.0})
-    train(zoomed, progress=False)
-    a, b = load_model(tmp_path / "plain"), load_model(tmp_path / "zoom")
-    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.state_dict().values(), b.state_dict().values()))
-    config = json.loads((tmp_path / "zoom" / "config.json").read_text())["training"]["config"]
-    assert training_command(config).endswith("--zoom 1")
-    paused = TrainConfig(**{**vars(zoomed), "out": str(tmp_path / "paused"), "steps": 4, "time_budget_s": 0.0})
-    train(paused, progress=False)
-    with pytest.raises(CheckpointError, match="zoom 1.0"):
-        train(TrainConfig(**{**vars(paused), "zoom": 0.0}), progress=False)
+    with pytest.raises(CheckpointError, match=f"{augmentation} 1.0"):
+        train(TrainConfig(**{**vars(paused), augmentation: 0.5}), progress=False)
 
 
 def test_mismatched_and_missing_datasets_are_clear_errors(tiny_data: Path, tmp_path: Path) -> None:
