@@ -15,7 +15,8 @@ from qcraft_world_model.data.agents import AgentLabel, AgentState, Pose2D
 from qcraft_world_model.data.camera_rig import get_rig
 from qcraft_world_model.data.clip_dataset import METADATA_KEY, OPTIONAL_ARRAY_FIELDS, ClipDataset
 from qcraft_world_model.data.generate import DatasetPlan, generate_dataset
-from qcraft_world_model.data.renderer import VEHICLE_SHAPES, SceneRenderer, SceneStyle, agent_parts, agent_silhouette
+from qcraft_world_model.data.agent_shapes import VEHICLE_SHAPES, agent_parts
+from qcraft_world_model.data.renderer import SceneRenderer, SceneStyle, agent_silhouette
 from qcraft_world_model.data.scene_geometry import SceneGeometry, StaticBox
 
 EGO = Pose2D(100.0, 50.0, 0.7)  # anywhere in the map, at an angle
