@@ -245,6 +245,8 @@ def test_evaluate_card_names_the_training_command_and_the_presets_limits(tiny_da
             "--freeze stem,temporal`") in card
     assert "kept at the --init-from weights: stem, temporal" in card
     assert f"held-out map: {tiny_data}, 2 clips" in card
+    clips = json.loads((tiny_data / "manifest.json").read_text())["clips"]
+    assert f"- vehicles drawn: fixed bodies {clips} clips (docs/data.md)" in card  # the default look
     limits = card.split("## Known limits\n\n")[1]
     assert limits == "".join(f"- {line}\n" for line in KNOWN_LIMITS["lite"]) and len(KNOWN_LIMITS["lite"]) > 3
 

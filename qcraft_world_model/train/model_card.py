@@ -78,6 +78,11 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
     splits = sorted({str(manifest.get("split")) for manifest in manifests}) or ["None"]
     clips = sum(manifest.get("clips", 0) for manifest in manifests) if manifests else None
     attribution = sorted({a for manifest in manifests for a in manifest.get("attribution", [])})
+    # How the vehicles were drawn (generate clips --vehicle-shapes); a dataset from before the option is "fixed".
+    shapes: dict[str, int] = {}
+    for manifest in manifests:
+        look = manifest.get("plan", {}).get("vehicle_shapes", "fixed")
+        shapes[look] = shapes.get(look, 0) + manifest.get("clips", 0)
     gains = evaluation["model"]["agents"].get("motion_gain")
     weights = model_dir / "model.safetensors"
     config = WorldModelConfig.from_dict(model)
@@ -100,6 +105,8 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         f"- `{train_cfg['data']}`: split `{', '.join(splits)}`, {clips} clips from SUMO "
         "traffic rendered offscreen (docs/data.md)",
         "- clips per map: " + ", ".join(f"{k} {v}" for k, v in sorted(per_map.items())),
+        "- vehicles drawn: " + ", ".join(f"{look} bodies {count} clips" for look, count in sorted(shapes.items()))
+        + " (docs/data.md)",
         f"- data source: {', '.join(attribution)}", "",
         "## Training", "",
         f"- command: `{command}`",
