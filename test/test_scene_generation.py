@@ -122,6 +122,38 @@ def test_generation_resumes_and_regenerates_only_unfinished_shards(tmp_path: Pat
     assert len(ClipDataset(tmp_path)) == 2
 
 
+def _dies_on_seed_2_once(episode: EpisodeConfig, out: Path) -> dict:
+    """A worker job whose process dies (as a segfault would kill it) the first time it gets seed 2."""
+    import os
+
+    marker = Path(os.environ["QCRAFT_TEST_MARKERS"]) / f"died-{episode.seed}"
+    if episode.seed == 2 and not marker.exists():
+        marker.write_text("died\n")
+        os._exit(139)
+    return run_job(episode, out)
+
+
+def _always_dies(episode: EpisodeConfig, out: Path) -> dict:
+    import os
+
+    os._exit(139)
+
+
+def test_a_worker_that_dies_costs_its_episode_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead worker breaks its process pool and fails every episode in flight with it; those run again in a
+    fresh pool (so a one-off crash loses nothing), and an episode that kills every pool is reported failed
+    by map and seed instead of hanging or failing the rest."""
+    monkeypatch.setenv("QCRAFT_TEST_MARKERS", str(tmp_path))
+    plan = DatasetPlan("train", ("random_grid",), clips=3, clips_per_episode=1, image_size=32)
+    report = generate_dataset(tmp_path / "data", plan, workers=1, job=_dies_on_seed_2_once)
+    assert (tmp_path / "died-2").exists()
+    assert (report.clips, report.shards, report.failed) == (3, 3, [])
+    report = generate_dataset(tmp_path / "dead", DatasetPlan("train", ("random_grid",), clips=1, image_size=32),
+                              workers=1, job=_always_dies)
+    assert report.clips == 0 and len(report.failed) == 1
+    assert report.failed[0].startswith("random_grid seed 1: a worker process died in each of 3 pools")
+
+
 def test_unknown_map_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MapError, match=r"unknown map 'atlantis'; known maps: berlin_adlershof"):
         generate_dataset(tmp_path, DatasetPlan("train", ("atlantis",), clips=1))

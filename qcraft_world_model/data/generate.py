@@ -16,6 +16,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,21 @@ def _claim_dataset_folder(out: Path, episodes: list[EpisodeConfig], overwrite: b
         shard.unlink(missing_ok=True)
 
 
+#: Pools a generation may start: a worker that dies (a segfault in a native library, the OOM killer)
+#: breaks its pool and fails every episode in flight; those go to a fresh pool, at most this many times.
+MAX_POOLS = 3
+
+
 def generate_dataset(out: str | Path, plan: DatasetPlan, workers: int = 2,
-                     progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> GenerationReport:
+                     progress: Callable[[int, int], None] | None = None, overwrite: bool = False,
+                     job: Callable[[EpisodeConfig, Path], dict[str, Any]] = run_job) -> GenerationReport:
     """Generate (or finish) a dataset; finished shards are kept, so a rerun resumes.
 
     ``overwrite``: delete the shards in ``out`` this plan would not keep (another plan's) instead of
-    refusing; files that are not this tool's are never touched (DatasetError).
+    refusing; files that are not this tool's are never touched (DatasetError). ``job`` makes one
+    episode's shard in a worker process (``run_job``). A worker that dies takes its pool with it: the
+    episodes that pool had not finished run again in a fresh one (``MAX_POOLS`` pools in all), so one
+    crash costs one episode's work, not the rest of the run.
     """
     out = Path(out)
     episodes = plan.episodes()
@@ -197,16 +207,22 @@ def generate_dataset(out: str | Path, plan: DatasetPlan, workers: int = 2,
     made = sum(info["clips"] for info in done.values())
     if progress:
         progress(made, total)
-    if todo:
-        context = multiprocessing.get_context("spawn")  # libsumo and Panda3D: one fresh process each
+    context = multiprocessing.get_context("spawn")  # libsumo and Panda3D: one fresh process each
+    for pools in range(1, MAX_POOLS + 1):
+        if not todo:
+            break
+        broken: list[tuple[EpisodeConfig, BaseException]] = []
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context, max_tasks_per_child=1) as pool:
-            pending: dict[Future, EpisodeConfig] = {pool.submit(run_job, e, out): e for e in todo}
+            pending: dict[Future, EpisodeConfig] = {pool.submit(job, e, out): e for e in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     episode = pending.pop(future)
                     try:
                         info = future.result()
+                    except BrokenProcessPool as err:  # a worker died: this episode may be innocent
+                        broken.append((episode, err))
+                        continue
                     except Exception as err:  # one bad episode must not sink the others
                         failed.append(f"{episode.map} seed {episode.seed}: {err}")
                         continue
@@ -214,6 +230,10 @@ def generate_dataset(out: str | Path, plan: DatasetPlan, workers: int = 2,
                     made += info["clips"]
                     if progress:
                         progress(made, total)
+        todo = [episode for episode, _ in broken]
+        if todo and pools == MAX_POOLS:
+            failed += [f"{e.map} seed {e.seed}: a worker process died in each of {MAX_POOLS} pools ({err})"
+                       for e, err in broken]
     shards = [{k: v for k, v in info.items() if k != "seconds"} for info in done.values()]
     if shards:
         write_manifest(out, plan.split, shards, {
