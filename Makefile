@@ -42,7 +42,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 data-wide-train3 data-wide-train4 data-wide-eval-varied model model-lite clean distclean freeze
+.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 data-wide-train3 data-wide-train4 data-wide-eval-varied model model-varied model-lite clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -221,3 +221,19 @@ model: data-wide data-wide-train2 data-wide-eval800
 	  out/train/lite-wide7/log.csv out/train/lite-wide7/MODEL_CARD.md \
 	  out/train/lite-wide7/int8_calibration.safetensors out/train/lite-wide7/motion_prior.json models/lite-wide/
 	cp out/eval/lite-wide/metrics.json models/lite-wide/eval_metrics.json
+
+# models/lite-wide-varied (session 12, not the default): models/lite-wide continued on varied vehicle bodies with the
+# lens zoom (1600 steps, ~61 min on 2 cores), then on both looks (700 steps, ~30 min); evaluated on the 800
+# held-out clips (and its card), copied into models/lite-wide-varied/ (docs/model.md, "Session 12").
+model-varied: data-wide-train3 data-wide-train4 data-wide-eval800
+	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train3 --out out/train/lite-wide8 --steps 1600 --batch 8 \
+	  --lr 2e-4 --warmup 50 --init-from models/lite-wide --freeze stem --photometric 1 --zoom 1 --json out/train/lite-wide8.json
+	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train3,$(DATA_WIDE)/train4 --out out/train/lite-wide9 --steps 700 \
+	  --batch 8 --lr 1e-4 --warmup 20 --init-from out/train/lite-wide8 --freeze stem --photometric 1 --zoom 1 \
+	  --json out/train/lite-wide9.json
+	qcraft-wm evaluate --model out/train/lite-wide9 --data $(DATA_WIDE)/eval800 --out out/eval/lite-wide-varied \
+	  --overwrite --json out/eval/lite-wide-varied.json --card
+	mkdir -p models/lite-wide-varied
+	cp out/train/lite-wide9/model.safetensors out/train/lite-wide9/config.json out/train/lite-wide9/curves.png \
+	  out/train/lite-wide9/log.csv out/train/lite-wide9/MODEL_CARD.md models/lite-wide-varied/
+	cp out/eval/lite-wide-varied/metrics.json models/lite-wide-varied/eval_metrics.json

@@ -40,10 +40,11 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
     "this card's tables give this model's own numbers (the 200-clip split, 8 episodes, flatters it: 0.57 / "
     "0.82 / 0.59). Beyond 30 m cars are rarely within 2 m: at 256 px a 0.5 px keypoint error is 2.4 m of "
     "range at 30 m and 7 m at 50 m (the bound table above).",
-    "Vehicles drawn otherwise than the one car body of its training renders are partly missed: on the same "
-    "200 held-out scenes with sedans, hatchbacks, SUVs, vans and pick-ups on wheels (eval_varied), AP@2m "
-    "falls from 0.59 to 0.30 and precision from 0.82 to 0.63 (docs/model.md, session 12). Another "
-    "renderer's or a road's cars are such cars.",
+    "models/lite-wide (the default) was trained on one car body and partly misses vehicles drawn otherwise: on "
+    "the same 200 held-out scenes with sedans, hatchbacks, SUVs, vans and pick-ups on wheels (eval_varied), its "
+    "AP@2m falls from 0.59 to 0.30 and precision from 0.82 to 0.63; models/lite-wide-varied (session 12, "
+    "trained on both looks) keeps 0.50 there but finds fewer cars of the old look at score 0.5 (docs/model.md). "
+    "Another renderer's or a road's cars are such cars.",
     "Cars cut by the image edge (box centre outside the image, 52 of the 572 held-out cars within 30 m, "
     "mostly beside the ego) are not found at the operating point (0 of 52), though training asks for them "
     "at the edge since session 7.",
