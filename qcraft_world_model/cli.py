@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qcraft_world_model import __version__
+from qcraft_world_model.data.agent_shapes import VEHICLE_SHAPES
 from qcraft_world_model.train.config import TrainConfig
 
 
@@ -435,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--mount", choices=("standard", "wide", "moved"),
                        help="camera mount variation (default: wide for train, standard for eval); "
                             "moved: 0.7 m further forward, 5 deg more pitch, 100 deg lens")
-    clips.add_argument("--vehicle-shapes", choices=("fixed", "varied"), default="fixed",
+    clips.add_argument("--vehicle-shapes", choices=VEHICLE_SHAPES, default="fixed",
                        help="fixed: one box shape per class (every dataset before session 12); varied: several "
                             "bodies per class (sedan, hatchback, SUV, van, pick-up; trucks, buses) with wheels "
                             "and lights, and three pedestrian outfits")
@@ -453,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--rig", default="front")
     bag.add_argument("--image-size", type=int, default=128, help="frame width, px")
     bag.add_argument("--image-height", type=int, help="frame height, px (default: square)")
-    bag.add_argument("--vehicle-shapes", choices=("fixed", "varied"), default="fixed",
+    bag.add_argument("--vehicle-shapes", choices=VEHICLE_SHAPES, default="fixed",
                      help="fixed: one box shape per class; varied: several bodies per class (as generate clips)")
     bag.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     bag.add_argument("--out", type=Path, required=True, help="bag folder to create")

@@ -89,13 +89,18 @@ _VARIED_SHAPES: dict[AgentLabel, tuple[tuple[Part, ...], ...]] = {
 VEHICLE_SHAPES = ("fixed", "varied")
 
 
+def check_vehicle_shapes(vehicle_shapes: str) -> str:
+    """``vehicle_shapes`` if it is one of ``VEHICLE_SHAPES``, else ValueError naming them."""
+    if vehicle_shapes not in VEHICLE_SHAPES:
+        raise ValueError(f"vehicle shapes {vehicle_shapes!r}: use one of {', '.join(VEHICLE_SHAPES)}")
+    return vehicle_shapes
+
+
 def agent_parts(agent: AgentState, vehicle_shapes: str = "fixed") -> tuple[Part, ...]:
     """The part boxes ``agent`` is drawn with: its class's one shape, or with ``varied`` shapes one of its
     class's bodies, chosen by the agent's id (so an agent keeps its body in every frame and process)."""
-    if vehicle_shapes == "fixed":
+    if check_vehicle_shapes(vehicle_shapes) == "fixed":
         return _SHAPES[agent.label]
-    if vehicle_shapes != "varied":
-        raise ValueError(f"vehicle shapes {vehicle_shapes!r}: use one of {', '.join(VEHICLE_SHAPES)}")
     variants = _VARIED_SHAPES.get(agent.label)
     if not variants:
         return _SHAPES[agent.label]

@@ -53,7 +53,7 @@ class EpisodeConfig:
     max_agents: int = 128
     #: Camera mount variation (camera_rig.MOUNTS): ``wide`` for training, ``standard`` for evaluation.
     mount: str = "standard"
-    #: How vehicles are drawn (renderer.VEHICLE_SHAPES): ``fixed``, one shape per class (every dataset
+    #: How vehicles are drawn (agent_shapes.VEHICLE_SHAPES): ``fixed``, one shape per class (every dataset
     #: before session 12), or ``varied``, several bodies per class with wheels and lights.
     vehicle_shapes: str = "fixed"
     #: Clips whose ego travels less than this are mostly dropped (queues at red lights).

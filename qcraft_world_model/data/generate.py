@@ -55,7 +55,7 @@ class DatasetPlan:
     image_height: int | None = None
     #: Camera mount variation (camera_rig.MOUNTS); None: ``wide`` for training, ``standard`` for evaluation.
     mount: str | None = None
-    #: How vehicles are drawn (renderer.VEHICLE_SHAPES).
+    #: How vehicles are drawn (agent_shapes.VEHICLE_SHAPES).
     vehicle_shapes: str = "fixed"
 
     @classmethod

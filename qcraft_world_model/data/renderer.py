@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from qcraft_world_model.data.agent_shapes import ROLE_COLORS, VEHICLE_SHAPES, Part, agent_parts
+from qcraft_world_model.data.agent_shapes import ROLE_COLORS, Part, agent_parts, check_vehicle_shapes
 from qcraft_world_model.data.agents import AgentState, Pose2D, stable_id
 from qcraft_world_model.data.camera_rig import PinholeCamera
 from qcraft_world_model.data.scene_geometry import SceneGeometry, Surface, box_triangles
@@ -103,8 +103,7 @@ class SceneRenderer:
 
     def __init__(self, geometry: SceneGeometry, cameras: Sequence[PinholeCamera],
                  style: SceneStyle | None = None, supersample: int = 2, vehicle_shapes: str = "fixed") -> None:
-        if vehicle_shapes not in VEHICLE_SHAPES:
-            raise ValueError(f"vehicle shapes {vehicle_shapes!r}: use one of {', '.join(VEHICLE_SHAPES)}")
+        check_vehicle_shapes(vehicle_shapes)  # at construction, not at the first agent drawn
         self.cameras = tuple(cameras)
         self.style = style or SceneStyle()
         self.supersample = supersample
@@ -451,8 +450,8 @@ def agent_silhouette(camera: PinholeCamera, ego: Pose2D, agent: AgentState, supe
     """The pixels ``agent`` would cover in ``camera``'s image if nothing stood in front of it.
 
     Rasterised the way the GPU draws the agent in ``SceneRenderer``: the faces of its part boxes
-    (``agent_parts``, drawn with ``vehicle_shapes``) that face the camera (the others are culled), each clipped to the lens's near and
-    far planes and projected; a pixel is covered when its centre lies inside one, as in OpenGL. So a
+    (``agent_parts``, drawn with ``vehicle_shapes``) that face the camera (the others are culled), each
+    clipped to the lens's near and far planes and projected; a pixel is covered when its centre lies inside one, as in OpenGL. So a
     box cut by the near plane covers what its remaining faces cover, not a solid cap. At the image
     size times ``supersample``, the resolution of ``render_with_visibility``'s id maps. Returns
     ((row, column) of the mask's top-left pixel, (h, w) bool mask), or None where the agent covers

@@ -58,7 +58,7 @@ class SceneBagConfig:
     warmup_s: float = 120.0
     #: Agents within this distance of the ego are written as ground truth.
     radius_m: float = 80.0
-    #: How vehicles are drawn (renderer.VEHICLE_SHAPES).
+    #: How vehicles are drawn (agent_shapes.VEHICLE_SHAPES).
     vehicle_shapes: str = "fixed"
 
 

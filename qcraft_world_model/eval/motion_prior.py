@@ -21,8 +21,9 @@ confirmed all three gains, the bicycle one included (out of map 3.70 -> 3.67 m, 
 the first 800 held-out clips reversed): it guards against a gain that only one map wants, not against
 one that is noise on every map. So since session 12 the out-of-map improvement must also stand out
 of its noise: the 95 % bootstrap interval of its mean over the agents (each agent's held-out error
-with the head's motion minus with its map's out-of-map gain) must lie above zero. Where the agents do not come from at least two
-known maps the check cannot run: the pooled gain is kept and the record says it was not checked.
+with the head's motion minus with its map's out-of-map gain) must lie above zero. Where the agents do
+not come from at least two known maps the check cannot run: the pooled gain is kept and the record
+says it was not checked.
 
 Fit on training clips, never on an evaluation split: the gains are part of the model then, like its
 weights.
