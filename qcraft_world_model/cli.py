@@ -140,7 +140,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import evaluate_summary, write_report
     from qcraft_world_model.model.agent_decode import MotionPrior
-    from qcraft_world_model.runtime.model_folder import MOTION_PRIOR_FILE, load_model, load_motion_prior
+    from qcraft_world_model.model.agent_decode import OperatingPoint
+    from qcraft_world_model.runtime.model_folder import (MOTION_PRIOR_FILE, OPERATING_POINT_FILE, load_model,
+                                                         load_motion_prior, load_operating_point)
 
     if args.every != 1 and (args.tracks or args.recorded):
         raise DatasetError("--every scores a spread of a clip set; --tracks and --recorded score every window of "
@@ -151,6 +153,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.card and args.no_motion_prior and (args.model / MOTION_PRIOR_FILE).is_file():
         raise DatasetError(f"--card describes the model as the node runs it, with {args.model / MOTION_PRIOR_FILE}: "
                            "leave --no-motion-prior out")
+    if args.card and args.existence_threshold is not None and (args.model / OPERATING_POINT_FILE).is_file():
+        raise DatasetError(f"--card describes the model as the node runs it, with {args.model / OPERATING_POINT_FILE}: "
+                           "leave --existence-threshold out")
     if args.tracks and not (args.data / "metadata.yaml").is_file():
         raise DatasetError(f"--tracks needs a scene bag (a rosbag2 folder): {args.data} is a clip set, whose "
                            "clips have no before or after to track through")
@@ -158,15 +163,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # clears the earlier report, and a stale motion_prior.json must not cost it.
     model = load_model(args.model)
     prior = MotionPrior() if args.no_motion_prior else load_motion_prior(args.model, model)
+    operating = (OperatingPoint.uniform(args.existence_threshold) if args.existence_threshold is not None
+                 else load_operating_point(args.model, model) or OperatingPoint())
     _claim_report_folder(args)  # before anything is computed: a refusal costs nothing
     if args.recorded:
-        return _evaluate_recorded(args, model, prior)
+        return _evaluate_recorded(args, model, prior, operating)
     runner = _planned(args, model)
     plan = args.precision if args.backend == "torch" else f"{args.backend}-{args.precision}"
     # Planned (INT8) graphs and the other backends' exports run at batch 1, the deployment batch.
     result, examples = evaluate_clips(runner, args.data, max_clips=args.max_clips,
                                       batch=8 if plan == "fp32" else 1, ego_motion=args.ego_motion, prior=prior,
-                                      every=args.every)
+                                      every=args.every, operating=operating)
     result["model"]["folder"] = str(args.model)
     # What ran: mixed-int8 on a CPU without native bf16 runs fp32 around the INT8 transformer (+fp32).
     label = plan + getattr(getattr(runner, "plan", None), "suffix", "")
@@ -178,7 +185,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.tracks:
         from qcraft_world_model.eval.tracked import tracked_baseline
 
-        result["baselines"]["constant_velocity_own_tracks"] = tracked_baseline(runner, args.data, args.ego_motion)
+        result["baselines"]["constant_velocity_own_tracks"] = tracked_baseline(runner, args.data, args.ego_motion,
+                                                                                   operating)
     report = write_report(args.out, result, examples)
     if args.card:
         from qcraft_world_model.train.model_card import write_model_card
@@ -192,7 +200,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result["gate"], table = gate_against_fp32(
             model, result, args.data, plan, args.model, reference=args.reference, max_clips=args.max_clips,
             calibration=args.calibration, sensitivity=args.sensitivity, sensitivity_windows=args.sensitivity_windows,
-            prior=prior, every=args.every)
+            prior=prior, every=args.every, operating=operating)
         (args.out / "precision_gate.md").write_text(f"# {label} vs fp32\n\n{table}")
     _write_json(args.json, result)
     return 0
@@ -214,13 +222,14 @@ def _planned(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - a World
     return planned_model(model, args.precision, args.calibration, folder=args.model)
 
 
-def _evaluate_recorded(args: argparse.Namespace, model, prior) -> int:  # noqa: ANN001
+def _evaluate_recorded(args: argparse.Namespace, model, prior, operating) -> int:  # noqa: ANN001
     """Score the predictions a replay recorded, next to the model run offline on the same windows, decoded
-    with ``prior`` (the folder's, as the node decoded them)."""
+    with ``prior`` and reported at ``operating`` (the folder's, as the node used them)."""
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import live_offline_table
 
-    result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model), prior=prior)
+    result, _, _ = evaluate_recorded(model, args.data, offline=_planned(args, model), prior=prior,
+                                     operating=operating)
     table = live_offline_table(result)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -373,6 +382,24 @@ def _cmd_fit_motion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_operating_point(args: argparse.Namespace) -> int:
+    from qcraft_world_model.eval.operating_point import fit_folder
+    from qcraft_world_model.runtime.model_folder import (OPERATING_POINT_FILE, ModelFolderError, load_model,
+                                                         save_operating_point)
+
+    if (args.model / OPERATING_POINT_FILE).exists() and not args.overwrite:
+        raise ModelFolderError(f"{args.model / OPERATING_POINT_FILE} exists: pass --overwrite to choose it again")
+    model = load_model(args.model)
+    operating, record = fit_folder(model, args.model, args.data, args.every)
+    path = save_operating_point(args.model, model, operating, record)
+    _write_json(args.json, record)
+    chosen = ", ".join(f"{name} {group['threshold']:g} ({group['agents']} agents"
+                       + (f"; {group['note']}" if "note" in group else "") + ")"
+                       for name, group in record["groups"].items())
+    print(f"wrote {path}: {chosen}; chosen on {record['clips']} clips ({record['episodes']} episodes) of {args.data}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from qcraft_world_model.eval.export_check import export_checked
     from qcraft_world_model.runtime.model_folder import default_model
@@ -387,6 +414,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from qcraft_world_model.demo import run_demo
 
     return run_demo(args.out, json_path=args.json)
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a number in 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in 0..1")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -506,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "model's own estimate (what the node uses without an odometry topic)")
     evaluate.add_argument("--no-motion-prior", action="store_true",
                           help="decode the head's motion as it is, ignoring the folder's motion_prior.json")
+    evaluate.add_argument("--existence-threshold", type=_probability,
+                          help="report every class group's agents from this score, instead of the folder's "
+                               "operating_point.json (without one: 0.5)")
     evaluate.add_argument("--tracks", action="store_true",
                           help="also score constant velocity on the model's own tracks (scene bags only: the "
                                "model runs on every frame and the node's tracker follows its detections)")
@@ -580,6 +621,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace the folder's motion_prior.json")
     fit.add_argument("--json", type=Path, help="also write the fit's record here")
     fit.set_defaults(func=_cmd_fit_motion)
+
+    point = sub.add_parser("fit-operating-point",
+                           help="choose the score each class group is reported from (operating_point.json in the "
+                                "model folder)",
+                           description="Per class group, the lowest score threshold from which on the model's "
+                                       "precision on validation clips reaches 0.7 with 95 %% confidence (a bootstrap "
+                                       "over episodes). Validation clips: the training maps on seeds the model "
+                                       "never trained on (qcraft-wm generate clips --split train --seed ...).")
+    point.add_argument("--model", type=Path, required=True, help="model folder")
+    point.add_argument("--data", type=Path, required=True,
+                       help="validation clip dataset folder (split train, not trained on), or several comma-separated")
+    point.add_argument("--every", type=_positive_int, default=1, help="use every N-th clip")
+    point.add_argument("--overwrite", action="store_true", help="replace the folder's operating_point.json")
+    point.add_argument("--json", type=Path, help="also write the choice's record here")
+    point.set_defaults(func=_cmd_fit_operating_point)
 
     export = sub.add_parser("export", help="ONNX of the stem and the window part, checked in onnxruntime")
     export.add_argument("--model", type=Path, help="model folder (default: the shipped default model, models/lite-wide)")

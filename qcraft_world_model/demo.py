@@ -102,7 +102,9 @@ def _model_part(out: Path) -> dict | None:
     from qcraft_world_model.data.scene_bag import SceneBagConfig, write_scene_bag
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.eval.report import write_report
-    from qcraft_world_model.runtime.model_folder import default_model, load_model, load_motion_prior
+    from qcraft_world_model.model.agent_decode import OperatingPoint
+    from qcraft_world_model.runtime.model_folder import (default_model, load_model, load_motion_prior,
+                                                         load_operating_point)
 
     try:
         folder = default_model()
@@ -116,7 +118,8 @@ def _model_part(out: Path) -> dict | None:
     write_scene_bag(bag, SceneBagConfig(map="berlin_adlershof", seed=DRIVE_SEED, seconds=DRIVE_SECONDS,
                                         image_size=model.config.width, image_height=model.config.height),
                     overwrite=True)
-    result, examples = evaluate_clips(model, bag, examples=3, prior=load_motion_prior(folder, model))
+    result, examples = evaluate_clips(model, bag, examples=3, prior=load_motion_prior(folder, model),
+                                      operating=load_operating_point(folder, model) or OperatingPoint())
     report = write_report(out / "model", result, examples)
     frames, copy = result["model"]["frames"]["psnr"], result["baselines"]["copy_last_frame"]["frames"]["psnr"]
     seconds = result["data"]["future_frames_s"]
@@ -141,7 +144,9 @@ def _live_part(out: Path) -> dict | None:
 
     from qcraft_world_model.eval.recorded import evaluate_recorded
     from qcraft_world_model.eval.report import camera_paths_picture, frames_picture, live_offline_table
-    from qcraft_world_model.runtime.model_folder import default_model, load_model, load_motion_prior, read_model_config
+    from qcraft_world_model.model.agent_decode import OperatingPoint
+    from qcraft_world_model.runtime.model_folder import (default_model, load_model, load_motion_prior,
+                                                         load_operating_point, read_model_config)
 
     bag = out / "berlin_drive"
     try:
@@ -180,7 +185,8 @@ def _live_part(out: Path) -> dict | None:
     model = load_model(folder)
     # Offline decodes with the motion prior the node used (the folder's), so the two differ by the live path alone.
     result, examples, data = evaluate_recorded(model, out / "berlin_drive_live", offline=model, examples=3,
-                                               prior=load_motion_prior(folder, model))
+                                               prior=load_motion_prior(folder, model),
+                                               operating=load_operating_point(folder, model) or OperatingPoint())
     table = live_offline_table(result)
     print("live predictions (recorded from the node) vs the same model offline, same windows:\n" + table)
     live_dir = out / "live"

@@ -95,3 +95,32 @@ def test_markers_draw_each_agent_and_path(ros) -> None:  # noqa: ANN001
     assert kinds[1:] == [array.markers[1].CUBE, array.markers[1].LINE_STRIP, array.markers[1].LINE_STRIP]
     assert array.markers[1].pose.position.z == pytest.approx(0.75)  # box stands on the ground
     assert [p.x for p in array.markers[2].points] == [10.0, 12.0]
+
+
+def test_agents_are_published_from_their_group_s_operating_point(ros) -> None:  # noqa: ANN001
+    """A car and a pedestrian both at existence 0.4: under an operating point of 0.35 for cars and 0.5 for
+    pedestrians only the car is published; under one threshold of 0.5 neither; the order stays by existence."""
+    import numpy as np
+
+    from qcraft_world_model.model.agent_decode import DecodedAgents, OperatingPoint
+    from qcraft_world_model.ros.convert import agents_message
+
+    n, modes, steps = 3, 2, 6
+    agents = DecodedAgents(
+        score=np.array([0.9, 0.4, 0.4]), label=np.array([2, 1, 7]), label_prob=np.ones(n),
+        position=np.array([[20.0, 0.0], [10.0, 2.0], [8.0, -2.0]]), heading=np.zeros(n), size=np.ones((n, 3)),
+        velocity=np.zeros((n, 2)), paths=np.zeros((n, modes, steps, 2)), mode_prob=np.full((n, modes), 0.5),
+        position_cov=np.tile(np.eye(2), (n, 1, 1)), velocity_cov=np.tile(np.eye(2), (n, 1, 1)),
+        camera=np.zeros(n, np.int64), pixel=np.zeros((n, 2)))
+    existence = np.array([0.9, 0.4, 0.4])
+
+    def published(threshold) -> list[tuple[int, int]]:  # noqa: ANN001
+        message = agents_message(agents, np.array([11, 12, 13]), existence, 5_000_000_000, "base_link", 0.5,
+                                 threshold, "tiny@test", "torch", 3.0)
+        return [(a.object_id, a.label) for a in message.agents]
+
+    _, msgs = ros
+    car, truck = msgs.AgentTrajectory.CAR, msgs.AgentTrajectory.TRUCK
+    assert published(OperatingPoint((0.35, 0.5, 0.5))) == [(11, truck), (12, car)]
+    assert published(0.5) == [(11, truck)]
+    assert published(OperatingPoint.uniform(0.3)) == [(11, truck), (12, car), (13, msgs.AgentTrajectory.PEDESTRIAN)]

@@ -583,3 +583,38 @@ def test_the_camera_mount_comes_from_tf_static_through_a_chain(ros, drive: list,
     finally:
         log = node.close()
     assert "mount from /tf_static base_link -> camera_front_optical at (1.900, 0.000, 1.400) m" in log, log
+
+
+def test_the_node_publishes_from_the_model_folders_operating_point_and_refuses_a_stale_one(ros,
+                                                                                          tmp_path: Path) -> None:
+    """A folder's operating_point.json is what the node reports agents from (its configure log says so);
+    one chosen for other weights fails configure naming the file and the command that fits it again."""
+    import torch
+
+    from predictor_params import tiny_model
+    from qcraft_world_model.model.agent_decode import OperatingPoint
+    from qcraft_world_model.runtime.model_folder import load_model, save_operating_point
+
+    rclpy, msgs = ros
+    folder = save_random_model(tmp_path, tiny_model("tiny"))
+    model = load_model(folder)
+    save_operating_point(folder, model, OperatingPoint((0.35, 0.6, 0.5)), {"note": "test"})
+    params = PARAMS.format(topic=camera_topic("front")) + f"      path: {folder}\n" \
+        + "    image:\n      width: 32\n      height: 32\n"
+    (tmp_path / "good").mkdir()
+    node = NodeUnderTest(rclpy, msgs, tmp_path / "good", params)
+    try:
+        node.wait_subscribed()
+    finally:
+        log = node.close()
+    assert "agents reported from existence car 0.35, pedestrian 0.6, bicycle 0.5" in log
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_operating_point(folder, model, OperatingPoint((0.35, 0.6, 0.5)), {"note": "other weights"})
+    (tmp_path / "stale").mkdir()
+    node = NodeUnderTest(rclpy, msgs, tmp_path / "stale", params)
+    try:
+        code = node.process.wait(timeout=60)
+    finally:
+        log = node.close()
+    assert code == 1 and "operating_point.json was fitted to other weights" in log and "fit-operating-point" in log

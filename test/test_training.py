@@ -631,3 +631,72 @@ def test_fit_motion_stores_a_prior_that_evaluate_and_the_folder_use_and_refuses_
                  "--recorded", "--no-motion-prior"]) == 2
     assert "leave --no-motion-prior out" in capsys.readouterr().err
     assert not (tmp_path / "eval3").exists()
+
+
+def test_fit_operating_point_chooses_on_unseen_clips_and_evaluate_and_the_folder_use_it(
+        tiny_data: Path, tiny_preset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """qcraft-wm fit-operating-point (a subprocess) refuses the clips the model trained on and an evaluation
+    split, writes operating_point.json tied to the weights from other training-map clips, and evaluate
+    reports at it unless --existence-threshold; a point of other weights, or a damaged one, is refused."""
+    import subprocess
+    import sys
+
+    from qcraft_world_model.cli import main
+    from qcraft_world_model.model.agent_decode import OperatingPoint
+    from qcraft_world_model.runtime.model_folder import (OPERATING_POINT_FILE, ModelFolderError, load_operating_point,
+                                                         save_operating_point)
+
+    train(TrainConfig(preset=str(tiny_preset), data=str(tiny_data), out=str(tmp_path / "run"), steps=2, batch=2,
+                      warmup=1), progress=False)
+    folder = tmp_path / "run"
+    model = load_model(folder)
+    assert load_operating_point(folder, model) is None  # none stored: evaluate and the node use 0.5
+    unseen = tmp_path / "unseen"
+    generate_dataset(unseen, DatasetPlan("train", ("braunschweig",), clips=4, clips_per_episode=2, seed_base=7,
+                                         image_size=32), workers=1)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "qcraft_world_model.cli", *args], capture_output=True,
+                              text=True, timeout=600)
+
+    seen = cli("fit-operating-point", "--model", str(folder), "--data", str(tiny_data))
+    assert seen.returncode == 2 and "was trained on" in seen.stderr and len(seen.stderr.strip().splitlines()) == 1
+    done = cli("fit-operating-point", "--model", str(folder), "--data", str(unseen), "--json", str(tmp_path / "op.json"))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "op.json").read_text())
+    assert record["clips"] == 4 and record["episodes"] == 2
+    # Two steps of training find nothing: every group keeps the default and says why.
+    assert all(group["threshold"] == 0.5 and "note" in group for group in record["groups"].values())
+    assert load_operating_point(folder, model) == OperatingPoint()
+    again = cli("fit-operating-point", "--model", str(folder), "--data", str(unseen))
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
+    held_out = tmp_path / "held_out"
+    held_out.mkdir()
+    (held_out / "manifest.json").write_text(json.dumps({"split": "eval"}))
+    from qcraft_world_model.eval.operating_point import fit_folder
+
+    with pytest.raises(DatasetError, match="never on an evaluation split"):
+        fit_folder(model, folder, held_out)
+    # A point stored by hand is what evaluate reports at, and says so; the flag overrides it.
+    save_operating_point(folder, model, OperatingPoint((0.3, 0.6, 0.5)), {"note": "test"})
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval"),
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    agents = json.loads((tmp_path / "eval.json").read_text())["model"]["agents"]
+    assert agents["threshold"] == {"car": 0.3, "pedestrian": 0.6, "bicycle": 0.5}
+    assert "0.3 (car), 0.6 (pedestrian)" in agents["filter"]
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval2"),
+                 "--json", str(tmp_path / "eval2.json"), "--existence-threshold", "0.4"]) == 0
+    assert json.loads((tmp_path / "eval2.json").read_text())["model"]["agents"]["threshold"] == pytest.approx(
+        {"car": 0.4, "pedestrian": 0.4, "bicycle": 0.4})
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval3"),
+                 "--card", "--existence-threshold", "0.4"]) == 2
+    assert "leave --existence-threshold out" in capsys.readouterr().err
+    other = load_model(folder)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ModelFolderError, match="fitted to other weights .*fit-operating-point"):
+        load_operating_point(folder, other)
+    (folder / OPERATING_POINT_FILE).write_text(json.dumps({"format": "qcraft-wm-motion-prior/1"}))
+    with pytest.raises(ModelFolderError, match="is not an operating point"):
+        load_operating_point(folder, model)

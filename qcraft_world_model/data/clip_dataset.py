@@ -126,6 +126,11 @@ class ClipDataset:
                 self._provenance[path] = json.loads(handle.metadata()[METADATA_KEY])["provenance"]
         return self._provenance[path]
 
+    def episode(self, index: int) -> str:
+        """The episode clip ``index`` was cut from: its shard file (one episode per shard), under the folder."""
+        path, _ = self._index[index]
+        return str(Path(path).resolve())
+
     def cameras(self, index: int) -> tuple[PinholeCamera, ...]:
         """The cameras clip ``index`` was rendered with (one mount per episode), in rig order."""
         return tuple(camera_from_dict(c) for c in self.provenance(index)["cameras"])

@@ -41,10 +41,12 @@ class ClipTensors:
     """All clips of a dataset (or cut from a scene bag) as tensors (1000 clips ~ 1.3 GB)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], config: WorldModelConfig, source: str,
-                 cameras: list[tuple[PinholeCamera, ...]], maps: list[str | None] | None = None) -> None:
+                 cameras: list[tuple[PinholeCamera, ...]], maps: list[str | None] | None = None,
+                 episodes: list[str] | None = None) -> None:
         """``arrays``: clip fields stacked over clips, frames (N, T, C, H, W, 3) as NumPy, or already as the
         (N, C, T, 3, H, W) tensor this class keeps; ``cameras``: per clip, its rig; ``maps``: per clip, the
-        map it was simulated on, where known."""
+        map it was simulated on, where known; ``episodes``: per clip, the episode it was cut from (default:
+        all one, the source)."""
         self.past = 16  # frames before and at t0 in every clip (EpisodeConfig.past_frames)
         frames = arrays["frames"]
         if isinstance(frames, torch.Tensor):
@@ -89,6 +91,9 @@ class ClipTensors:
         self.cameras = cameras
         #: Per clip, the map it was simulated on (None where unknown, e.g. a recorded bag).
         self.maps = list(maps) if maps is not None else [None] * count
+        #: Per clip, the episode it was cut from: clips of one episode share traffic and are not independent
+        #: samples (a bootstrap resamples episodes).
+        self.episodes = list(episodes) if episodes is not None else [str(source)] * count
         self.geometry = [[camera.geometry() for camera in rig] for rig in cameras]
 
     @classmethod
@@ -117,7 +122,7 @@ class ClipTensors:
         # Frames are most of the memory (4400 clips of 256x128 are 11 GB): one tensor in the layout kept
         # (N, C, T, 3, H, W) is made for all of them and filled clip by clip, so loading never holds a
         # second copy (a stacked array permuted afterwards would need two: 22 GB of a 23 GB machine).
-        frames, shape, samples, cameras, maps = None, None, [], [], []
+        frames, shape, samples, cameras, maps, episodes = None, None, [], [], [], []
         for row, (dataset, i) in enumerate(index):
             sample = dataset[i]
             clip_frames = sample.pop("frames")  # (T, C, H, W, 3)
@@ -138,12 +143,13 @@ class ClipTensors:
             samples.append(sample)
             cameras.append(dataset.cameras(i))
             maps.append(dataset.provenance(i).get("map"))
+            episodes.append(dataset.episode(i))
         optional = [name for name in ("agent_visibility",) if name in samples[0]]
         arrays = {"frames": frames, **{name: np.stack([sample[name] for sample in samples])
                                        for name in (*fields, *optional) if name != "frames"}}
         past = 16  # EpisodeConfig.past_frames: the ego's state at t0 is row past - 1 (x, y, heading, vx, vy)
         arrays["ego_velocity"] = np.stack([sample["ego"][past - 1, 3:5] for sample in samples])
-        return cls(arrays, config, str(source), cameras, maps)
+        return cls(arrays, config, str(source), cameras, maps, episodes)
 
     def __len__(self) -> int:
         return self.frames.shape[0]

@@ -5,7 +5,8 @@ Definitions, each as the field uses it:
   of all windows sorted by score are matched greedily to the nearest unmatched ground truth of their
   group within d; precision is interpolated at 101 recall points and AP is the mean of
   (precision − 0.1)⁺ / 0.9 over recall > 0.1. ``mAP`` is the mean over groups and thresholds.
-- **Operating point**: detections at or above the node's existence threshold, matched one-to-one
+- **Operating point**: detections at or above the score threshold (one for all, or the model's own per
+  class group: ``agent_decode.OperatingPoint``), matched one-to-one
   (Hungarian) within 2 m → ``recall_2m``, ``precision_2m``; with the LET criterion (Waymo's
   longitudinal-error-tolerant idea: lateral error ≤ 2 m, error along the camera's line of sight
   ≤ max(2 m, 10 % of the range)) → ``let_recall``, ``let_precision``.
@@ -27,10 +28,12 @@ capped: every agent the clip holds is scored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from qcraft_world_model.model.agent_decode import OperatingPoint
 from qcraft_world_model.model.detection import CLASS_GROUPS, GROUP_OF_LABEL
 
 AP_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
@@ -78,6 +81,23 @@ class WindowAgents:
 
 def groups_of(labels: np.ndarray) -> np.ndarray:
     return np.array([GROUP_OF_LABEL[int(label)] for label in labels], np.int64).reshape(-1)
+
+
+#: What decides which detections are reported: one score threshold for all, or a model's operating point
+#: (a threshold per class group).
+Threshold = Union[float, OperatingPoint]
+
+
+def reported(w: WindowAgents, threshold: Threshold) -> np.ndarray:
+    """The window's detections at the operating point."""
+    if isinstance(threshold, OperatingPoint):
+        return threshold.reported(w.score, w.label)
+    return w.score >= threshold
+
+
+def threshold_record(threshold: Threshold) -> float | dict[str, float]:
+    """The operating point as the evaluation JSON states it."""
+    return threshold.as_dict() if isinstance(threshold, OperatingPoint) else threshold
 
 
 def _ap(tp: np.ndarray, scores: np.ndarray, positives: int, min_recall: float = 0.1,
@@ -248,7 +268,7 @@ class ForecastScores:
         return out
 
 
-def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int,
+def operating_point(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int,
                     truth_filter=None, pred_band: tuple[float, float] | None = None  # noqa: ANN001
                     ) -> dict:
     """Recall/precision (2 m and LET), TP errors, forecasting and EPA at one score threshold.
@@ -265,7 +285,7 @@ def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.n
         scope = w.in_scope if truth_filter is None else w.in_scope & truth_filter(w)
         restricted = WindowAgents(**{**vars(w), "in_scope": scope,
                                      "ignore": w.ignore | (w.in_scope & ~scope)})
-        keep = w.score >= threshold
+        keep = reported(w, threshold)
         pairs, on_ignored = operating_matches(restricted, keep, let=False)
         let_pairs, let_on_ignored = operating_matches(restricted, keep, let=True)
         true_total += int(scope.sum())
@@ -293,7 +313,8 @@ def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.n
     def mean(values: list[float]) -> float | None:
         return round(float(np.mean(values)), 4) if values else None
 
-    return {"true_agents": true_total, "detections": detections, "matched": matched,
+    return {"true_agents": true_total, "detections": detections, "matched": matched, "let_matched": let_matched,
+            "false_positives": false_pos, "let_false_positives": let_false_pos,
             "recall_2m": ratio(matched, true_total), "precision_2m": ratio(matched, matched + false_pos),
             "let_recall": ratio(let_matched, true_total), "let_precision": ratio(let_matched, let_matched + let_false_pos),
             "ate": mean(ate), "ase": mean(ase), "aoe": mean(aoe), "ave": mean(ave),
@@ -301,7 +322,7 @@ def operating_point(windows: list[WindowAgents], threshold: float, steps_s: np.n
             **forecast.summary()}
 
 
-def score_windows(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int) -> dict:
+def score_windows(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int) -> dict:
     """The ``evaluate`` JSON's agent section: overall, by class group, each also by range band."""
     def block(group: int | None, band: tuple[float, float] | None) -> dict:
         def keep_truth(w: WindowAgents) -> np.ndarray:
@@ -330,7 +351,7 @@ def score_windows(windows: list[WindowAgents], threshold: float, steps_s: np.nda
     aps = [by_class[n][f"ap_{d:g}m"] for n in CLASS_GROUPS for d in AP_THRESHOLDS_M
            if by_class[n][f"ap_{d:g}m"] is not None]
     return {**overall, "by_class": by_class, "map": round(float(np.mean(aps)), 4) if aps else None,
-            "threshold": threshold, "targets": targets_block(windows, threshold, steps_s, modes),
+            "threshold": threshold_record(threshold), "targets": targets_block(windows, threshold, steps_s, modes),
             "targets_by_threshold": targets_by_threshold(windows, steps_s, modes)}
 
 
@@ -347,7 +368,7 @@ def targets_by_threshold(windows: list[WindowAgents], steps_s: np.ndarray, modes
             for t in SWEEP_THRESHOLDS}
 
 
-def operating_point_by_visibility(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray,
+def operating_point_by_visibility(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray,
                                   modes: int) -> dict:
     """Recall at 2 m of *all* present agents in range, by their rendered visible share (nuScenes' bins).
 
@@ -369,21 +390,30 @@ def operating_point_by_visibility(windows: list[WindowAgents], threshold: float,
     return out
 
 
-def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray, modes: int,
-                  with_ap: bool = True) -> dict:
-    """The numbers the project's agent targets are stated in: cars (incl. trucks, buses) within 30 m
-    and pedestrians within 20 m, among agents in scope (visible share ≥ the evaluation's threshold).
-    ``with_ap=False`` leaves AP out: it does not depend on the threshold, so a sweep need not redo it."""
-    def within(group: int, metres: float):  # noqa: ANN202
-        def keep(w: WindowAgents) -> np.ndarray:
-            return (np.linalg.norm(w.true_position, axis=1) < metres) & (groups_of(w.true_label) == group)
-        return keep
+#: The sets the project's agent targets are stated in: name, class group, radius (m).
+TARGET_SETS = (("car_30m", 0, 30.0), ("pedestrian_20m", 1, 20.0))
 
+
+def group_within(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int, group: int,
+                 metres: float) -> dict:
+    """``operating_point`` of one class group's agents within ``metres``: its ground truth in scope there,
+    its detections there (other groups' detections and unmatched ones beyond are neither right nor wrong)."""
+    def keep(w: WindowAgents) -> np.ndarray:
+        return (np.linalg.norm(w.true_position, axis=1) < metres) & (groups_of(w.true_label) == group)
+
+    subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
+              for w in windows]
+    return operating_point(subset, threshold, steps_s, modes, keep, (0.0, metres))
+
+
+def targets_block(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int,
+                  with_ap: bool = True) -> dict:
+    """The numbers the project's agent targets are stated in (TARGET_SETS): cars (incl. trucks, buses) within
+    30 m and pedestrians within 20 m, among agents in scope (visible share ≥ the evaluation's threshold).
+    ``with_ap=False`` leaves AP out: it does not depend on the threshold, so a sweep need not redo it."""
     out = {}
-    for name, group, metres in (("car_30m", 0, 30.0), ("pedestrian_20m", 1, 20.0)):
-        subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
-                  for w in windows]
-        result = operating_point(subset, threshold, steps_s, modes, within(group, metres), (0.0, metres))
+    for name, group, metres in TARGET_SETS:
+        result = group_within(windows, threshold, steps_s, modes, group, metres)
         ap = average_precision(windows, group, 2.0, (0.0, metres)) if with_ap else None  # threshold-free
         out[name] = {**{k: result[k] for k in ("true_agents", "matched", "recall_2m", "precision_2m", "let_recall",
                                                "let_precision")}, "ap_2m": None if ap is None else round(ap, 4)}
@@ -392,7 +422,7 @@ def targets_block(windows: list[WindowAgents], threshold: float, steps_s: np.nda
     return out
 
 
-def cut_car_recall(windows: list[WindowAgents], threshold: float) -> dict:
+def cut_car_recall(windows: list[WindowAgents], threshold: Threshold) -> dict:
     """Of the cars within 30 m in scope, those whose box centre is outside every camera's image (visible,
     so in scope, but cut by the image edge): how many the operating point finds. Matching runs against
     every car within 30 m, as for ``car_30m``, so a detection of the in-view car beside a cut one stays
@@ -406,7 +436,7 @@ def cut_car_recall(windows: list[WindowAgents], threshold: float) -> dict:
             continue
         cars = WindowAgents(**{**vars(w), "in_scope": w.in_scope & near_car,
                                "ignore": w.ignore | (w.in_scope & ~near_car)})
-        keep = (w.score >= threshold) & (groups_of(w.label) == 0)
+        keep = reported(w, threshold) & (groups_of(w.label) == 0)
         total += int(cut.sum())
         matched += sum(bool(cut[t]) for _, t in operating_matches(cars, keep, let=False)[0])
         let_matched += sum(bool(cut[t]) for _, t in operating_matches(cars, keep, let=True)[0])
@@ -418,7 +448,7 @@ def cut_car_recall(windows: list[WindowAgents], threshold: float) -> dict:
             "precision_2m": None, "let_precision": None, "ap_2m": None}
 
 
-def baseline_scores(windows: list[WindowAgents], threshold: float, steps_s: np.ndarray) -> dict:
+def baseline_scores(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray) -> dict:
     """Each oracle baseline (ground-truth past) on the agents the model matched at 2 m, and on every agent
     in scope (with perfect detection, so its EPA is its share of agents forecast within 2 m)."""
     names = sorted({name for w in windows for name in w.baselines})
@@ -428,7 +458,7 @@ def baseline_scores(windows: list[WindowAgents], threshold: float, steps_s: np.n
         total = hits = 0
         for w in windows:
             paths = w.baselines[name]
-            pairs, _ = operating_matches(w, w.score >= threshold, let=False)
+            pairs, _ = operating_matches(w, reported(w, threshold), let=False)
             for _, t in pairs:
                 if np.isfinite(paths[t]).all():
                     same.add(paths[t], w.true_future[t], w.true_future_valid[t])

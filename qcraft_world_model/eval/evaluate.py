@@ -12,7 +12,7 @@ oracle).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ import torch
 from qcraft_world_model.eval.agent_metrics import WindowAgents, baseline_scores, score_windows
 from qcraft_world_model.eval.baselines import constant_velocity, copy_last_frame
 from qcraft_world_model.eval.metrics import psnr, ssim
-from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior, decode_agents
+from qcraft_world_model.model.agent_decode import (DEFAULT_EXISTENCE_THRESHOLD, DecodedAgents, MotionPrior, OperatingPoint,
+                                                   decode_agents)
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
@@ -36,8 +37,9 @@ IGNORE_MARGIN_M = 5.0
 MIN_VISIBILITY = 0.4
 #: Peaks below this are not decoded at all (AP needs the low-score ones too).
 DECODE_THRESHOLD = 0.05
-#: The operating point recall/precision/forecasting are reported at: the node's default existence threshold.
-EXISTENCE_THRESHOLD = 0.5
+#: The score agents are reported from where a model folder has no operating point of its own
+#: (``agent_decode.OperatingPoint``): the node's default existence threshold.
+EXISTENCE_THRESHOLD = DEFAULT_EXISTENCE_THRESHOLD
 
 
 @dataclass
@@ -133,6 +135,25 @@ def window_agents(data: ClipTensors, clip: int, agents: DecodedAgents, steps: li
         true_in_view=data.in_view[clip].numpy().any(-1))
 
 
+def predicted_windows(model: WorldModel, data: ClipTensors, clips: Sequence[int], batch: int = 8,
+                      ego_motion: str = "odometry", prior: MotionPrior = MotionPrior()
+                      ) -> Iterator[tuple[int, WindowAgents]]:
+    """Each of ``clips`` of ``data`` as scored: the clip and its ground truth beside the model's agents
+    (every peak above DECODE_THRESHOLD), for the fits that need the windows themselves."""
+    config = model.config
+    steps_s = np.array(config.path_steps) / config.rate_hz
+    steps = [data.past - 1 + int(s) for s in config.path_steps]
+    chosen = list(clips)
+    with torch.inference_mode():
+        for first in range(0, len(chosen), batch):
+            index = torch.tensor(chosen[first:first + batch])
+            sample = data.batch(index)
+            prediction = model_predictions(model, sample, ego_motion=ego_motion, prior=prior)
+            for row, clip in enumerate(index.tolist()):
+                yield clip, window_agents(data, clip, prediction.agents[row], steps, steps_s,
+                                          sample.cameras[row][0].translation[:2])
+
+
 def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAgents:
     """The same detections with their paths replaced by constant velocity from the model's own position
     and velocity estimate (the non-oracle baseline)."""
@@ -143,7 +164,8 @@ def own_constant_velocity(window: WindowAgents, steps_s: np.ndarray) -> WindowAg
 def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_clips: int | None = None,
                    batch: int = 8, examples: int = 4, predict: Predictor | None = None,
                    clips: Sequence[int] | None = None, ego_motion: str = "odometry",
-                   prior: MotionPrior = MotionPrior(), every: int = 1) -> tuple[dict[str, Any], Examples]:
+                   prior: MotionPrior = MotionPrior(), every: int = 1,
+                   operating: OperatingPoint = OperatingPoint()) -> tuple[dict[str, Any], Examples]:
     """Score ``model`` on a clip dataset or scene bag (or clips in memory); returns the
     ``evaluate`` JSON (its fields: docs/model.md) and picture material.
 
@@ -152,6 +174,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     scores a subset (default: all). ``ego_motion``: see EGO_MOTION_SOURCES. ``prior``: the motion prior
     the model's agents are decoded with (the model folder's; the default: the head's motion as it is).
     ``every``: score only every so-many-th clip of the folder (a spread over its maps), before ``max_clips``.
+    ``operating``: which agents are reported (the model folder's operating point; the default: every group
+    from EXISTENCE_THRESHOLD). AP and the threshold sweep do not depend on it.
     """
     config = model.config
     data = (data_root if isinstance(data_root, ClipTensors)
@@ -194,8 +218,8 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                     kept.bev.append({"agents": data.agents[clip].numpy(), "valid": data.valid[clip].numpy(),
                                      "size": data.size[clip].numpy(), "label": data.label[clip].numpy(),
                                      "truth": np.flatnonzero(w.in_scope),
-                                     "pred": prediction.agents[row].take(prediction.agents[row].score
-                                                                         >= EXISTENCE_THRESHOLD)})
+                                     "pred": prediction.agents[row].take(operating.reported(
+                                         prediction.agents[row].score, prediction.agents[row].label))})
     seconds = time.perf_counter() - start
     modes = config.modes
     own_cv = [own_constant_velocity(w, steps_s) for w in windows]
@@ -209,22 +233,23 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                  "path_steps_s": steps_s.tolist(),
                  "future_frames_s": (np.array(config.future_frames) / config.rate_hz).tolist()},
         "model": {"preset": config.preset, "frames": model_frames.summary(),
-                  "agents": {**score_windows(windows, EXISTENCE_THRESHOLD, steps_s, modes),
+                  "agents": {**score_windows(windows, operating, steps_s, modes),
                              "filter": f"in scope: {visibility_note}, within {EVAL_RADIUS_M:g} m; other agents "
                                        f"present within {EVAL_RADIUS_M + IGNORE_MARGIN_M:g} m are ignored; "
-                                       f"operating point: existence >= {EXISTENCE_THRESHOLD:g}",
+                                       "operating point: existence >= "
+                                       + ", ".join(f"{t:g} ({name})" for name, t in operating.as_dict().items()),
                              "ego_motion": ego_motion,
                              # A given predictor (recorded live, tracked) decoded its agents itself.
                              "motion_gain": (dict(zip(CLASS_GROUPS, prior.gain)) if predict_given is None
                                              else "decoded by the predictor")},
                   **({"ego_velocity": ego_velocity_scores(np.concatenate(ego_true), np.concatenate(ego_estimate))}
                      if ego_true else {}),
-                  "velocity_by_ego_speed": velocity_by_ego_speed(windows, np.array(ego_by_window))},
+                  "velocity_by_ego_speed": velocity_by_ego_speed(windows, np.array(ego_by_window), operating)},
         "baselines": {
             "copy_last_frame": {"frames": copy_frames.summary()},
-            **baseline_scores(windows, EXISTENCE_THRESHOLD, steps_s),
+            **baseline_scores(windows, operating, steps_s),
             "constant_velocity_own_detections": {
-                "agents": {k: v for k, v in score_windows(own_cv, EXISTENCE_THRESHOLD, steps_s, 1).items()
+                "agents": {k: v for k, v in score_windows(own_cv, operating, steps_s, 1).items()
                            if k not in ("by_visibility",)},
                 "note": "the model's own detections, paths from its position and velocity at constant velocity "
                         "(the velocity as decoded: with the motion prior where one is used)"},
@@ -234,14 +259,15 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     return result, kept
 
 
-def velocity_by_ego_speed(windows: Sequence[WindowAgents], ego_velocity: np.ndarray) -> dict[str, Any]:
-    """Median velocity error of reported agents (existence >= EXISTENCE_THRESHOLD) matched to the nearest
+def velocity_by_ego_speed(windows: Sequence[WindowAgents], ego_velocity: np.ndarray,
+                          operating: OperatingPoint = OperatingPoint()) -> dict[str, Any]:
+    """Median velocity error of reported agents (at ``operating``) matched to the nearest
     in-scope agent within 2 m, by the ego's speed; beside it the error two trivial guesses make on the
     same matches: "parked" (velocity 0) and "moves with the ego" (the ego's velocity). A model whose
     error is above both has not learned to see motion."""
     rows = []
     for window, ego in zip(windows, ego_velocity):
-        keep = window.score >= EXISTENCE_THRESHOLD
+        keep = operating.reported(window.score, window.label)
         for position, velocity in zip(window.position[keep], window.velocity[keep]):
             gap = np.where(window.in_scope, np.linalg.norm(window.true_position - position, axis=1), np.inf)
             g = int(np.argmin(gap))

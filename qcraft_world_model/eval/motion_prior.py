@@ -8,7 +8,7 @@ error: on the session-7 default's matched pedestrians the head reported 2.1 m/s 
 motion by one gain shrinks it towards standing still (the form a posterior mean under a zero-motion
 prior takes). Each group's gain is the
 one, on a 0.05 grid, that gives the smallest mean error of the most likely path at its last step
-(FDE_1 at 3 s) over the group's agents matched within 2 m (at the evaluation's operating point),
+(FDE_1 at 3 s) over the group's agents matched within 2 m (at the default existence threshold),
 with the model's own detections. A group with fewer than ``MIN_AGENTS`` matched agents keeps the
 head's motion (gain 1): too few to fit.
 
@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from qcraft_world_model.data.clip_dataset import DatasetError
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.eval.agent_metrics import groups_of, operating_matches
-from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, data_split, model_predictions, window_agents
+from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, data_split, predicted_windows
 from qcraft_world_model.model.agent_decode import MotionPrior
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
@@ -161,31 +160,22 @@ def fit_motion_prior(model: WorldModel, data: ClipTensors, clips: Sequence[int],
                      ego_motion: str = "odometry") -> tuple[MotionPrior, dict[str, Any]]:
     """The gains that fit ``clips`` of ``data`` best, and a record of the fit (per group: agents, gain,
     FDE_1/minFDE_K at the last step and velocity error before and after) for the model folder."""
-    config = model.config
-    steps_s = np.array(config.path_steps) / config.rate_hz
-    t0 = data.past - 1
-    steps = [t0 + int(s) for s in config.path_steps]
+    steps_s = np.array(model.config.path_steps) / model.config.rate_hz
     matches = [_Matches() for _ in CLASS_GROUPS]
     chosen = list(clips)
-    with torch.inference_mode():
-        for first in range(0, len(chosen), batch):
-            index = torch.tensor(chosen[first:first + batch])
-            sample = data.batch(index)
-            prediction = model_predictions(model, sample, ego_motion=ego_motion)  # the head's motion as it is
-            for row, clip in enumerate(index.tolist()):
-                w = window_agents(data, clip, prediction.agents[row], steps, steps_s,
-                                  sample.cameras[row][0].translation[:2])
-                pairs, _ = operating_matches(w, w.score >= EXISTENCE_THRESHOLD, let=False)
-                for p, t in pairs:
-                    if not w.true_future_valid[t, -1]:
-                        continue
-                    group = matches[int(groups_of(w.true_label[t:t + 1])[0])]
-                    group.position.append(w.position[p])
-                    group.motion.append(w.paths[p] - w.position[p])
-                    group.velocity.append(w.velocity[p])
-                    group.true_final.append(w.true_future[t, -1])
-                    group.true_velocity.append(w.true_velocity[t])
-                    group.map.append(data.maps[clip])
+    # The head's motion as it is (no prior): the gains are fitted to it.
+    for clip, w in predicted_windows(model, data, chosen, batch, ego_motion):
+        pairs, _ = operating_matches(w, w.score >= EXISTENCE_THRESHOLD, let=False)
+        for p, t in pairs:
+            if not w.true_future_valid[t, -1]:
+                continue
+            group = matches[int(groups_of(w.true_label[t:t + 1])[0])]
+            group.position.append(w.position[p])
+            group.motion.append(w.paths[p] - w.position[p])
+            group.velocity.append(w.velocity[p])
+            group.true_final.append(w.true_future[t, -1])
+            group.true_velocity.append(w.true_velocity[t])
+            group.map.append(data.maps[clip])
     gains, record = [], {}
     for name, group in zip(CLASS_GROUPS, matches):
         if len(group) < MIN_AGENTS:

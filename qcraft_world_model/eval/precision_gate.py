@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qcraft_world_model.model.agent_decode import MotionPrior
+from qcraft_world_model.model.agent_decode import MotionPrior, OperatingPoint
 
 #: Relative difference to FP32 a planned model may show (issue 5: 0.5 %).
 TOLERANCE = 0.005
@@ -63,21 +63,22 @@ def gate_markdown(gate: dict[str, Any], precision: str) -> str:
 def gate_against_fp32(model, planned: dict[str, Any], data: str | Path, precision: str, folder: str | Path, *,  # noqa: ANN001
                       reference: str | Path | None = None, max_clips: int | None = None,
                       calibration: str | Path | None = None, sensitivity: bool = False, sensitivity_windows: int = 64,
-                      say: Callable[[str], None] = print, prior: MotionPrior = MotionPrior(), every: int = 1
-                      ) -> tuple[dict[str, Any], str]:
+                      say: Callable[[str], None] = print, prior: MotionPrior = MotionPrior(), every: int = 1,
+                      operating: OperatingPoint = OperatingPoint()) -> tuple[dict[str, Any], str]:
     """``qcraft-wm evaluate --precision P``'s gate: ``model`` (FP32, from ``folder``) scored on the same
     ``data`` next to ``planned`` (its evaluation under plan ``precision``), and for an INT8 plan the
     per-layer sensitivity table when the gate misses (or ``sensitivity``). A QAT model is judged against
     the FP32 model it was fine-tuned from (``reference``, a folder), not its own weights. INT8 calibrates
     on ``calibration`` (a clip dataset or bag), default the folder's stored calibration, as the node uses
     it. Returns the gate (with ``sensitivity`` rows when run) and its Markdown; ``say`` gets each table
-    as it is ready. ``prior`` and ``every``: decode and pick clips as ``planned`` was (its motion prior, its
-    spread of clips), so that the two differ by the plan alone."""
+    as it is ready. ``prior``, ``every`` and ``operating``: decode, pick clips and report agents as ``planned``
+    was (its motion prior, its spread of clips, its operating point), so that the two differ by the plan alone."""
     from qcraft_world_model.eval.evaluate import evaluate_clips
     from qcraft_world_model.runtime.model_folder import load_model
 
     reference_model = load_model(reference) if reference else model
-    fp32, _ = evaluate_clips(reference_model, data, max_clips=max_clips, examples=0, prior=prior, every=every)
+    fp32, _ = evaluate_clips(reference_model, data, max_clips=max_clips, examples=0, prior=prior, every=every,
+                             operating=operating)
     gate = precision_gate(fp32, planned)
     table = gate_markdown(gate, precision)
     say(table)

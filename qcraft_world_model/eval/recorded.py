@@ -22,7 +22,7 @@ import torch
 
 from qcraft_world_model.data.rosbag_io import BagError, read_messages
 from qcraft_world_model.eval.evaluate import Examples, Predictions, evaluate_clips
-from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior
+from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior, OperatingPoint
 from qcraft_world_model.ingest.image_decode import TargetSize, decode_any
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
@@ -106,11 +106,13 @@ def _agents(message: Any) -> DecodedAgents:
 
 
 def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | None = None, examples: int = 0,
-                      prior: MotionPrior = MotionPrior()) -> tuple[dict[str, Any], Examples, ClipTensors]:
+                      prior: MotionPrior = MotionPrior(), operating: OperatingPoint = OperatingPoint()
+                      ) -> tuple[dict[str, Any], Examples, ClipTensors]:
     """Score the live predictions recorded in ``bag`` and, with ``offline``, that model on the same clips.
 
     ``model`` gives the configuration (image size, horizons, path steps) the node ran; ``prior`` is the
-    motion prior the offline run decodes with (the node's: its model folder's).
+    motion prior the offline run decodes with (the node's: its model folder's); ``operating`` the operating
+    point both are scored at (the node's: its model folder's, where it uses it).
     Returns the result, ``examples`` live examples for pictures, and the clips (with their cameras).
     """
     config = model.config
@@ -129,8 +131,10 @@ def evaluate_recorded(model: WorldModel, bag: str | Path, offline: WorldModel | 
     if not covered:
         raise BagError(f"bag {bag}: none of its {len(data)} evaluation windows has a recorded prediction "
                        f"(stamps of {AGENTS_TOPIC} must equal camera frame stamps)")
-    live, kept = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=examples)
+    live, kept = evaluate_clips(model, data, predict=recorded.predict, clips=covered, examples=examples,
+                               operating=operating)
     result = {"coverage": coverage, "live": live}
     if offline is not None:
-        result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0, prior=prior)
+        result["offline"], _ = evaluate_clips(offline, data, clips=covered, examples=0, prior=prior,
+                                           operating=operating)
     return result, kept, data

@@ -19,6 +19,13 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def threshold_text(threshold: float | dict[str, float]) -> str:
+    """The evaluation's operating point in words: one score, or one per class group."""
+    if isinstance(threshold, dict):
+        return ", ".join(f"{name} {value:.2f}" for name, value in threshold.items())
+    return fmt(threshold)
+
+
 def frames_table(result: dict[str, Any]) -> list[str]:
     """Markdown rows: PSNR and SSIM per future step, model vs copy-last-frame."""
     seconds = result["data"]["future_frames_s"]
@@ -162,7 +169,7 @@ def agents_tables(result: dict[str, Any]) -> list[str]:
                      f"{fmt(row['let_recall'])} | {fmt(row['let_precision'])} | {fmt(row['ap_2m'])} |")
     if agents.get("targets_by_threshold"):
         lines += ["", "Cars within 30 m at other score thresholds (the operating point above is "
-                  f"{fmt(agents['threshold'])}): LET recall / LET precision", "",
+                  f"{threshold_text(agents['threshold'])}): LET recall / LET precision", "",
                   "| score ≥ | " + " | ".join(agents["targets_by_threshold"]) + " |",
                   "|---|" + "---|" * len(agents["targets_by_threshold"]),
                   "| car_30m | " + " | ".join(f"{fmt(r['car_30m']['let_recall'])} / {fmt(r['car_30m']['let_precision'])}"

@@ -23,8 +23,8 @@ import torch
 
 from qcraft_world_model.data.bag_clips import clips_from_bag
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
-from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, Predictions, evaluate_clips, model_predictions
-from qcraft_world_model.model.agent_decode import DecodedAgents
+from qcraft_world_model.eval.evaluate import Predictions, evaluate_clips, model_predictions
+from qcraft_world_model.model.agent_decode import DecodedAgents, OperatingPoint
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.runtime.tracker import AgentTracker
 
@@ -37,17 +37,17 @@ def _rotation(heading: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def tracked_velocity(tracker: AgentTracker, agents: DecodedAgents, pose: np.ndarray, stamp_ns: int
-                     ) -> tuple[np.ndarray, int, int]:
+def tracked_velocity(tracker: AgentTracker, agents: DecodedAgents, pose: np.ndarray, stamp_ns: int,
+                     operating: OperatingPoint = OperatingPoint()) -> tuple[np.ndarray, int, int]:
     """One prediction through ``tracker`` in the map frame (``pose``: the ego's x, y, heading there).
 
-    Returns the agents' velocities with each confident one's (existence >= EXISTENCE_THRESHOLD)
+    Returns the agents' velocities with each confident one's (reported at ``operating``)
     replaced by its track's ground velocity, in the ego frame; and how many confident agents there
     were and how many of them continued a track (the others' velocity is zero: seen once).
     """
     x, y, heading = (float(v) for v in pose)
     to_map = _rotation(heading)
-    keep = np.flatnonzero(agents.score >= EXISTENCE_THRESHOLD)
+    keep = np.flatnonzero(operating.reported(agents.score, agents.label))
     in_map = replace(agents.take(keep), position=agents.position[keep] @ to_map.T + [x, y])
     ids, _ = tracker.update(in_map, stamp_ns)
     tracks = {t.track_id: t for t in tracker.tracks}
@@ -63,7 +63,8 @@ class TrackedPredictor:
     """The model's predictions for a bag's windows, each confident detection's velocity replaced by the
     ground velocity of its track (zero for a track seen once). Callable as evaluate's ``Predictor``."""
 
-    def __init__(self, model: WorldModel, bag: str | Path, ego_motion: str = "odometry", batch: int = 8) -> None:
+    def __init__(self, model: WorldModel, bag: str | Path, ego_motion: str = "odometry", batch: int = 8,
+                 operating: OperatingPoint = OperatingPoint()) -> None:
         config = model.config
         clips = clips_from_bag(bag, config.width, image_height=config.height, stride=1)
         fields = ("frames", "agents", "agent_valid", "agent_size", "agent_label", "agent_in_view", "stamps_ns",
@@ -80,7 +81,8 @@ class TrackedPredictor:
                 prediction = model_predictions(model, data.batch(index), ego_motion=ego_motion)
                 for row, clip in enumerate(index.tolist()):
                     agents, stamp = prediction.agents[row], int(clips.stamps_ns[clip])
-                    velocity, seen, continued = tracked_velocity(tracker, agents, clips.ego_pose[clip], stamp)
+                    velocity, seen, continued = tracked_velocity(tracker, agents, clips.ego_pose[clip], stamp,
+                                                                       operating)
                     confident, tracked = confident + seen, tracked + continued
                     self.by_stamp[stamp] = (prediction.frames[row], replace(agents, velocity=velocity),
                                             prediction.ego_velocity_estimate[row])
@@ -94,10 +96,12 @@ class TrackedPredictor:
                            ego_velocity_estimate=np.stack([r[2] for r in rows]))
 
 
-def tracked_baseline(model: WorldModel, bag: str | Path, ego_motion: str = "odometry") -> dict[str, Any]:
-    """The ``constant_velocity_own_tracks`` block of the evaluate JSON for a scene bag."""
-    predictor = TrackedPredictor(model, bag, ego_motion)
-    result, _ = evaluate_clips(model, bag, predict=predictor, examples=0, ego_motion=ego_motion)
+def tracked_baseline(model: WorldModel, bag: str | Path, ego_motion: str = "odometry",
+                     operating: OperatingPoint = OperatingPoint()) -> dict[str, Any]:
+    """The ``constant_velocity_own_tracks`` block of the evaluate JSON for a scene bag (agents reported at
+    ``operating``, the model folder's operating point)."""
+    predictor = TrackedPredictor(model, bag, ego_motion, operating=operating)
+    result, _ = evaluate_clips(model, bag, predict=predictor, examples=0, ego_motion=ego_motion, operating=operating)
     own = result["baselines"]["constant_velocity_own_detections"]
     return {"agents": own["agents"], "tracked_share": round(predictor.tracked_share, 3),
             "windows_tracked": predictor.windows,

@@ -63,6 +63,49 @@ class MotionPrior:
         return all(g == 1.0 for g in self.gain)
 
 
+#: The score every group is reported from where a model folder stores no operating point of its own.
+DEFAULT_EXISTENCE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The score an agent needs to be reported, per class group (``CLASS_GROUPS`` order).
+
+    A detector's scores move with its training data (session 12: a run on harder data scored the same
+    cars lower), so one fixed threshold for every model and class reports a different share of what it
+    finds. A model folder can store its own (``operating_point.json``), chosen on validation clips the
+    model never trained on (``qcraft-wm fit-operating-point``, ``eval/operating_point.py``); without one
+    every group is reported from DEFAULT_EXISTENCE_THRESHOLD."""
+
+    threshold: tuple[float, ...] = (DEFAULT_EXISTENCE_THRESHOLD,) * len(CLASS_GROUPS)
+
+    def __post_init__(self) -> None:
+        threshold = tuple(self.threshold)
+        if len(threshold) != len(CLASS_GROUPS) or not all(
+                isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and 0.0 <= t <= 1.0
+                for t in threshold):
+            raise ValueError(f"an operating point holds {len(CLASS_GROUPS)} score thresholds in 0..1 "
+                             f"({', '.join(CLASS_GROUPS)}), got {list(threshold)!r}")
+        object.__setattr__(self, "threshold", tuple(float(t) for t in threshold))
+
+    @classmethod
+    def uniform(cls, threshold: float) -> OperatingPoint:
+        """The same threshold for every group."""
+        return cls((threshold,) * len(CLASS_GROUPS))
+
+    def reported(self, score: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Which of the agents (scores, labels) reach their group's threshold."""
+        per_label = np.asarray([self.threshold[g] for g in GROUP_OF_LABEL])
+        return np.asarray(score) >= per_label[np.asarray(label, np.int64)]
+
+    def lowest(self) -> float:
+        """The lowest group threshold: what a decoder must keep to report every group's agents."""
+        return min(self.threshold)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(CLASS_GROUPS, self.threshold))
+
+
 @dataclass
 class DecodedAgents:
     """One window's agents in the ego frame at t0 (metres, radians, m/s), most likely first."""

@@ -12,7 +12,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from qcraft_world_model.ingest.image_encode import to_image_msg
-from qcraft_world_model.model.agent_decode import DecodedAgents
+from qcraft_world_model.model.agent_decode import DecodedAgents, OperatingPoint
 from qcraft_world_model.model.world_model import WorldModelOutput
 from qcraft_world_model.msg import AgentPath, AgentTrajectory, PredictedAgents, PredictedFrames
 
@@ -45,14 +45,17 @@ def covariance6(xy: np.ndarray, yaw_variance: float = UNOBSERVED_VARIANCE) -> li
 
 
 def agents_message(agents: DecodedAgents, track_ids: np.ndarray, existence: np.ndarray, stamp_ns: int,
-                   frame_id: str, path_step_s: float, threshold: float, model_id: str, backend: str,
-                   inference_ms: float) -> PredictedAgents:
+                   frame_id: str, path_step_s: float, threshold: float | OperatingPoint, model_id: str,
+                   backend: str, inference_ms: float) -> PredictedAgents:
     """PredictedAgents from one window's decoded, tracked agents: those whose track existence reaches
-    ``threshold``, most likely first; paths most likely first."""
+    ``threshold`` (one for all, or an operating point's for the agent's class group), most likely first;
+    paths most likely first."""
+    operating = threshold if isinstance(threshold, OperatingPoint) else OperatingPoint.uniform(threshold)
+    reported = operating.reported(existence, agents.label)
     out = []
     for i in np.argsort(-existence, kind="stable"):
-        if existence[i] < threshold:
-            break
+        if not reported[i]:
+            continue
         x, y = agents.position[i]
         paths = []
         for k in range(agents.paths.shape[1]):

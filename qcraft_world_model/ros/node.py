@@ -49,7 +49,7 @@ from qcraft_world_model.ingest import ImageDecodeError, IngestConfig, RingWindow
 from qcraft_world_model.ingest.stream_policy import StreamPolicy, StreamSettings
 from qcraft_world_model.ingest.config import CAMERA_PARAMETERS, PARAMETERS, checked
 from qcraft_world_model.msg import Float64Stamped, PredictedAgents, PredictedFrames
-from qcraft_world_model.model.agent_decode import MotionPrior, decode_agents
+from qcraft_world_model.model.agent_decode import MotionPrior, OperatingPoint, decode_agents
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModelOutput
 from qcraft_world_model.ros.autoware import load_autoware_messages, to_predicted_objects
@@ -189,6 +189,7 @@ class PredictorNode(LifecycleNode):
         self.declare_parameter("autostart", autostart.default, parameter_descriptor(autostart))
         self.backend = None
         self._motion_prior = MotionPrior()
+        self._operating = OperatingPoint()
         self.config: IngestConfig | None = None
         self._camera_subscriptions: list = []
         self._cameras: dict[str, _CameraState] = {}
@@ -280,8 +281,9 @@ class PredictorNode(LifecycleNode):
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         gains = ", ".join(f"{name} {gain:g}" for name, gain in zip(CLASS_GROUPS, self._motion_prior.gain))
+        reported = ", ".join(f"{name} {t:g}" for name, t in self._operating.as_dict().items())
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}, "
-                               f"motion gain {gains}")
+                               f"motion gain {gains}, agents reported from existence {reported}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -388,7 +390,7 @@ class PredictorNode(LifecycleNode):
         and the warmed-up backend's output for finiteness."""
         from qcraft_world_model.runtime.backends import create_backend
         from qcraft_world_model.runtime.model_folder import (default_model, load_model, load_motion_prior,
-                                                             read_model_config)
+                                                             load_operating_point, read_model_config)
 
         folder = self.params["model.path"] or str(default_model())
         if not Path(folder).is_dir():
@@ -403,6 +405,10 @@ class PredictorNode(LifecycleNode):
         # The decoder's per-group trust in the head's motion, fitted with the weights (a folder without
         # one decodes the head's motion as it is).
         self._motion_prior = load_motion_prior(folder, model)
+        # The score each class group is published from: the folder's, chosen on validation clips for the
+        # precision planners were promised, unless the parameters say otherwise.
+        stored = load_operating_point(folder, model) if self.params["output.model_operating_point"] else None
+        self._operating = stored or OperatingPoint.uniform(self.params["output.existence_threshold"])
         self.backend = create_backend(model, self.params["model.backend"], self.params["model.precision"],
                                       folder=folder, threads=self.params["model.threads"])
         output = self.backend.warm_up()
@@ -613,13 +619,13 @@ class PredictorNode(LifecycleNode):
         rig = [self._geometry[c.name] for c in self.config.cameras]
         steps_s = tuple(k / model.rate_hz for k in model.path_steps)
         decoded = decode_agents(output.agents, [rig], model.detection_stride, steps_s,
-                                threshold=min(0.3, self.params["output.existence_threshold"]),
+                                threshold=min(0.3, self._operating.lowest()),
                                 ego_velocity=self._ego_velocity(job.stamp_ns),
                                 relative_to_ego=model.agent_motion == "ego_relative",
                                 prior=self._motion_prior)[0]
         track_ids, existence = self._tracker.update(decoded, job.stamp_ns)
         agents = agents_message(decoded, track_ids, existence, job.stamp_ns, frame_id, path_step,
-                                self.params["output.existence_threshold"], self.model_id, self.backend.name,
+                                self._operating, self.model_id, self.backend.name,
                                 inference_ms)
         agents.stale_cameras = job.stale
         if job.stale != self._stale_reported:

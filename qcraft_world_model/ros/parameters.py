@@ -36,8 +36,13 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("tf.static_mounts", bool, True,
               "Place each camera at its optical frame's pose in output.frame_id from /tf_static (chains "
               "composed); until that arrives, and when false, cameras.<name>.mount.*"),
-    ParamSpec("output.existence_threshold", float, 0.5, "Agents less likely than this are not published",
+    ParamSpec("output.existence_threshold", float, 0.5,
+              "Agents less likely than this are not published (where output.model_operating_point does not apply)",
               "probability", 0.0, 1.0),
+    ParamSpec("output.model_operating_point", bool, True,
+              "Publish each class group's agents from the model folder's operating point (operating_point.json, "
+              "chosen on validation clips for precision 0.7); false, or a folder without one: "
+              "output.existence_threshold"),
     ParamSpec("output.max_age_s", float, 1.0,
               "A window whose newest frame arrived longer ago than this is dropped, not predicted "
               "(after a pause or a stall)", "s", 0.05, 60.0),

@@ -1,6 +1,6 @@
 """The one model-folder module: a WorldModel ↔ ``model.safetensors`` + ``config.json`` (written by
 training and by the benchmarks' random-weight models, read by the node, evaluation, export and
-benchmarks), the stored INT8 calibration and motion prior, and where the shipped models live."""
+benchmarks), the stored INT8 calibration, motion prior and operating point, and where the shipped models live."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from qcraft_world_model.model.agent_decode import MotionPrior
+from qcraft_world_model.model.agent_decode import MotionPrior, OperatingPoint
 from qcraft_world_model.model.config import ModelConfigError, WorldModelConfig
 from qcraft_world_model.model.world_model import WorldModel
 
@@ -192,45 +192,86 @@ MOTION_PRIOR_FILE = "motion_prior.json"
 MOTION_PRIOR_FORMAT = "qcraft-wm-motion-prior/1"
 
 
-def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior, record: dict[str, Any]) -> Path:
-    """Write ``prior`` with the model's export key and ``record`` (how it was fitted) next to the weights.
-    The key covers the config as well as the weights: the same weights under another ``path_steps`` or
-    ``agent_motion`` decode other motion, which a gain fitted before does not describe."""
-    from qcraft_world_model.model.detection import CLASS_GROUPS
+def _save_decoding(path: Path, model: WorldModel, document: dict[str, Any]) -> Path:
+    """Write one of the decoder's fitted settings next to the weights, keyed to them: ``document`` with
+    the model's export key. The key covers the config as well as the weights: the same weights under
+    another ``path_steps`` or ``agent_motion`` decode other motion and other scores."""
     from qcraft_world_model.runtime.onnx_export import export_key
 
-    path = Path(folder) / MOTION_PRIOR_FILE
-    document = {"format": MOTION_PRIOR_FORMAT, "model": export_key(model),
-                "gain": dict(zip(CLASS_GROUPS, prior.gain)), "fit": record}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps({**document, "model": export_key(model)}, indent=2, sort_keys=True) + "\n")
     os.chmod(tmp, 0o644)  # shipped with the model: readable like its weights
     os.replace(tmp, path)
     return path
 
 
-def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
-    """The folder's motion prior; the identity (the head's motion as it is) where it stores none.
-    ModelFolderError for a file that is not one, or that was fitted to other weights or config."""
+def _load_decoding(path: Path, model: WorldModel, form: str, what: str, refit: str, field: str) -> list[Any] | None:
+    """The per-group values (``CLASS_GROUPS`` order) under ``field`` of a file ``_save_decoding`` wrote;
+    None where there is no file. ModelFolderError for a file that is not one, or that was fitted to other
+    weights or config (``refit``: the command that fits it again)."""
     from qcraft_world_model.model.detection import CLASS_GROUPS
     from qcraft_world_model.runtime.onnx_export import export_key
 
-    path = Path(folder) / MOTION_PRIOR_FILE
     if not path.is_file():
-        return MotionPrior()
+        return None
     try:
         document = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFolderError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(document, dict) or document.get("format") != MOTION_PRIOR_FORMAT:
-        raise ModelFolderError(f"{path} is not a motion prior (format {MOTION_PRIOR_FORMAT!r})")
+    if not isinstance(document, dict) or document.get("format") != form:
+        raise ModelFolderError(f"{path} is not {what} (format {form!r})")
     if document.get("model") != export_key(model):
-        raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again "
-                               f"(qcraft-wm fit-motion --model {folder} --data TRAINING_CLIPS --overwrite)")
-    gains = document.get("gain")
-    if not isinstance(gains, dict) or set(gains) != set(CLASS_GROUPS):
-        raise ModelFolderError(f"{path}: \"gain\" must map each of {', '.join(CLASS_GROUPS)} to a number")
+        raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again ({refit})")
+    values = document.get(field)
+    if not isinstance(values, dict) or set(values) != set(CLASS_GROUPS):
+        raise ModelFolderError(f"{path}: \"{field}\" must map each of {', '.join(CLASS_GROUPS)} to a number")
+    return [values[name] for name in CLASS_GROUPS]
+
+
+def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior, record: dict[str, Any]) -> Path:
+    """Write ``prior`` with the model's export key and ``record`` (how it was fitted) next to the weights."""
+    from qcraft_world_model.model.detection import CLASS_GROUPS
+
+    return _save_decoding(Path(folder) / MOTION_PRIOR_FILE, model,
+                          {"format": MOTION_PRIOR_FORMAT, "gain": dict(zip(CLASS_GROUPS, prior.gain)), "fit": record})
+
+
+def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
+    """The folder's motion prior; the identity (the head's motion as it is) where it stores none.
+    ModelFolderError for a file that is not one, or that was fitted to other weights or config."""
+    gains = _load_decoding(Path(folder) / MOTION_PRIOR_FILE, model, MOTION_PRIOR_FORMAT, "a motion prior",
+                           f"qcraft-wm fit-motion --model {folder} --data TRAINING_CLIPS --overwrite", "gain")
+    if gains is None:
+        return MotionPrior()
     try:
-        return MotionPrior(tuple(gains[name] for name in CLASS_GROUPS))
+        return MotionPrior(tuple(gains))
     except ValueError as err:
-        raise ModelFolderError(f"{path}: {err}") from err
+        raise ModelFolderError(f"{Path(folder) / MOTION_PRIOR_FILE}: {err}") from err
+
+
+#: The score each class group is reported from (``agent_decode.OperatingPoint``), chosen on validation
+#: clips by ``qcraft-wm fit-operating-point`` and tied to the weights. A folder without it reports every
+#: group from ``agent_decode.DEFAULT_EXISTENCE_THRESHOLD``.
+OPERATING_POINT_FILE = "operating_point.json"
+OPERATING_POINT_FORMAT = "qcraft-wm-operating-point/1"
+
+
+def save_operating_point(folder: str | Path, model: WorldModel, operating: OperatingPoint,
+                         record: dict[str, Any]) -> Path:
+    """Write ``operating`` with the model's export key and ``record`` (how it was chosen) next to the weights."""
+    return _save_decoding(Path(folder) / OPERATING_POINT_FILE, model,
+                          {"format": OPERATING_POINT_FORMAT, "threshold": operating.as_dict(), "fit": record})
+
+
+def load_operating_point(folder: str | Path, model: WorldModel) -> OperatingPoint | None:
+    """The folder's operating point; None where it stores none. ModelFolderError for a file that is not
+    one, or that was chosen for other weights or config."""
+    thresholds = _load_decoding(Path(folder) / OPERATING_POINT_FILE, model, OPERATING_POINT_FORMAT,
+                                "an operating point", f"qcraft-wm fit-operating-point --model {folder} "
+                                "--data VALIDATION_CLIPS --overwrite", "threshold")
+    if thresholds is None:
+        return None
+    try:
+        return OperatingPoint(tuple(thresholds))
+    except ValueError as err:
+        raise ModelFolderError(f"{Path(folder) / OPERATING_POINT_FILE}: {err}") from err

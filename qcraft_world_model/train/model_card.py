@@ -89,6 +89,7 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         look = manifest.get("plan", {}).get("vehicle_shapes", "fixed")
         shapes[look] = shapes.get(look, 0) + manifest.get("clips", 0)
     gains = evaluation["model"]["agents"].get("motion_gain")
+    operating = evaluation["model"]["agents"].get("threshold")
     weights = model_dir / "model.safetensors"
     config = WorldModelConfig.from_dict(model)
     command, limits = training_command(train_cfg), KNOWN_LIMITS.get(config.preset, [])
@@ -127,6 +128,11 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
            + ", ".join(f"{name} {gain:g}" for name, gain in gains.items()) + "; `evaluate --no-motion-prior` "
            "scores the head's motion as it is.", ""]
           if isinstance(gains, dict) and any(gain != 1.0 for gain in gains.values()) else []),
+        *([f"Agents reported from the operating point (`operating_point.json`, `qcraft-wm fit-operating-point`, "
+           "chosen on validation clips for precision 0.7): existence "
+           + ", ".join(f"{name} {t:g}" for name, t in operating.items()) + "; the tables' threshold sweep shows "
+           "what other thresholds trade.", ""]
+          if isinstance(operating, dict) and any(t != 0.5 for t in operating.values()) else []),
         "## What the camera allows", "",
         bound_markdown(get_rig("front", config.width, config.height)[0].geometry(),
                        f"{model['preset']} (training rig's front camera)"),
