@@ -42,7 +42,7 @@ PY_SOURCES  := $(shell find qcraft_world_model -name '*.py' -not -path '*/__pyca
 # colcon's setup scripts read unset variables: source them without -u.
 ROS_SETUP   := set +u && source install/setup.bash && set -u
 
-.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 data-wide-train3 data-wide-train4 data-wide-eval-varied model model-varied model-lite clean distclean freeze
+.PHONY: venv build test demo data data-wide data-wide-eval800 data-wide-eval800b data-wide-train2 data-wide-train3 data-wide-train4 data-wide-eval-varied data-wide-val model model-varied model-lite clean distclean freeze
 
 venv: $(DEPS_STAMP)
 
@@ -175,6 +175,13 @@ data-wide-train4: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 400 --clips 1200 --image-size 256 --image-height 128 \
 	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
 	  --out $(DATA_WIDE)/train4 --json $(DATA_WIDE)/train4.json
+
+# 400 validation clips (session 13): the seven training maps on seeds no model here trained on (600-615), the
+# default look; what each model's operating point is chosen on (qcraft-wm fit-operating-point), ~4 min.
+data-wide-val: $(DEPS_STAMP)
+	qcraft-wm generate clips --split train --seed 600 --clips 400 --image-size 256 --image-height 128 \
+	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --out $(DATA_WIDE)/val --json $(DATA_WIDE)/val.json
 
 # The 200 held-out clips of `eval` (same seeds, traffic and cameras) with the vehicles drawn in the varied
 # bodies: how much of a detector's score is the one car shape it was trained on (session 12, ~1.5 min).
