@@ -68,13 +68,19 @@ def test_a_group_whose_precision_never_holds_keeps_the_default() -> None:
     assert point.threshold[0] == 0.5 and "no threshold reaches precision 0.7" in record["groups"]["car"]["note"]
 
 
-def test_a_threshold_counts_only_if_every_higher_one_holds_too() -> None:
-    rows = [{"threshold": 0.2, "precision_lower": 0.8}, {"threshold": 0.3, "precision_lower": 0.6},
-            {"threshold": 0.4, "precision_lower": 0.75}, {"threshold": 0.5, "precision_lower": 0.9}]
-    assert choose_threshold(rows) == 0.4  # 0.2 holds by chance, 0.3 does not: the run starts at 0.4
+def test_the_lowest_confident_threshold_is_taken_unless_precision_falls_above_it() -> None:
+    def row(threshold: float, precision: float | None, lower: float | None) -> dict:
+        return {"threshold": threshold, "precision": precision, "precision_lower": lower}
+
+    rows = [row(0.2, 0.85, 0.75), row(0.3, 0.65, 0.55), row(0.4, 0.8, 0.72), row(0.5, 0.9, 0.8),
+            row(0.8, 0.87, 0.68), row(0.85, 1.0, 1.0)]
+    # 0.2 passes by chance below 0.3, whose precision falls under 0.7: taken is 0.4. The few detections left
+    # at 0.8 widen its bound below 0.7, but their precision holds: that does not push the choice up.
+    assert choose_threshold(rows) == 0.4
     # Above every score nothing is reported: no precision to hold or break.
-    assert choose_threshold(rows + [{"threshold": 0.6, "precision_lower": None}]) == 0.4
-    assert choose_threshold([{"threshold": 0.6, "precision_lower": None}]) is None
+    assert choose_threshold(rows + [row(0.9, None, None)]) == 0.4
+    assert choose_threshold([row(0.9, None, None)]) is None
+    assert choose_threshold([row(0.4, 0.75, 0.6), row(0.5, 0.8, 0.65)]) is None  # measured, never confident
 
 
 def test_the_lower_bound_widens_when_episodes_disagree() -> None:
