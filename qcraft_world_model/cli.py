@@ -393,10 +393,11 @@ def _cmd_fit_operating_point(args: argparse.Namespace) -> int:
     operating, record = fit_folder(model, args.model, args.data, args.every)
     path = save_operating_point(args.model, model, operating, record)
     _write_json(args.json, record)
-    chosen = ", ".join(f"{name} {group['threshold']:g} ({group['agents']} agents"
-                       + (f"; {group['note']}" if "note" in group else "") + ")"
-                       for name, group in record["groups"].items())
-    print(f"wrote {path}: {chosen}; chosen on {record['clips']} clips ({record['episodes']} episodes) of {args.data}")
+    # A band that kept the default for want of agents or precision is named.
+    kept = "; ".join(f"{name} {side}: {band['note']}" for name, group in record["groups"].items()
+                     for side, band in group.items() if "note" in band)
+    print(f"wrote {path}: {operating.describe()}; chosen on {record['clips']} clips ({record['episodes']} episodes) "
+          f"of {args.data}" + (f" ({kept})" if kept else ""))
     return 0
 
 

@@ -98,8 +98,9 @@ def test_markers_draw_each_agent_and_path(ros) -> None:  # noqa: ANN001
 
 
 def test_agents_are_published_from_their_group_s_operating_point(ros) -> None:  # noqa: ANN001
-    """A car and a pedestrian both at existence 0.4: under an operating point of 0.35 for cars and 0.5 for
-    pedestrians only the car is published; under one threshold of 0.5 neither; the order stays by existence."""
+    """A car and a pedestrian both at existence 0.4, within their radii: under an operating point of 0.35 for
+    cars and 0.5 for pedestrians only the car is published; under one threshold of 0.5 neither; the order
+    stays by existence. A car at 0.4 beyond 30 m would need the point's 0.5 there."""
     import numpy as np
 
     from qcraft_world_model.model.agent_decode import DecodedAgents, OperatingPoint
@@ -122,5 +123,8 @@ def test_agents_are_published_from_their_group_s_operating_point(ros) -> None:  
     _, msgs = ros
     car, truck = msgs.AgentTrajectory.CAR, msgs.AgentTrajectory.TRUCK
     assert published(OperatingPoint((0.35, 0.5, 0.5))) == [(11, truck), (12, car)]
+    agents.position[1] = [35.0, 0.0]
+    assert published(OperatingPoint((0.35, 0.5, 0.5), (0.5, 0.5, 0.5))) == [(11, truck)]
+    agents.position[1] = [10.0, 2.0]
     assert published(0.5) == [(11, truck)]
     assert published(OperatingPoint.uniform(0.3)) == [(11, truck), (12, car), (13, msgs.AgentTrajectory.PEDESTRIAN)]

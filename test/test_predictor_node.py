@@ -613,7 +613,7 @@ def test_the_node_publishes_from_the_model_folders_operating_point_and_refuses_a
     rclpy, msgs = ros
     folder = save_random_model(tmp_path, tiny_model("tiny"))
     model = load_model(folder)
-    save_operating_point(folder, model, OperatingPoint((0.35, 0.6, 0.5)), {"note": "test"})
+    save_operating_point(folder, model, OperatingPoint((0.35, 0.6, 0.5), (0.5, 0.5, 0.5)), {"note": "test"})
     params = PARAMS.format(topic=camera_topic("front")) + f"      path: {folder}\n" \
         + "    image:\n      width: 32\n      height: 32\n"
     (tmp_path / "good").mkdir()
@@ -622,7 +622,8 @@ def test_the_node_publishes_from_the_model_folders_operating_point_and_refuses_a
         node.wait_subscribed()
     finally:
         log = node.close()
-    assert "agents reported from existence car 0.35, pedestrian 0.6, bicycle 0.5" in log
+    assert "agents reported from existence car 0.35 within 30 m, 0.5 beyond, pedestrian 0.6 within 20 m, 0.5 " \
+        "beyond, bicycle 0.5" in log
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     save_operating_point(folder, model, OperatingPoint((0.35, 0.6, 0.5)), {"note": "other weights"})

@@ -666,7 +666,8 @@ def test_fit_operating_point_chooses_on_unseen_clips_and_evaluate_and_the_folder
     record = json.loads((tmp_path / "op.json").read_text())
     assert record["clips"] == 4 and record["episodes"] == 2
     # Two steps of training find nothing: every group keeps the default and says why.
-    assert all(group["threshold"] == 0.5 and "note" in group for group in record["groups"].values())
+    assert all(band["threshold"] == 0.5 and "note" in band for group in record["groups"].values()
+               for band in group.values())
     assert load_operating_point(folder, model) == OperatingPoint()
     again = cli("fit-operating-point", "--model", str(folder), "--data", str(unseen))
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
@@ -678,16 +679,16 @@ def test_fit_operating_point_chooses_on_unseen_clips_and_evaluate_and_the_folder
     with pytest.raises(DatasetError, match="never on an evaluation split"):
         fit_folder(model, folder, held_out)
     # A point stored by hand is what evaluate reports at, and says so; the flag overrides it.
-    save_operating_point(folder, model, OperatingPoint((0.3, 0.6, 0.5)), {"note": "test"})
+    save_operating_point(folder, model, OperatingPoint((0.3, 0.6, 0.5), (0.5, 0.7, 0.5)), {"note": "test"})
     assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval"),
                  "--json", str(tmp_path / "eval.json")]) == 0
     agents = json.loads((tmp_path / "eval.json").read_text())["model"]["agents"]
-    assert agents["threshold"] == {"car": 0.3, "pedestrian": 0.6, "bicycle": 0.5}
-    assert "0.3 (car), 0.6 (pedestrian)" in agents["filter"]
+    assert OperatingPoint.from_dict(agents["threshold"]) == OperatingPoint((0.3, 0.6, 0.5), (0.5, 0.7, 0.5))
+    assert "car 0.3 within 30 m, 0.5 beyond, pedestrian 0.6 within 20 m, 0.7 beyond" in agents["filter"]
     assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval2"),
                  "--json", str(tmp_path / "eval2.json"), "--existence-threshold", "0.4"]) == 0
-    assert json.loads((tmp_path / "eval2.json").read_text())["model"]["agents"]["threshold"] == pytest.approx(
-        {"car": 0.4, "pedestrian": 0.4, "bicycle": 0.4})
+    assert OperatingPoint.from_dict(json.loads((tmp_path / "eval2.json").read_text())["model"]["agents"]["threshold"]
+                                    ) == OperatingPoint.uniform(0.4)
     capsys.readouterr()
     assert main(["evaluate", "--model", str(folder), "--data", str(tiny_data), "--out", str(tmp_path / "eval3"),
                  "--card", "--existence-threshold", "0.4"]) == 2
@@ -697,6 +698,12 @@ def test_fit_operating_point_chooses_on_unseen_clips_and_evaluate_and_the_folder
         next(other.parameters()).add_(1.0)
     with pytest.raises(ModelFolderError, match="fitted to other weights .*fit-operating-point"):
         load_operating_point(folder, other)
+    save_operating_point(folder, model, OperatingPoint(), {"note": "test"})
+    document = json.loads((folder / OPERATING_POINT_FILE).read_text())
+    del document["threshold"]["car"]["beyond"]
+    (folder / OPERATING_POINT_FILE).write_text(json.dumps(document))
+    with pytest.raises(ModelFolderError, match="each group needs \"within_m\", \"threshold\" and \"beyond\""):
+        load_operating_point(folder, model)
     (folder / OPERATING_POINT_FILE).write_text(json.dumps({"format": "qcraft-wm-motion-prior/1"}))
     with pytest.raises(ModelFolderError, match="is not an operating point"):
         load_operating_point(folder, model)

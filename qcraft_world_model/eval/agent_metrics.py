@@ -33,7 +33,7 @@ from typing import Union
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from qcraft_world_model.model.agent_decode import OperatingPoint
+from qcraft_world_model.model.agent_decode import NEAR_RADIUS_M, OperatingPoint
 from qcraft_world_model.model.detection import CLASS_GROUPS, GROUP_OF_LABEL
 
 AP_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
@@ -91,11 +91,11 @@ Threshold = Union[float, OperatingPoint]
 def reported(w: WindowAgents, threshold: Threshold) -> np.ndarray:
     """The window's detections at the operating point."""
     if isinstance(threshold, OperatingPoint):
-        return threshold.reported(w.score, w.label)
+        return threshold.reported(w.score, w.label, w.position)
     return w.score >= threshold
 
 
-def threshold_record(threshold: Threshold) -> float | dict[str, float]:
+def threshold_record(threshold: Threshold) -> float | dict[str, dict[str, float]]:
     """The operating point as the evaluation JSON states it."""
     return threshold.as_dict() if isinstance(threshold, OperatingPoint) else threshold
 
@@ -391,19 +391,21 @@ def operating_point_by_visibility(windows: list[WindowAgents], threshold: Thresh
 
 
 #: The sets the project's agent targets are stated in: name, class group, radius (m).
-TARGET_SETS = (("car_30m", 0, 30.0), ("pedestrian_20m", 1, 20.0))
+TARGET_SETS = (("car_30m", 0, NEAR_RADIUS_M[0]), ("pedestrian_20m", 1, NEAR_RADIUS_M[1]))
 
 
 def group_within(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int, group: int,
-                 metres: float) -> dict:
-    """``operating_point`` of one class group's agents within ``metres``: its ground truth in scope there,
-    its detections there (other groups' detections and unmatched ones beyond are neither right nor wrong)."""
+                 metres: float, start: float = 0.0) -> dict:
+    """``operating_point`` of one class group's agents from ``start`` to ``metres`` from the ego: its ground
+    truth in scope there, its detections there (other groups' detections and unmatched ones outside are
+    neither right nor wrong)."""
     def keep(w: WindowAgents) -> np.ndarray:
-        return (np.linalg.norm(w.true_position, axis=1) < metres) & (groups_of(w.true_label) == group)
+        distance = np.linalg.norm(w.true_position, axis=1)
+        return (distance >= start) & (distance < metres) & (groups_of(w.true_label) == group)
 
     subset = [WindowAgents(**{**vars(w), "score": np.where(groups_of(w.label) == group, w.score, -1.0)})
               for w in windows]
-    return operating_point(subset, threshold, steps_s, modes, keep, (0.0, metres))
+    return operating_point(subset, threshold, steps_s, modes, keep, (start, metres))
 
 
 def targets_block(windows: list[WindowAgents], threshold: Threshold, steps_s: np.ndarray, modes: int,

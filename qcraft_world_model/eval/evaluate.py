@@ -219,7 +219,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                                      "size": data.size[clip].numpy(), "label": data.label[clip].numpy(),
                                      "truth": np.flatnonzero(w.in_scope),
                                      "pred": prediction.agents[row].take(operating.reported(
-                                         prediction.agents[row].score, prediction.agents[row].label))})
+                                         w.score, w.label, w.position))})
     seconds = time.perf_counter() - start
     modes = config.modes
     own_cv = [own_constant_velocity(w, steps_s) for w in windows]
@@ -237,7 +237,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
                              "filter": f"in scope: {visibility_note}, within {EVAL_RADIUS_M:g} m; other agents "
                                        f"present within {EVAL_RADIUS_M + IGNORE_MARGIN_M:g} m are ignored; "
                                        "operating point: existence >= "
-                                       + ", ".join(f"{t:g} ({name})" for name, t in operating.as_dict().items()),
+                                       + operating.describe(),
                              "ego_motion": ego_motion,
                              # A given predictor (recorded live, tracked) decoded its agents itself.
                              "motion_gain": (dict(zip(CLASS_GROUPS, prior.gain)) if predict_given is None
@@ -267,7 +267,7 @@ def velocity_by_ego_speed(windows: Sequence[WindowAgents], ego_velocity: np.ndar
     error is above both has not learned to see motion."""
     rows = []
     for window, ego in zip(windows, ego_velocity):
-        keep = operating.reported(window.score, window.label)
+        keep = operating.reported(window.score, window.label, window.position)
         for position, velocity in zip(window.position[keep], window.velocity[keep]):
             gap = np.where(window.in_scope, np.linalg.norm(window.true_position - position, axis=1), np.inf)
             g = int(np.argmin(gap))

@@ -19,10 +19,12 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def threshold_text(threshold: float | dict[str, float]) -> str:
-    """The evaluation's operating point in words: one score, or one per class group."""
+def threshold_text(threshold: float | dict[str, dict[str, float]]) -> str:
+    """The evaluation's operating point in words: one score, or per class group within and beyond its radius."""
     if isinstance(threshold, dict):
-        return ", ".join(f"{name} {value:.2f}" for name, value in threshold.items())
+        from qcraft_world_model.model.agent_decode import OperatingPoint
+
+        return OperatingPoint.from_dict(threshold).describe()
     return fmt(threshold)
 
 

@@ -47,7 +47,7 @@ def tracked_velocity(tracker: AgentTracker, agents: DecodedAgents, pose: np.ndar
     """
     x, y, heading = (float(v) for v in pose)
     to_map = _rotation(heading)
-    keep = np.flatnonzero(operating.reported(agents.score, agents.label))
+    keep = np.flatnonzero(operating.reported(agents.score, agents.label, agents.position))
     in_map = replace(agents.take(keep), position=agents.position[keep] @ to_map.T + [x, y])
     ids, _ = tracker.update(in_map, stamp_ns)
     tracks = {t.track_id: t for t in tracker.tracks}

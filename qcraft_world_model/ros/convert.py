@@ -51,7 +51,7 @@ def agents_message(agents: DecodedAgents, track_ids: np.ndarray, existence: np.n
     ``threshold`` (one for all, or an operating point's for the agent's class group), most likely first;
     paths most likely first."""
     operating = threshold if isinstance(threshold, OperatingPoint) else OperatingPoint.uniform(threshold)
-    reported = operating.reported(existence, agents.label)
+    reported = operating.reported(existence, agents.label, agents.position)
     out = []
     for i in np.argsort(-existence, kind="stable"):
         if not reported[i]:

@@ -281,7 +281,7 @@ class PredictorNode(LifecycleNode):
         self._geometry = {c.name: camera_geometry(c, self.config.image) for c in self.config.cameras}
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         gains = ", ".join(f"{name} {gain:g}" for name, gain in zip(CLASS_GROUPS, self._motion_prior.gain))
-        reported = ", ".join(f"{name} {t:g}" for name, t in self._operating.as_dict().items())
+        reported = self._operating.describe()
         self.get_logger().info(f"configured: {self.backend.name}, cameras {[c.name for c in self.config.cameras]}, "
                                f"motion gain {gains}, agents reported from existence {reported}")
         return TransitionCallbackReturn.SUCCESS

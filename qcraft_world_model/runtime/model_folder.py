@@ -205,9 +205,10 @@ def _save_decoding(path: Path, model: WorldModel, document: dict[str, Any]) -> P
     return path
 
 
-def _load_decoding(path: Path, model: WorldModel, form: str, what: str, refit: str, field: str) -> list[Any] | None:
-    """The per-group values (``CLASS_GROUPS`` order) under ``field`` of a file ``_save_decoding`` wrote;
-    None where there is no file. ModelFolderError for a file that is not one, or that was fitted to other
+def _load_decoding(path: Path, model: WorldModel, form: str, what: str, refit: str, field: str
+                   ) -> dict[str, Any] | None:
+    """The per-group values (a mapping of each of ``CLASS_GROUPS``) under ``field`` of a file
+    ``_save_decoding`` wrote; None where there is no file. ModelFolderError for a file that is not one, or that was fitted to other
     weights or config (``refit``: the command that fits it again)."""
     from qcraft_world_model.model.detection import CLASS_GROUPS
     from qcraft_world_model.runtime.onnx_export import export_key
@@ -224,8 +225,8 @@ def _load_decoding(path: Path, model: WorldModel, form: str, what: str, refit: s
         raise ModelFolderError(f"{path} was fitted to other weights or another config.json: fit it again ({refit})")
     values = document.get(field)
     if not isinstance(values, dict) or set(values) != set(CLASS_GROUPS):
-        raise ModelFolderError(f"{path}: \"{field}\" must map each of {', '.join(CLASS_GROUPS)} to a number")
-    return [values[name] for name in CLASS_GROUPS]
+        raise ModelFolderError(f"{path}: \"{field}\" must map each of {', '.join(CLASS_GROUPS)}")
+    return values
 
 
 def save_motion_prior(folder: str | Path, model: WorldModel, prior: MotionPrior, record: dict[str, Any]) -> Path:
@@ -244,7 +245,9 @@ def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
     if gains is None:
         return MotionPrior()
     try:
-        return MotionPrior(tuple(gains))
+        from qcraft_world_model.model.detection import CLASS_GROUPS
+
+        return MotionPrior(tuple(gains[name] for name in CLASS_GROUPS))
     except ValueError as err:
         raise ModelFolderError(f"{Path(folder) / MOTION_PRIOR_FILE}: {err}") from err
 
@@ -272,6 +275,9 @@ def load_operating_point(folder: str | Path, model: WorldModel) -> OperatingPoin
     if thresholds is None:
         return None
     try:
-        return OperatingPoint(tuple(thresholds))
+        return OperatingPoint.from_dict(thresholds)
+    except (KeyError, TypeError) as err:
+        raise ModelFolderError(f"{Path(folder) / OPERATING_POINT_FILE}: each group needs \"within_m\", \"threshold\" "
+                               f"and \"beyond\" ({type(err).__name__}: {err})") from err
     except ValueError as err:
         raise ModelFolderError(f"{Path(folder) / OPERATING_POINT_FILE}: {err}") from err

@@ -9,6 +9,7 @@ from typing import Any
 from qcraft_world_model.data.camera_rig import get_rig
 from qcraft_world_model.eval.bound import bound_markdown
 from qcraft_world_model.eval.report import agents_tables, frames_table
+from qcraft_world_model.model.agent_decode import OperatingPoint
 from qcraft_world_model.model.config import WorldModelConfig
 from qcraft_world_model.runtime.model_folder import DEFAULT_PRESET
 
@@ -129,10 +130,9 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
            "scores the head's motion as it is.", ""]
           if isinstance(gains, dict) and any(gain != 1.0 for gain in gains.values()) else []),
         *([f"Agents reported from the operating point (`operating_point.json`, `qcraft-wm fit-operating-point`, "
-           "chosen on validation clips for precision 0.7): existence "
-           + ", ".join(f"{name} {t:g}" for name, t in operating.items()) + "; the tables' threshold sweep shows "
-           "what other thresholds trade.", ""]
-          if isinstance(operating, dict) and any(t != 0.5 for t in operating.values()) else []),
+           "chosen on validation clips for precision 0.7): existence " + OperatingPoint.from_dict(operating).describe()
+           + "; the tables' threshold sweep shows what other thresholds trade.", ""]
+          if isinstance(operating, dict) and OperatingPoint.from_dict(operating) != OperatingPoint() else []),
         "## What the camera allows", "",
         bound_markdown(get_rig("front", config.width, config.height)[0].geometry(),
                        f"{model['preset']} (training rig's front camera)"),
