@@ -302,6 +302,21 @@ def ego_velocity_scores(true: np.ndarray, estimate: np.ndarray) -> dict[str, Any
                          for name, (lo, hi) in bands.items()}}
 
 
+def require_training_clips(data_root: str | Path, use: str) -> None:
+    """Refuse ``data_root`` unless it is clip dataset folders (comma-separated) of split train: what a part of
+    a model fitted after its weights (``use``, e.g. "fit the motion prior") may be chosen on."""
+    from qcraft_world_model.data.clip_dataset import DatasetError
+
+    for folder in str(data_root).split(","):
+        if not (Path(folder) / "manifest.json").is_file():
+            raise DatasetError(f"{folder} is not a clip dataset (no manifest.json): {use} on clips of the training "
+                               "maps (qcraft-wm generate clips --split train)")
+    split = data_split(data_root)
+    if split != "train":
+        raise DatasetError(f"{data_root} is split {split!r}: {use} on training clips only, never on an evaluation "
+                           "split (it becomes part of the model, like its weights)")
+
+
 def data_split(root: str | Path) -> str | None:
     """The split of a clip dataset folder, or of several (comma-separated: their splits joined by commas,
     each once); None for a bag or a folder without a manifest."""

@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from qcraft_world_model.data.clip_dataset import DatasetError
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.eval.agent_metrics import groups_of, operating_matches
-from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, data_split, predicted_windows
+from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, predicted_windows, require_training_clips
 from qcraft_world_model.model.agent_decode import MotionPrior
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
@@ -193,14 +192,7 @@ def fit_motion_prior(model: WorldModel, data: ClipTensors, clips: Sequence[int],
 def fit_folder(model: WorldModel, data_root: str | Path, every: int = 10) -> tuple[MotionPrior, dict[str, Any]]:
     """Fit on every ``every``-th clip of a clip dataset (or several, comma-separated): a dataset is stored
     map by map, so a spread sample sees every map."""
-    for folder in str(data_root).split(","):
-        if not (Path(folder) / "manifest.json").is_file():
-            raise DatasetError(f"{folder} is not a clip dataset (no manifest.json): fit the motion prior on "
-                               "training clips (qcraft-wm generate clips --split train)")
-    split = data_split(data_root)
-    if split != "train":
-        raise DatasetError(f"{data_root} is split {split!r}: fit the motion prior on training clips only "
-                           "(the gains become part of the model)")
+    require_training_clips(data_root, "fit the motion prior")
     data = ClipTensors.load(data_root, model.config, every=every)
     prior, record = fit_motion_prior(model, data, range(len(data)))
     return prior, {**record, "data": str(data_root), "every": every}

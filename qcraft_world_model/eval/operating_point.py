@@ -45,7 +45,7 @@ import numpy as np
 from qcraft_world_model.data.clip_dataset import DatasetError
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.eval.agent_metrics import WindowAgents, group_within
-from qcraft_world_model.eval.evaluate import EVAL_RADIUS_M, data_split, predicted_windows
+from qcraft_world_model.eval.evaluate import EVAL_RADIUS_M, predicted_windows, require_training_clips
 from qcraft_world_model.model.agent_decode import DEFAULT_EXISTENCE_THRESHOLD, NEAR_RADIUS_M, OperatingPoint
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
@@ -167,17 +167,9 @@ def _trained_on(model_folder: str | Path) -> list[Path]:
 def fit_folder(model: WorldModel, model_folder: str | Path, data_root: str | Path, every: int = 1
                ) -> tuple[OperatingPoint, dict[str, Any]]:
     """Choose on every ``every``-th clip of a validation clip dataset (or several, comma-separated)."""
-    folders = str(data_root).split(",")
-    for folder in folders:
-        if not (Path(folder) / "manifest.json").is_file():
-            raise DatasetError(f"{folder} is not a clip dataset (no manifest.json): choose the operating point on "
-                               "validation clips (qcraft-wm generate clips --split train, on seeds never trained on)")
-    split = data_split(data_root)
-    if split != "train":
-        raise DatasetError(f"{data_root} is split {split!r}: choose the operating point on clips of the training "
-                           "maps the model never trained on, never on an evaluation split")
+    require_training_clips(data_root, "choose the operating point")
     seen = set(_trained_on(model_folder))
-    for folder in folders:
+    for folder in str(data_root).split(","):
         if Path(folder).resolve() in seen:
             raise DatasetError(f"{folder} is what {model_folder} was trained on: choose the operating point on "
                                "clips it has not seen")
