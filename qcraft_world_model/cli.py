@@ -390,7 +390,7 @@ def _cmd_fit_operating_point(args: argparse.Namespace) -> int:
     if (args.model / OPERATING_POINT_FILE).exists() and not args.overwrite:
         raise ModelFolderError(f"{args.model / OPERATING_POINT_FILE} exists: pass --overwrite to choose it again")
     model = load_model(args.model)
-    operating, record = fit_folder(model, args.model, args.data, args.every)
+    operating, record = fit_folder(model, args.model, args.data, args.every, args.groups)
     path = save_operating_point(args.model, model, operating, record)
     _write_json(args.json, record)
     # A band that kept the default for want of agents or precision is named.
@@ -426,6 +426,18 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not in 0..1")
     return value
+
+
+def _class_groups(text: str) -> list[str]:
+    """An argparse type: comma-separated class groups (model/detection.CLASS_GROUPS)."""
+    from qcraft_world_model.model.detection import CLASS_GROUPS
+
+    groups = [g.strip() for g in text.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(CLASS_GROUPS))
+    if unknown or not groups:
+        raise argparse.ArgumentTypeError(f"no class group {', '.join(unknown) or repr(text)}; the groups are "
+                                         f"{', '.join(CLASS_GROUPS)}")
+    return groups
 
 
 def _positive_int(text: str) -> int:
@@ -634,6 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     point.add_argument("--data", type=Path, required=True,
                        help="validation clip dataset folder (split train, not trained on), or several comma-separated")
     point.add_argument("--every", type=_positive_int, default=1, help="use every N-th clip")
+    point.add_argument("--groups", type=_class_groups, default="car,pedestrian,bicycle",
+                       help="class groups to choose for (comma-separated); the others keep 0.5 in both bands")
     point.add_argument("--overwrite", action="store_true", help="replace the folder's operating_point.json")
     point.add_argument("--json", type=Path, help="also write the choice's record here")
     point.set_defaults(func=_cmd_fit_operating_point)

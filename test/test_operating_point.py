@@ -74,6 +74,12 @@ def test_the_lowest_threshold_that_keeps_precision_is_chosen_per_range_band() ->
     assert record["groups"]["pedestrian"]["within"]["agents"] == 0 < MIN_AGENTS
     assert "fewer than" in record["groups"]["pedestrian"]["within"]["note"]
     assert record["episodes"] == 10 and record["clips"] == 40
+    # A group left out keeps the default in both bands; what the rule would have chosen is recorded.
+    point, record = fit_operating_point(windows, episodes, STEPS_S, groups=("bicycle",))
+    assert point == OperatingPoint()
+    assert record["groups"]["car"]["within"]["chosen"] == 0.35 and "left out" in record["groups"]["car"]["within"]["note"]
+    with pytest.raises(ValueError, match="no class group truck"):
+        fit_operating_point(windows, episodes, STEPS_S, groups=("truck",))
 
 
 def test_a_group_whose_precision_never_holds_keeps_the_default() -> None:

@@ -131,11 +131,15 @@ def _choose_band(windows: list[WindowAgents], episodes: np.ndarray, group: int, 
     return entry
 
 
-def fit_operating_point(windows: list[WindowAgents], episodes: Sequence[str], steps_s: np.ndarray
-                        ) -> tuple[OperatingPoint, dict[str, Any]]:
+def fit_operating_point(windows: list[WindowAgents], episodes: Sequence[str], steps_s: np.ndarray,
+                        groups: Sequence[str] = CLASS_GROUPS) -> tuple[OperatingPoint, dict[str, Any]]:
     """The operating point of ``windows`` (one per clip, ``episodes`` naming each one's episode; ``steps_s``:
     the paths' times) and a record of the choice: per group and band the agents, the chosen threshold and
-    the curve it was read from."""
+    the curve it was read from. Groups not in ``groups`` keep DEFAULT_EXISTENCE_THRESHOLD in both bands
+    (their curves are still recorded): for a group whose choice did not hold where it was checked."""
+    unknown = sorted(set(groups) - set(CLASS_GROUPS))
+    if unknown:
+        raise ValueError(f"no class group {', '.join(unknown)}: the groups are {', '.join(CLASS_GROUPS)}")
     names = sorted(set(episodes))
     number = {name: i for i, name in enumerate(names)}
     episodes = np.array([number[e] for e in episodes], np.int64)
@@ -144,11 +148,15 @@ def fit_operating_point(windows: list[WindowAgents], episodes: Sequence[str], st
         radius = NEAR_RADIUS_M[group]
         within = _choose_band(windows, episodes, group, (0.0, radius), steps_s)
         beyond = _choose_band(windows, episodes, group, (radius, EVAL_RADIUS_M), steps_s)
+        if name not in groups:
+            for band in (within, beyond):
+                band["chosen"], band["threshold"] = band["threshold"], DEFAULT_EXISTENCE_THRESHOLD
+                band["note"] = f"not chosen (left out of the groups): {DEFAULT_EXISTENCE_THRESHOLD:g} is kept"
         near.append(within["threshold"])
         far.append(beyond["threshold"])
         record[name] = {"within": within, "beyond": beyond}
     return OperatingPoint(tuple(near), tuple(far), NEAR_RADIUS_M), {
-        "groups": record, "clips": len(windows), "episodes": len(names),
+        "groups": record, "clips": len(windows), "episodes": len(names), "chosen_groups": list(groups),
         "rule": f"per group and range band, the lowest threshold at which the {CONFIDENCE:.0%} one-sided lower bound "
                 f"of precision (bootstrap over episodes) is >= {TARGET_PRECISION:g} and above which the measured "
                 f"precision stays >= {TARGET_PRECISION:g}"}
@@ -164,9 +172,10 @@ def _trained_on(model_folder: str | Path) -> list[Path]:
     return [Path(folder).resolve() for folder in str(data).split(",") if folder]
 
 
-def fit_folder(model: WorldModel, model_folder: str | Path, data_root: str | Path, every: int = 1
-               ) -> tuple[OperatingPoint, dict[str, Any]]:
-    """Choose on every ``every``-th clip of a validation clip dataset (or several, comma-separated)."""
+def fit_folder(model: WorldModel, model_folder: str | Path, data_root: str | Path, every: int = 1,
+               groups: Sequence[str] = CLASS_GROUPS) -> tuple[OperatingPoint, dict[str, Any]]:
+    """Choose on every ``every``-th clip of a validation clip dataset (or several, comma-separated), for
+    ``groups`` (the others keep the default)."""
     require_training_clips(data_root, "choose the operating point")
     seen = set(_trained_on(model_folder))
     for folder in str(data_root).split(","):
@@ -176,6 +185,6 @@ def fit_folder(model: WorldModel, model_folder: str | Path, data_root: str | Pat
     data = ClipTensors.load(data_root, model.config, every=every)
     windows = [w for _, w in predicted_windows(model, data, range(len(data)))]
     steps_s = np.array(model.config.path_steps) / model.config.rate_hz
-    operating, record = fit_operating_point(windows, data.episodes, steps_s)
+    operating, record = fit_operating_point(windows, data.episodes, steps_s, groups)
     return operating, {**record, "data": str(data_root), "every": every}
 
