@@ -200,9 +200,10 @@ data-wide-eval-varied: $(DEPS_STAMP)
 #     visibility, 1400 steps (trained in session 11).
 # Each run was made with the code of its session (its commit in docs/model.md); this recipe runs them
 # with today's code (targets from rendered visibility since session 9), so a rerun is close, not equal.
-# Then the motion prior (fitted on training clips, validated leave-one-map-out), evaluate on the 800
+# Then the motion prior (fitted on training clips, validated leave-one-map-out), the operating point for cars
+# and bicycles (session 13: chosen on 400 validation clips; pedestrians stay at 0.5), evaluate on the 800
 # held-out clips (and the card), the moved camera, INT8 calibration, copy into models/lite-wide/.
-model: data-wide data-wide-train2 data-wide-eval800
+model: data-wide data-wide-train2 data-wide-eval800 data-wide-val
 	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train --out out/train/lite-wide --steps 1300 \
 	  --batch 8 --lr 5e-4 --warmup 100 --init-from models/lite --freeze stem --json out/train/lite-wide.json
 	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train --out out/train/lite-wide2 --steps 1300 \
@@ -215,6 +216,8 @@ model: data-wide data-wide-train2 data-wide-eval800
 	  --json out/train/lite-wide7.json
 	qcraft-wm fit-motion --model out/train/lite-wide7 --data $(DATA_WIDE)/train,$(DATA_WIDE)/train2 --every 10 \
 	  --overwrite --json out/train/lite-wide7-motion.json
+	qcraft-wm fit-operating-point --model out/train/lite-wide7 --data $(DATA_WIDE)/val --groups car,bicycle \
+	  --overwrite --json out/train/lite-wide7-operating-point.json
 	qcraft-wm evaluate --model out/train/lite-wide7 --data $(DATA_WIDE)/eval800 --out out/eval/lite-wide \
 	  --overwrite --json out/eval/lite-wide.json --card
 	qcraft-wm evaluate --model out/train/lite-wide7 --data $(DATA_WIDE)/eval --out out/eval/lite-wide-200 \
@@ -226,7 +229,8 @@ model: data-wide data-wide-train2 data-wide-eval800
 	mkdir -p models/lite-wide
 	cp out/train/lite-wide7/model.safetensors out/train/lite-wide7/config.json out/train/lite-wide7/curves.png \
 	  out/train/lite-wide7/log.csv out/train/lite-wide7/MODEL_CARD.md \
-	  out/train/lite-wide7/int8_calibration.safetensors out/train/lite-wide7/motion_prior.json models/lite-wide/
+	  out/train/lite-wide7/int8_calibration.safetensors out/train/lite-wide7/motion_prior.json \
+	  out/train/lite-wide7/operating_point.json models/lite-wide/
 	cp out/eval/lite-wide/metrics.json models/lite-wide/eval_metrics.json
 
 # models/lite-wide-varied (session 12, not the default): models/lite-wide continued on varied vehicle bodies with the
