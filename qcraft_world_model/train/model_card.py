@@ -97,6 +97,9 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
     gains = evaluation["model"]["agents"].get("motion_gain")
     operating = evaluation["model"]["agents"].get("threshold")
     weights = model_dir / "model.safetensors"
+    # Where the training folders are not on this machine (a card written again after a new evaluation),
+    # the data section of the card these weights already have is kept rather than emptied.
+    earlier = None if manifests else earlier_section(model_dir / "MODEL_CARD.md", "## Training data")
     config = WorldModelConfig.from_dict(model)
     command, limits = training_command(train_cfg), KNOWN_LIMITS.get(config.preset, [])
     make_target = "model" if config.preset == DEFAULT_PRESET else f"model-{config.preset}"  # the Makefile's
@@ -114,12 +117,13 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
         f"- transformer: depth {model['depth']}, width {model['dim']}, {model['heads']} heads, sliding window "
         f"{model['attention_window']}, {model['anchors']} global anchor tokens", "",
         "## Training data", "",
-        f"- `{train_cfg['data']}`: split `{', '.join(splits)}`, {clips} clips from SUMO "
-        "traffic rendered offscreen (docs/data.md)",
-        "- clips per map: " + ", ".join(f"{k} {v}" for k, v in sorted(per_map.items())),
-        *(["- vehicles drawn: " + ", ".join(f"{look} bodies {count} clips" for look, count in sorted(shapes.items()))
-           + " (docs/data.md)"] if shapes else []),
-        f"- data source: {', '.join(attribution)}", "",
+        *(earlier or [
+            f"- `{train_cfg['data']}`: split `{', '.join(splits)}`, {clips} clips from SUMO "
+            "traffic rendered offscreen (docs/data.md)",
+            "- clips per map: " + ", ".join(f"{k} {v}" for k, v in sorted(per_map.items())),
+            *(["- vehicles drawn: " + ", ".join(f"{look} bodies {count} clips" for look, count in sorted(shapes.items()))
+               + " (docs/data.md)"] if shapes else []),
+            f"- data source: {', '.join(attribution)}"]), "",
         "## Training", "",
         f"- command: `{command}`",
         f"- steps {training['step']} x batch {train_cfg['batch']}, AdamW lr {train_cfg['lr']} (cosine), seed "
@@ -147,6 +151,26 @@ def write_model_card(model_dir: str | Path, evaluation: dict[str, Any]) -> Path:
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def earlier_section(card: Path, heading: str) -> list[str] | None:
+    """The lines under ``heading`` of an existing card up to the next heading (blank edges stripped); None
+    where there is no such card or section."""
+    if not card.is_file():
+        return None
+    lines = card.read_text().splitlines()
+    if heading not in lines:
+        return None
+    body = []
+    for line in lines[lines.index(heading) + 1:]:
+        if line.startswith("## "):
+            break
+        body.append(line)
+    while body and not body[0].strip():
+        body.pop(0)
+    while body and not body[-1].strip():
+        body.pop()
+    return body or None
 
 
 def training_command(training: dict) -> str:
