@@ -233,18 +233,25 @@ model: data-wide data-wide-train2 data-wide-eval800 data-wide-val
 	  out/train/lite-wide7/operating_point.json models/lite-wide/
 	cp out/eval/lite-wide/metrics.json models/lite-wide/eval_metrics.json
 
-# models/lite-wide-varied (session 12, not the default): models/lite-wide continued on varied vehicle bodies with the
-# lens zoom (1600 steps, ~61 min on 2 cores), then on both looks (700 steps, ~30 min); evaluated on the 800
-# held-out clips (and its card), copied into models/lite-wide-varied/ (docs/model.md, "Session 12").
-model-varied: data-wide-train3 data-wide-train4 data-wide-eval800
+# models/lite-wide-varied (not the default): models/lite-wide continued on varied vehicle bodies with the lens zoom
+# (1600 steps, ~61 min on 2 cores), then on both looks (700 steps, ~30 min; session 12), then on both looks again
+# (2000 steps, seed 1, ~75 min alone; session 13); its operating point for cars and bicycles on the validation
+# clips; evaluated on the 800 held-out clips (and its card), copied into models/lite-wide-varied/ (docs/model.md).
+model-varied: data-wide-train3 data-wide-train4 data-wide-eval800 data-wide-val
 	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train3 --out out/train/lite-wide8 --steps 1600 --batch 8 \
 	  --lr 2e-4 --warmup 50 --init-from models/lite-wide --freeze stem --photometric 1 --zoom 1 --json out/train/lite-wide8.json
 	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train3,$(DATA_WIDE)/train4 --out out/train/lite-wide9 --steps 700 \
 	  --batch 8 --lr 1e-4 --warmup 20 --init-from out/train/lite-wide8 --freeze stem --photometric 1 --zoom 1 \
 	  --json out/train/lite-wide9.json
-	qcraft-wm evaluate --model out/train/lite-wide9 --data $(DATA_WIDE)/eval800 --out out/eval/lite-wide-varied \
+	qcraft-wm train --preset lite-wide --data $(DATA_WIDE)/train3,$(DATA_WIDE)/train4 --out out/train/lite-wide10 --steps 2000 \
+	  --batch 8 --lr 1e-4 --warmup 20 --seed 1 --init-from out/train/lite-wide9 --freeze stem --photometric 1 --zoom 1 \
+	  --json out/train/lite-wide10.json
+	qcraft-wm fit-operating-point --model out/train/lite-wide10 --data $(DATA_WIDE)/val --groups car,bicycle \
+	  --overwrite --json out/train/lite-wide10-operating-point.json
+	qcraft-wm evaluate --model out/train/lite-wide10 --data $(DATA_WIDE)/eval800 --out out/eval/lite-wide-varied \
 	  --overwrite --json out/eval/lite-wide-varied.json --card
 	mkdir -p models/lite-wide-varied
-	cp out/train/lite-wide9/model.safetensors out/train/lite-wide9/config.json out/train/lite-wide9/curves.png \
-	  out/train/lite-wide9/log.csv out/train/lite-wide9/MODEL_CARD.md models/lite-wide-varied/
+	cp out/train/lite-wide10/model.safetensors out/train/lite-wide10/config.json out/train/lite-wide10/curves.png \
+	  out/train/lite-wide10/log.csv out/train/lite-wide10/MODEL_CARD.md out/train/lite-wide10/operating_point.json \
+	  models/lite-wide-varied/
 	cp out/eval/lite-wide-varied/metrics.json models/lite-wide-varied/eval_metrics.json

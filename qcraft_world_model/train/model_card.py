@@ -48,8 +48,9 @@ KNOWN_LIMITS: dict[str, list[str]] = {"lite": [
     "false reports every group from output.existence_threshold.",
     "models/lite-wide (the default) was trained on one car body and partly misses vehicles drawn otherwise: on "
     "the same 200 held-out scenes with sedans, hatchbacks, SUVs, vans and pick-ups on wheels (eval_varied), its "
-    "AP@2m falls from 0.59 to 0.30 and precision from 0.82 to 0.63; models/lite-wide-varied (session 12, "
-    "trained on both looks) keeps 0.50 there but finds fewer cars of the old look at score 0.5 (docs/model.md). "
+    "AP@2m falls from 0.59 to 0.30 and precision from 0.82 to 0.63; models/lite-wide-varied (sessions 12-13, "
+    "trained on both looks) keeps 0.51 there at precision 0.77 but finds fewer cars of the default's look (LET "
+    "recall 0.52 against 0.57 on the 800 clips, each at its own operating point; docs/model.md). "
     "Another renderer's or a road's cars are such cars.",
     "Cars cut by the image edge (box centre outside the image, 52 of the 572 held-out cars within 30 m, "
     "mostly beside the ego) are not found at the operating point (0 of 52), though training asks for them "
