@@ -456,15 +456,22 @@ def test_odometry_gives_the_ego_velocity_and_its_absence_falls_back_to_the_estim
             if index < 20:
                 message = Odometry()
                 message.header.stamp = image.header.stamp
-                message.twist.twist.linear.x = float("nan") if index == 3 else 8.0
+                # The NaN one a second in: samples sent right after the publisher sees the match can still be
+                # lost while the reliable handshake completes (session 13 saw 0 of 1 rejected under load).
+                message.twist.twist.linear.x = float("nan") if index == 10 else 8.0
                 odometry.publish(message)
                 node.spin(0.01)
             node.publisher.publish(image)
             node.spin(0.1)
-        node.spin(2.0)
-        latest = next(s for array in reversed(node.diagnostics) for s in array.status
-                      if s.name.endswith("inference"))
-        values = {v.key: v.value for v in latest.values}
+        def inference_values() -> dict:
+            latest = next((s for array in reversed(node.diagnostics) for s in array.status
+                           if s.name.endswith("inference")), None)
+            return {} if latest is None else {v.key: v.value for v in latest.values}
+
+        node.wait_until(lambda: int(inference_values().get("ego_motion_estimated", 0)) >= 1, 20,
+                        "no window decoded with the model's own estimate after odometry stopped")
+        node.spin(1.5)  # one more diagnostics period
+        values = inference_values()
         assert int(values["odometry_rejected"]) == 1
         assert int(values["ego_motion_odometry"]) >= 1, values
         assert int(values["ego_motion_estimated"]) >= 1, values
