@@ -135,6 +135,8 @@ distclean: clean
 
 # The wide data: the standard clips rendered at 256x128 (same lens), ~20 min on 2 cores, 6.1 GB.
 DATA_WIDE ?= out/data-wide
+# The seven training maps (session 10 on): the six of `make data` and Braunschweig's centre.
+TRAIN_MAPS7 := a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic
 data-wide: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --clips 2000 --image-size 256 --image-height 128 \
 	  --out $(DATA_WIDE)/train --json $(DATA_WIDE)/train.json
@@ -160,27 +162,27 @@ data-wide-eval800b: $(DEPS_STAMP)
 # 2400 more training clips (session 10): new seeds and a seventh map (~14 min on 2 cores, 6.1 GB).
 data-wide-train2: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 41 --clips 2400 --image-size 256 --image-height 128 \
-	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --maps $(TRAIN_MAPS7) \
 	  --out $(DATA_WIDE)/train2 --json $(DATA_WIDE)/train2.json
 
 # 4000 training clips with varied vehicle bodies (session 12): new seeds on the seven maps, cars drawn as
 # sedans, hatchbacks, SUVs, vans and pick-ups with wheels and lights (and the fixed look), ~15 min on 2 cores.
 data-wide-train3: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 200 --clips 4000 --image-size 256 --image-height 128 \
-	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --maps $(TRAIN_MAPS7) \
 	  --vehicle-shapes varied --out $(DATA_WIDE)/train3 --json $(DATA_WIDE)/train3.json
 
 # 1200 training clips in the fixed look on new seeds (session 12's second run: varied and fixed looks mixed), ~4 min.
 data-wide-train4: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 400 --clips 1200 --image-size 256 --image-height 128 \
-	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --maps $(TRAIN_MAPS7) \
 	  --out $(DATA_WIDE)/train4 --json $(DATA_WIDE)/train4.json
 
 # 400 validation clips (session 13): the seven training maps on seeds no model here trained on (600-615), the
 # default look; what each model's operating point is chosen on (qcraft-wm fit-operating-point), ~4 min.
 data-wide-val: $(DEPS_STAMP)
 	qcraft-wm generate clips --split train --seed 600 --clips 400 --image-size 256 --image-height 128 \
-	  --maps a10_motorway,ingolstadt,braunschweig,braunschweig_center,random_grid,random_spider,random_organic \
+	  --maps $(TRAIN_MAPS7) \
 	  --out $(DATA_WIDE)/val --json $(DATA_WIDE)/val.json
 
 # The 200 held-out clips of `eval` (same seeds, traffic and cameras) with the vehicles drawn in the varied

@@ -116,8 +116,9 @@ def test_agents_are_published_from_their_group_s_operating_point(ros) -> None:  
     existence = np.array([0.9, 0.4, 0.4])
 
     def published(threshold) -> list[tuple[int, int]]:  # noqa: ANN001
+        operating = threshold if isinstance(threshold, OperatingPoint) else OperatingPoint.uniform(threshold)
         message = agents_message(agents, np.array([11, 12, 13]), existence, 5_000_000_000, "base_link", 0.5,
-                                 threshold, "tiny@test", "torch", 3.0)
+                                 operating, "tiny@test", "torch", 3.0)
         return [(a.object_id, a.label) for a in message.agents]
 
     _, msgs = ros

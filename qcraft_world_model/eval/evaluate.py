@@ -23,8 +23,7 @@ import torch
 from qcraft_world_model.eval.agent_metrics import WindowAgents, baseline_scores, score_windows
 from qcraft_world_model.eval.baselines import constant_velocity, copy_last_frame
 from qcraft_world_model.eval.metrics import psnr, ssim
-from qcraft_world_model.model.agent_decode import (DEFAULT_EXISTENCE_THRESHOLD, DecodedAgents, MotionPrior, OperatingPoint,
-                                                   decode_agents)
+from qcraft_world_model.model.agent_decode import DecodedAgents, MotionPrior, OperatingPoint, decode_agents
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
 from qcraft_world_model.data.clip_tensors import Batch, ClipTensors
@@ -37,9 +36,6 @@ IGNORE_MARGIN_M = 5.0
 MIN_VISIBILITY = 0.4
 #: Peaks below this are not decoded at all (AP needs the low-score ones too).
 DECODE_THRESHOLD = 0.05
-#: The score agents are reported from where a model folder has no operating point of its own
-#: (``agent_decode.OperatingPoint``): the node's default existence threshold.
-EXISTENCE_THRESHOLD = DEFAULT_EXISTENCE_THRESHOLD
 
 
 @dataclass
@@ -175,7 +171,7 @@ def evaluate_clips(model: WorldModel, data_root: str | Path | ClipTensors, max_c
     the model's agents are decoded with (the model folder's; the default: the head's motion as it is).
     ``every``: score only every so-many-th clip of the folder (a spread over its maps), before ``max_clips``.
     ``operating``: which agents are reported (the model folder's operating point; the default: every group
-    from EXISTENCE_THRESHOLD). AP and the threshold sweep do not depend on it.
+    from ``agent_decode.DEFAULT_EXISTENCE_THRESHOLD``). AP and the threshold sweep do not depend on it.
     """
     config = model.config
     data = (data_root if isinstance(data_root, ClipTensors)

@@ -39,8 +39,8 @@ import numpy as np
 
 from qcraft_world_model.data.clip_tensors import ClipTensors
 from qcraft_world_model.eval.agent_metrics import groups_of, operating_matches
-from qcraft_world_model.eval.evaluate import EXISTENCE_THRESHOLD, predicted_windows, require_training_clips
-from qcraft_world_model.model.agent_decode import MotionPrior
+from qcraft_world_model.eval.evaluate import predicted_windows, require_training_clips
+from qcraft_world_model.model.agent_decode import DEFAULT_EXISTENCE_THRESHOLD, MotionPrior
 from qcraft_world_model.model.detection import CLASS_GROUPS
 from qcraft_world_model.model.world_model import WorldModel
 
@@ -164,7 +164,7 @@ def fit_motion_prior(model: WorldModel, data: ClipTensors, clips: Sequence[int],
     chosen = list(clips)
     # The head's motion as it is (no prior): the gains are fitted to it.
     for clip, w in predicted_windows(model, data, chosen, batch, ego_motion):
-        pairs, _ = operating_matches(w, w.score >= EXISTENCE_THRESHOLD, let=False)
+        pairs, _ = operating_matches(w, w.score >= DEFAULT_EXISTENCE_THRESHOLD, let=False)
         for p, t in pairs:
             if not w.true_future_valid[t, -1]:
                 continue

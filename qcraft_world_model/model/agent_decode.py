@@ -120,7 +120,7 @@ class OperatingPoint:
 
     def reported(self, score: np.ndarray, label: np.ndarray, position: np.ndarray) -> np.ndarray:
         """Which of the agents (scores, labels, ego-frame positions (D, 2)) reach their threshold."""
-        group = np.asarray([GROUP_OF_LABEL[int(label)] for label in np.asarray(label).reshape(-1)], np.int64)
+        group = np.asarray(GROUP_OF_LABEL, np.int64)[np.asarray(label, np.int64).reshape(-1)]
         distance = np.linalg.norm(np.asarray(position, float).reshape(-1, 2), axis=1)
         near = distance < np.asarray(self.radius_m)[group]
         needed = np.where(near, np.asarray(self.threshold)[group], np.asarray(self.beyond)[group])

@@ -45,12 +45,11 @@ def covariance6(xy: np.ndarray, yaw_variance: float = UNOBSERVED_VARIANCE) -> li
 
 
 def agents_message(agents: DecodedAgents, track_ids: np.ndarray, existence: np.ndarray, stamp_ns: int,
-                   frame_id: str, path_step_s: float, threshold: float | OperatingPoint, model_id: str,
+                   frame_id: str, path_step_s: float, operating: OperatingPoint, model_id: str,
                    backend: str, inference_ms: float) -> PredictedAgents:
     """PredictedAgents from one window's decoded, tracked agents: those whose track existence reaches
-    ``threshold`` (one for all, or an operating point's for the agent's class group), most likely first;
-    paths most likely first."""
-    operating = threshold if isinstance(threshold, OperatingPoint) else OperatingPoint.uniform(threshold)
+    ``operating``'s threshold for the agent's class group and range, most likely first; paths most likely
+    first."""
     reported = operating.reported(existence, agents.label, agents.position)
     out = []
     for i in np.argsort(-existence, kind="stable"):

@@ -244,9 +244,9 @@ def load_motion_prior(folder: str | Path, model: WorldModel) -> MotionPrior:
                            f"qcraft-wm fit-motion --model {folder} --data TRAINING_CLIPS --overwrite", "gain")
     if gains is None:
         return MotionPrior()
-    try:
-        from qcraft_world_model.model.detection import CLASS_GROUPS
+    from qcraft_world_model.model.detection import CLASS_GROUPS
 
+    try:
         return MotionPrior(tuple(gains[name] for name in CLASS_GROUPS))
     except ValueError as err:
         raise ModelFolderError(f"{Path(folder) / MOTION_PRIOR_FILE}: {err}") from err
